@@ -1,0 +1,82 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// The module map is ARCHITECTURE.md's: a pure core, one adapter per outside world, one
+// composition root, one executable. Each C library is imported by exactly one Swift module.
+
+let package = Package(
+    name: "vaktpost",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vaktpost", targets: ["vaktpost"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
+    ],
+    targets: [
+        // System libraries. Debian package names in `providers` are what `.ci/run` installs.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CBlueZ", pkgConfig: "bluez", providers: [.apt(["libbluetooth-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Pure domain: no I/O, no Foundation, no C.
+        .target(name: "VaktpostCore"),
+
+        // File descriptors, errno, files: the one place the agent touches POSIX directly.
+        .target(
+            name: "VaktpostPosix",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+        ),
+
+        // Adapters. They never import each other; they meet in Agent through Core types.
+        .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        .target(name: "Uplink", dependencies: ["VaktpostCore", "CCurl"]),
+        .target(name: "BLEInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CBlueZ", "CLibCrypto"]),
+        .target(name: "SerialInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CUdev"]),
+
+        // Composition root: config file → validated config → services.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "VaktpostCore", "VaktpostPosix", "SQLiteStore", "Uplink", "BLEInput", "SerialInput",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "vaktpost",
+            dependencies: [
+                "Agent", "VaktpostCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "VaktpostCoreTests", dependencies: ["VaktpostCore"]),
+        .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
+        .testTarget(name: "BLEInputTests", dependencies: ["BLEInput"]),
+        .testTarget(name: "SerialInputTests", dependencies: ["SerialInput"]),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "VaktpostCore", "VaktpostPosix",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Runs the built `vaktpost` binary the way a technician would.
+        .testTarget(name: "CLITests", dependencies: ["vaktpost"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}
