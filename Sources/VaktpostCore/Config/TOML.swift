@@ -263,7 +263,10 @@ private struct TOMLParser {
             current = fresh
         } else {
             if let existing = table[last.name] {
-                guard case .table(let t) = existing.value, t.origin == .implicit else {
+                guard case .table(let t) = existing.value else {
+                    throw fail("'\(last.name)' is already \(existing.value.kindName) (line \(existing.keyLocation.line)), so [\(name)] cannot be a table", at: start)
+                }
+                guard t.origin == .implicit else {
                     throw fail("table [\(name)] is defined twice; merge the two sections", at: start)
                 }
                 t.origin = .header

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// Runs the built `vaktpost` binary the way a technician does, and reads what it prints.
+/// `swift test` builds it beside this test bundle (this target depends on it).
+struct Run {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+let repositoryRoot: String = {
+    var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return parts.joined(separator: "/")
+}()
+
+func vaktpost(_ arguments: [String]) throws -> Run {
+    let binDir = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
+    var binary = binDir.appendingPathComponent("vaktpost")
+    // The test bundle may sit one level down (…/debug/vaktpostPackageTests.xctest).
+    if !FileManager.default.isExecutableFile(atPath: binary.path) {
+        binary = binDir.deletingLastPathComponent().appendingPathComponent("vaktpost")
+    }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+@Suite struct CLITests {
+    @Test func configCheckAcceptsTheExample() throws {
+        let run = try vaktpost(["config", "check", "--no-files", "--config", repositoryRoot + "/deploy/vaktpost.example.toml"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains(": OK (3 sensors, 3 rules)"))
+    }
+
+    /// The issue's "done when": a misspelled key, a bad duration and a window like 25:00-07:00, in one run, each with its line.
+    @Test func configCheckRejectsThreeMistakesInOneRunNamingEachLine() throws {
+        let path = NSTemporaryDirectory() + "vaktpost-cli-\(getpid())-bad.toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try """
+            [hub]
+            id = "hub-0001"
+
+            [[sensors]]
+            id = "bed"
+            role = "bed"
+            room = "bedroom"
+            supervison = "2h"
+
+            [[rules]]
+            id = "night-bed"
+            kind = "not-back-in-bed"
+            sensor = "bed"
+            window = "25:00-07:00"
+            after = "30 min"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try vaktpost(["config", "check", "--config", path])
+        #expect(run.status == 1)
+        #expect(run.stdout.contains("\(path):8:1: error: unknown key 'supervison' in sensor \"bed\"\n    hint: did you mean 'supervision'?"), "\(run.stdout)")
+        #expect(run.stdout.contains("\(path):14:10: error: window \"25:00-07:00\": hour 25 is out of range"))
+        #expect(run.stdout.contains("\(path):15:9: error: after: \"30 min\" has a space in it"))
+        #expect(run.stdout.contains("3 errors"))
+    }
+
+    @Test func configCheckJSON() throws {
+        let run = try vaktpost(["config", "check", "--json", "--config", "/nonexistent.toml"])
+        #expect(run.status == 1)
+        let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(object?["valid"] as? Bool == false)
+        #expect((object?["errors"] as? [[String: Any]])?.first?["hint"] != nil)
+    }
+
+    @Test func versionNamesEveryLinkedLibrary() throws {
+        let run = try vaktpost(["version"])
+        #expect(run.status == 0)
+        for name in ["sqlite", "libcurl", "libcrypto", "bluez", "libudev"] {
+            #expect(run.stdout.contains("  \(name): "), "\(run.stdout)")
+        }
+        #expect(!run.stdout.contains("PROBLEM"))
+        #expect(try vaktpost(["--version"]).stdout == "0.1.0\n")
+    }
+
+    @Test func anUnknownCommandExplainsItself() throws {
+        let run = try vaktpost(["confg"])
+        #expect(run.status == 64)  // EX_USAGE
+        #expect(run.stderr.contains("Unexpected argument 'confg'"))
+        #expect(run.stderr.contains("vaktpost --help"))
+    }
+}

@@ -1,0 +1,105 @@
+import Testing
+@testable import VaktpostCore
+
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct EventTests {
+    @Test func uuidV7CarriesTimeVersionAndVariant() throws {
+        var rng = SeededGenerator(state: 1)
+        let ms: Int64 = 1_774_747_200_123
+        let id = EventID.v7(unixMilliseconds: ms, using: &rng)
+        #expect(id.version == 7)
+        #expect(id.low >> 62 == 0b10)
+        #expect(id.unixMilliseconds == ms)
+        let text = id.description
+        #expect(text.count == 36)
+        #expect(Array(text)[14] == "7")
+        #expect(EventID(text) == id)
+        #expect(EventID("not-a-uuid") == nil)
+        let later = EventID.v7(unixMilliseconds: ms + 1, using: &rng)
+        #expect(id < later)
+    }
+
+    @Test func everyCatalogTypeIsUniqueAndHasCodes() {
+        var seen: Set<EventType> = []
+        for kind in EventCatalog.kinds {
+            #expect(seen.insert(kind.type).inserted, "\(kind.type) listed twice")
+            let codes = EventCatalog.codes(for: kind.type, state: .active, role: .bed, room: .bedroom)
+            #expect(codes.scaipDeviceType.count == 4)
+            #expect(kind.type.rawValue.contains("."))
+            #expect(!kind.meaning.isEmpty)
+        }
+    }
+
+    @Test func bedNotReturnedCarriesScaipAndVkpCodes() {
+        let active = EventCatalog.codes(for: .bedNotReturned, state: .active, role: .bed, room: .bedroom)
+        #expect(active == EventCodes(scaipDeviceType: "0012", scaipStatus: "0104", scaipLocation: "012", vkpReason: "2", vkpAlert: "4.2"))
+        let cleared = EventCatalog.codes(for: .bedNotReturned, state: .cleared, role: .bed, room: .bedroom)
+        #expect(cleared.scaipStatus == "0094")
+        #expect(EventCatalog.codes(for: .sensorBatteryLow, state: .cleared, role: .door, room: .frontDoor)
+                == EventCodes(scaipDeviceType: "0014", scaipStatus: "0015", scaipLocation: "039", vkpReason: nil, vkpAlert: nil))
+        #expect(EventCatalog.codes(for: .uplinkLost, state: .active, role: nil, room: nil).scaipLocation == "002")
+    }
+
+    @Test func lanesFollowTheClass() {
+        #expect(EventClass.alarm.lane == .alarm)
+        #expect(EventClass.technical.lane == .alarm)
+        #expect(EventClass.test.lane == .alarm)
+        #expect(EventClass.state.lane == .bulk)
+        #expect(EventClass.log.lane == .bulk)
+    }
+
+    @Test func eventJSONFollowsTheHubEventSchema() {
+        var rng = SeededGenerator(state: 7)
+        let wall = RFC3339.parse("2026-03-29T03:20:00+02:00")!.time
+        let id = EventID.v7(unixMilliseconds: wall.millisecondsSinceEpoch, using: &rng)
+        let event = Event(
+            eventID: id, seq: 18234, eventClass: .alarm, type: .bedNotReturned, state: .active, correlationID: id,
+            priority: Priority(7), sensor: SensorID("bed"), room: .bedroom, rule: "night-bed",
+            occurredAt: EventTime(wall: wall, utcOffsetSeconds: 7200, boottimeNanoseconds: 51_234_567_890_123, bootID: "3f1c", clockSynced: true),
+            codes: EventCatalog.codes(for: .bedNotReturned, state: .active, role: .bed, room: .bedroom),
+            data: [("minutesAway", .int(30))])
+        let json = event.json
+        #expect(json["schema"] == .string("hub-event/1"))
+        #expect(json["eventId"] == .string(id.description))
+        #expect(json["seq"] == .int(18234))
+        #expect(json["class"] == .string("alarm"))
+        #expect(json["type"] == .string("bed.not_returned"))
+        #expect(json["occurredAt"] == .string("2026-03-29T03:20:00.000+02:00"))
+        #expect(json["location"]?["code"] == .string("012"))
+        #expect(json["location"]?["text"] == .string("Soverom"))
+        #expect(json["codes"]?["scaip"]?["stc"] == .string("0104"))
+        #expect(json["codes"]?["vkp"]?["alert"] == .string("4.2"))
+        #expect(json["clock"]?["boottimeNs"] == .int(51_234_567_890_123))
+        #expect(json["data"]?["minutesAway"] == .int(30))
+        #expect(event.lane == .alarm)
+    }
+
+    @Test func jsonEscapesAndOrders() {
+        let v = JSONValue.object([("b", .string("line\nbreak \"quoted\" \u{01}")), ("a", .array([.int(1), .double(2.5), .null, .bool(false)]))])
+        #expect(v.serialized == #"{"b":"line\nbreak \"quoted\" \u0001","a":[1,2.5,null,false]}"#)
+        #expect(JSONValue.double(.nan).serialized == "null")
+    }
+
+    @Test(arguments: ["bed", "front-door", "a1", String(repeating: "x", count: 32)])
+    func validSensorIDs(text: String) { #expect(SensorID(text) != nil) }
+
+    @Test(arguments: ["", "Bed", "front door", "bed_1", "æ", String(repeating: "x", count: 33)])
+    func invalidSensorIDs(text: String) { #expect(SensorID(text) == nil) }
+
+    @Test func roomsCarryScaipLocationCodes() {
+        #expect(Room.bedroom.scaipLocationCode == "012")
+        #expect(Room.bathroom.scaipLocationCode == "011")
+        #expect(Room.frontDoor.scaipLocationCode == "039")
+        #expect(Set(Room.allCases.map(\.scaipLocationCode)).count == Room.allCases.count)
+    }
+}
