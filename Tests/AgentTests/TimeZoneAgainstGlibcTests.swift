@@ -8,26 +8,24 @@ import VaktpostCore
 /// The core's TZif reading against glibc's own `localtime_r`, zone by zone.
 /// Serialized: `TZ` is process-global, and only this suite touches it.
 @Suite(.serialized) struct TimeZoneAgainstGlibcTests {
-    func glibcOffset(_ zone: String, _ t: Int64) -> Int {
+    func glibcTime(_ zone: String, _ t: Int64) -> Glibc.tm {
         setenv("TZ", ":" + zone, 1)
         tzset()
         var seconds = time_t(t)
         var tm = Glibc.tm()
         localtime_r(&seconds, &tm)
-        return Int(tm.tm_gmtoff)
+        return tm
     }
 
+    func glibcOffset(_ zone: String, _ t: Int64) -> Int { Int(glibcTime(zone, t).tm_gmtoff) }
+
+    /// glibc's local time written the way the core writes RFC 3339.
     func glibcLocal(_ zone: String, _ t: Int64) -> String {
-        setenv("TZ", ":" + zone, 1)
-        tzset()
-        var seconds = time_t(t)
-        var tm = Glibc.tm()
-        localtime_r(&seconds, &tm)
-        let off = Int(tm.tm_gmtoff)
+        let tm = glibcTime(zone, t)
         func p(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let sign = off < 0 ? "-" : "+"
-        let h = abs(off) / 3600, m = abs(off) / 60 % 60
-        return "\(tm.tm_year + 1900)-\(p(tm.tm_mon + 1))-\(p(tm.tm_mday))T\(p(tm.tm_hour)):\(p(tm.tm_min)):\(p(tm.tm_sec))\(sign)\(h < 10 ? "0" : "")\(h):\(m < 10 ? "0" : "")\(m)"
+        let off = Int32(tm.tm_gmtoff)
+        return "\(tm.tm_year + 1900)-\(p(tm.tm_mon + 1))-\(p(tm.tm_mday))T\(p(tm.tm_hour)):\(p(tm.tm_min)):\(p(tm.tm_sec))"
+            + (off < 0 ? "-" : "+") + p(abs(off) / 3600) + ":" + p(abs(off) / 60 % 60)
     }
 
     /// Every Europe/Oslo transition from 2024 through 2030: found by glibc, matched to the second by the core.
