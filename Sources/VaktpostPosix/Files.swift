@@ -123,3 +123,18 @@ public enum SystemClock {
 
 /// Nanoseconds since the Unix epoch (VaktpostPosix does not depend on the core's `WallTime`).
 public typealias WallTimeNanoseconds = Int64
+
+extension Files {
+    /// A new private directory under `$TMPDIR` (or /tmp).
+    public static func makeTemporaryDirectory(prefix: String) throws(PosixError) -> String {
+        let base = environment("TMPDIR") ?? "/tmp"
+        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw PosixError(Errno(rawValue: Glibc.errno), function: "mkdtemp", path: base) }
+        return String(cString: made)
+    }
+
+    /// Removes a file or an empty directory; a missing one is not an error.
+    public static func remove(_ path: String) {
+        if unlink(path) != 0 { rmdir(path) }
+    }
+}

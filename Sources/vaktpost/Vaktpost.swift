@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Agent
 import ArgumentParser
 import Logging
@@ -11,7 +14,7 @@ struct Vaktpost: ParsableCommand {
         abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
         discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
         version: AgentInfo.version,
-        subcommands: [ConfigCommand.self, VersionCommand.self]
+        subcommands: [ConfigCommand.self, ReplayCommand.self, VersionCommand.self]
     )
 }
 
@@ -72,5 +75,78 @@ struct VersionCommand: ParsableCommand {
         for lib in AgentInfo.libraries {
             print("  \(lib.name): \(lib.version)\(lib.problem.map { "  PROBLEM: \($0)" } ?? "")")
         }
+    }
+}
+
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Run the supervision rules over a scenario on simulated time and print the events.",
+        discussion: """
+            The config needs only [hub], [[sensors]] and [[rules]]. Each scenario line is one JSON object, in time order:
+              {"at": "2026-03-29T01:50:00+01:00", "sensor": "bed", "reading": {"occupied": false}}
+              {"at": "...", "sensor": "door", "seen": true}      a frame with no state (supervision only)
+              {"at": "...", "restart": true}                     the agent restarts here
+              {"at": "...", "end": true}                         run the clock to this time, then stop
+            Reading keys: occupied, open, fall, pressed, motion, tamper (true/false), battery (0-100), rssi (dBm).
+            Blank lines and lines starting with # are skipped. Each event is printed as one JSON line.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
+    var config: String
+
+    @Option(name: .long, help: ArgumentHelp("The scenario, one JSON object per line.", valueName: "FILE"))
+    var scenario: String
+
+    @Option(name: .long, help: "Seed for event ids, so a replay is reproducible.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        let report = ConfigFile.check(path: config, scope: .replay)
+        guard let cfg = report.config, let zone = report.timeZone else {
+            for d in report.report.diagnostics { printError(d.rendered(file: config)) }
+            throw ExitCode(1)
+        }
+        let text: String
+        do {
+            text = String(decoding: try Files.read(scenario), as: UTF8.self)
+        } catch {
+            printError("\(scenario): cannot read the scenario: \(error)")
+            throw ExitCode(1)
+        }
+        let steps: [ScenarioStep]
+        switch Scenario.parse(text, sensors: cfg.sensors.map(\.id)) {
+        case .success(let parsed): steps = parsed.map(\.step)
+        case .failure(let e):
+            printError("\(scenario):\(e.line): error: \(e.message)")
+            throw ExitCode(1)
+        }
+        let dir = try Files.makeTemporaryDirectory(prefix: "vaktpost-replay")
+        let stateFile = dir + "/rules.state.json"
+        defer {
+            Files.remove(stateFile)
+            Files.remove(dir)
+        }
+        do {
+            try Replay(config: cfg, zone: zone, stateFile: stateFile, seed: seed).run(steps) { event in
+                print(Scenario.outputLine(event, zone: zone))
+            }
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ line: String) {
+    var stderr = StandardError()
+    print(line, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        let bytes = Array(string.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -96,3 +96,45 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         #expect(run.stderr.contains("vaktpost --help"))
     }
 }
+
+@Suite struct ReplayCLITests {
+    let scenarios = repositoryRoot + "/Tests/Fixtures/scenarios"
+
+    @Test func replayPrintsOneJSONLinePerEventInTheDocumentedShape() throws {
+        let run = try vaktpost(["replay", "--config", scenarios + "/home.toml", "--scenario", scenarios + "/dst-spring-2026.jsonl"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stdout.split(separator: "\n")
+        #expect(lines.count == 4)
+        let alarm = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [String: Any]
+        #expect(alarm?["at"] as? String == "2026-03-29T03:20:00+02:00")
+        #expect(alarm?["type"] as? String == "bed.not_returned")
+        #expect(alarm?["class"] as? String == "alarm")
+        #expect(alarm?["state"] as? String == "active")
+        #expect(alarm?["sensor"] as? String == "bed")
+        #expect(alarm?["rule"] as? String == "night-bed")
+        #expect(alarm?["correlationId"] as? String == alarm?["eventId"] as? String)
+        #expect(lines[1].hasPrefix("{\"at\":\"2026-03-29T03:20:00+02:00\",\"class\":\"alarm\",\"type\":\"bed.not_returned\",\"state\":\"active\",\"sensor\":\"bed\",\"rule\":\"night-bed\",\"correlationId\":"))
+        // The same seed gives the same ids; another seed other ids.
+        #expect(try vaktpost(["replay", "--config", scenarios + "/home.toml", "--scenario", scenarios + "/dst-spring-2026.jsonl"]).stdout == run.stdout)
+        #expect(try vaktpost(["replay", "--seed", "9", "--config", scenarios + "/home.toml", "--scenario", scenarios + "/dst-spring-2026.jsonl"]).stdout != run.stdout)
+    }
+
+    @Test func aScenarioErrorNamesTheFileAndLine() throws {
+        let path = NSTemporaryDirectory() + "vaktpost-cli-\(getpid())-bad.jsonl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try """
+            {"at": "2026-03-29T01:50:00+01:00", "sensor": "bed", "reading": {"occupied": false}}
+            {"at": "2026-03-29T01:55:00+01:00", "sensor": "sofa", "seen": true}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let run = try vaktpost(["replay", "--config", scenarios + "/home.toml", "--scenario", path])
+        #expect(run.status == 1)
+        #expect(run.stderr.hasPrefix("\(path):2: error: unknown sensor \"sofa\""), "\(run.stderr)")
+        #expect(run.stdout.isEmpty)
+    }
+
+    @Test func aBrokenConfigStopsReplayWithItsErrors() throws {
+        let run = try vaktpost(["replay", "--config", scenarios + "/missing.toml", "--scenario", scenarios + "/fall.jsonl"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("cannot read the config"))
+    }
+}

@@ -274,3 +274,14 @@ extension String {
         return out + rest
     }
 }
+
+@Suite struct ConfigWarningTests {
+    @Test func aFallDetectorWithoutARuleIsWarnedAbout() {
+        let text = baseConfig + "\n[[sensors]]\nid = \"fall\"\nrole = \"fall\"\nroom = \"bathroom\"\n"
+        let report = ConfigReader.read(text, scope: .replay)
+        #expect(report.config != nil)
+        let w = report.warnings.first { $0.message.contains("has no rule") }
+        #expect(w?.location?.line == line(of: "id = \"fall\"", in: text))
+        #expect(w?.hint == "add [[rules]] with kind = \"fall\" and sensor = \"fall\"")
+    }
+}

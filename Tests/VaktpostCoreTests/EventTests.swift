@@ -1,20 +1,9 @@
 import Testing
 @testable import VaktpostCore
 
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite struct EventTests {
     @Test func uuidV7CarriesTimeVersionAndVariant() throws {
-        var rng = SeededGenerator(state: 1)
+        var rng = SplitMix64(seed: 1)
         let ms: Int64 = 1_774_747_200_123
         let id = EventID.v7(unixMilliseconds: ms, using: &rng)
         #expect(id.version == 7)
@@ -59,7 +48,7 @@ struct SeededGenerator: RandomNumberGenerator {
     }
 
     @Test func eventJSONFollowsTheHubEventSchema() {
-        var rng = SeededGenerator(state: 7)
+        var rng = SplitMix64(seed: 7)
         let wall = RFC3339.parse("2026-03-29T03:20:00+02:00")!.time
         let id = EventID.v7(unixMilliseconds: wall.millisecondsSinceEpoch, using: &rng)
         let event = Event(

@@ -145,6 +145,7 @@ private struct ConfigDecoder {
         let hub = decodeHub(root)
         let sensors = decodeSensors(root)
         let rules = decodeRules(root, sensors: sensors)
+        warnAboutSensorsNoRuleWatches(sensors: sensors, rules: rules, root: root)
         var platform: PlatformConfig? = nil
         var outbox = OutboxConfig(path: OutboxConfig.defaultPath, maxBytes: 64 << 20, maxRows: 200_000)
         var ble = BLEConfig(adapter: "hci0", mode: .raw, replay: nil, silentAfter: .seconds(60))
@@ -325,6 +326,7 @@ private struct ConfigDecoder {
                         id = sid
                         r.context = "sensor \"\(text)\""
                         r.path = "sensors.\(text)"
+                        locations["sensors.\(text)"] = at
                     }
                 } else {
                     error(at, "sensor id \"\(text)\" is not allowed", hint: SensorID.hint)
@@ -651,6 +653,18 @@ private struct ConfigDecoder {
             out.append(s)
         }
         return out
+    }
+
+    /// A fall detector or alarm button with no rule raises nothing when it fires: almost always a
+    /// forgotten [[rules]] section, and the kind of silent gap this agent exists to close.
+    mutating func warnAboutSensorsNoRuleWatches(sensors: [SensorConfig], rules: [RuleConfig], root: TOMLTable) {
+        for sensor in sensors where sensor.role == .fall || sensor.role == .button {
+            let watched = rules.contains { ($0.kind == .fall || $0.kind == .button) && $0.sensors.contains(sensor.id) }
+            if !watched {
+                warning(locations["sensors.\(sensor.id)"], "sensor \"\(sensor.id)\" (\(sensor.role.rawValue)) has no rule, so it raises no alarm",
+                        hint: "add [[rules]] with kind = \"\(sensor.role.rawValue)\" and sensor = \"\(sensor.id)\"")
+            }
+        }
     }
 
     mutating func crossCheckTransports(sensors: [SensorConfig], serial: [SerialConfig], root: TOMLTable) {

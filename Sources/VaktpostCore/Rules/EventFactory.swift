@@ -1,0 +1,37 @@
+/// Makes the events one engine step produces: new ids, the three-way time stamp, the codes.
+///
+/// The id randomness and the clock stamp come from outside, so the same scenario with the same
+/// seed gives byte-identical output, and production gets real randomness and the real boot clock.
+public struct EventFactory {
+    public internal(set) var rng: any RandomNumberGenerator
+    let stamp: (WallTime) -> EventTime
+    public private(set) var events: [Event] = []
+
+    public init(rng: any RandomNumberGenerator, stamp: @escaping (WallTime) -> EventTime) {
+        self.rng = rng
+        self.stamp = stamp
+    }
+
+    /// Hands over the events made so far and starts a new batch.
+    public mutating func take() -> [Event] {
+        defer { events = [] }
+        return events
+    }
+
+    /// Records one event and returns its id. A `cleared`/`update` carries `correlation`, the id
+    /// of the `active` event it belongs to; an `active` event correlates with itself.
+    @discardableResult
+    mutating func emit(
+        _ type: EventType, _ state: EventState, at time: WallTime, sensor: SensorConfig?, rule: RuleConfig?,
+        correlation: EventID? = nil, status: String? = nil, data: [(String, JSONValue)] = []
+    ) -> EventID {
+        guard let kind = EventCatalog.kind(of: type) else { preconditionFailure("event type \(type) is not in EventCatalog") }
+        let id = EventID.v7(unixMilliseconds: time.millisecondsSinceEpoch, using: &rng)
+        events.append(Event(
+            eventID: id, eventClass: kind.eventClass, type: type, state: state, correlationID: correlation ?? id,
+            priority: kind.priority, sensor: sensor?.id, room: sensor?.room, rule: rule?.id, occurredAt: stamp(time),
+            codes: EventCatalog.codes(for: type, state: state, role: sensor?.role, room: sensor?.room, status: status),
+            data: data))
+        return id
+    }
+}
