@@ -34,6 +34,7 @@ let package = Package(
 
         // Adapters. They never import each other; they meet in Agent through Core types.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        .target(name: "Outbox", dependencies: ["VaktpostCore", "SQLiteStore"]),
         .target(name: "Uplink", dependencies: ["VaktpostCore", "CCurl"]),
         .target(name: "BLEInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CBlueZ", "CLibCrypto"]),
         .target(name: "SerialInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CUdev"]),
@@ -42,7 +43,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "VaktpostCore", "VaktpostPosix", "SQLiteStore", "Uplink", "BLEInput", "SerialInput",
+                "VaktpostCore", "VaktpostPosix", "SQLiteStore", "Outbox", "Uplink", "BLEInput", "SerialInput",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -58,6 +59,11 @@ let package = Package(
 
         .testTarget(name: "VaktpostCoreTests", dependencies: ["VaktpostCore"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLiteStore", "VaktpostCore", "outbox-probe"]),
+
+        // Drives the outbox from a separate process: the crash test SIGKILLs it, the ingest
+        // benchmark times it. Not a product; built for tests and Benchmarks/.
+        .executableTarget(name: "outbox-probe", dependencies: ["Outbox", "VaktpostCore"], path: "Tests/OutboxProbe"),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput"]),

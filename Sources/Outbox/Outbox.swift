@@ -1,0 +1,562 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SQLiteStore
+import VaktpostCore
+
+/// The durable queue between the rule engine and the uplink. Every event is stored here before
+/// anything is sent, and leaves only when the platform has acknowledged it.
+///
+/// - `seq` is per hub, strictly increasing and never reused: it is persisted with every write;
+///   after an unclean stop the counter skips the block it may have handed to events held in
+///   memory, so the platform sees a gap (something may be lost) rather than a repeat.
+/// - Two lanes: `alarm` (alarm, technical, test) and `bulk` (state, log); priority order within
+///   a lane. A batch's id and exact bytes are stored before its first send.
+/// - One transaction per `append`: one fsync for the whole group, `synchronous=FULL` whenever it
+///   carries an alarm-lane event, so an alarm is on disk before `append` returns.
+/// - When full: oldest `log` first, then superseded `state`; alarms, technical and test events
+///   are never evicted. When the disk itself is full: events wait in a bounded memory queue.
+///
+/// Not `Sendable`: one owner calls it from one thread (the daemon gives it its own).
+public final class Outbox {
+    public let path: String
+    let db: Connection
+    let limits: OutboxLimits
+    let now: () -> WallTime
+    let makeEvent: TechnicalEventMaker
+    var rng = SystemRandomNumberGenerator()
+
+    var nextSeq: UInt64
+    var rows = 0
+    var bytes: Int64 = 0
+    /// Events accepted while the disk was full, not yet written.
+    var memory: [StoredEvent] = []
+    var memoryRuleState: EngineState?
+    var memoryBatches: [Lane: OutboxBatch] = [:]
+    var memoryEvicted = (log: Int64(0), state: Int64(0))
+    var diskFull: EventID?
+    var pressure: EventID?
+    var synchronousFull: Bool?
+
+    /// Where a damaged database was moved at open, if one was.
+    public private(set) var recoveredFrom: String?
+
+    /// Opens (or creates) the outbox. A damaged file is moved aside and replaced, and the new
+    /// outbox starts with an `outbox.recovered` event: the agent runs on instead of crash-looping.
+    public init(path: String, limits: OutboxLimits = OutboxLimits(), now: @escaping () -> WallTime, makeEvent: @escaping TechnicalEventMaker) throws {
+        self.path = path
+        self.limits = limits
+        self.now = now
+        self.makeEvent = makeEvent
+        let existed = access(path, F_OK) == 0
+        var recovered: (movedTo: String, reason: String)? = nil
+        var connection: Connection
+        do {
+            connection = try Outbox.openChecked(path)
+        } catch let error as SQLiteError where error.isCorrupt {
+            let movedTo = try Outbox.moveAside(path, at: now())
+            recovered = (movedTo, error.message)
+            connection = try Connection(path: path)
+        }
+        db = connection
+        try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY")
+        try Outbox.migrator.migrate(db)
+        if let pages = limits.maxPages { try db.execute("PRAGMA max_page_count = \(pages)") }
+
+        var seq = UInt64(try db.integer("SELECT value FROM meta WHERE key = 'next_seq'") ?? 1)
+        if recovered != nil {
+            // The old counter is unreadable; a floor from the clock keeps new seqs above every old one.
+            seq = max(seq, UInt64(max(1, now().millisecondsSinceEpoch)) * 1000)
+        } else if existed, try db.integer("SELECT value FROM meta WHERE key = 'clean'") != 1 {
+            seq += UInt64(limits.memoryEvents)
+        }
+        nextSeq = seq
+        pressure = try db.text("SELECT text FROM meta WHERE key = 'pressure_id'").flatMap(EventID.init)
+        try db.transaction {
+            try setMeta("next_seq", Int64(nextSeq))
+            try setMeta("clean", 0)
+        }
+        try recount()
+        if let recovered {
+            recoveredFrom = recovered.movedTo
+            try append([makeEvent(.outboxRecovered, .active, nil, [("movedAside", .string(recovered.movedTo)), ("reason", .string(recovered.reason))])])
+        }
+    }
+
+    deinit { try? close() }
+
+    /// Marks a clean stop, so the next start needs no seq gap.
+    public func close() throws {
+        guard memory.isEmpty else { return }  // events only in memory: the next start must skip their seqs
+        try setMeta("clean", 1)
+    }
+
+    static func openChecked(_ path: String) throws -> Connection {
+        let c = try Connection(path: path)
+        let result = try c.text("PRAGMA quick_check")
+        guard result == "ok" else {
+            throw SQLiteError(code: 11, extendedCode: 11, message: "quick_check: \(result ?? "no answer")")
+        }
+        return c
+    }
+
+    /// `outbox.sqlite` → `outbox.corrupt-20261124T072234Z.sqlite`, with its -wal and -shm.
+    static func moveAside(_ path: String, at time: WallTime) throws -> String {
+        let c = CivilDateTime(time, utcOffsetSeconds: 0)
+        func p(_ v: Int, _ w: Int = 2) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+        let stamp = "\(p(c.year, 4))\(p(c.month))\(p(c.day))T\(p(c.hour))\(p(c.minute))\(p(c.second))Z"
+        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) + "/" : ""
+        let target = dir + "outbox.corrupt-\(stamp).sqlite"
+        guard rename(path, target) == 0 else {
+            throw SQLiteError(code: 10, extendedCode: 10, message: "cannot move the damaged outbox aside to \(target): errno \(errno)")
+        }
+        for suffix in ["-wal", "-shm"] { rename(path + suffix, target + suffix) }
+        return target
+    }
+
+    static var migrator: Migrator {
+        var m = Migrator()
+        m.add(version: 1, """
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER, text TEXT);
+            CREATE TABLE events (
+                seq INTEGER PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                lane INTEGER NOT NULL,
+                class TEXT NOT NULL,
+                type TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                sensor TEXT,
+                occurred_ns INTEGER NOT NULL,
+                payload BLOB NOT NULL,
+                batch_id TEXT
+            );
+            CREATE INDEX events_queue ON events (lane, batch_id, priority DESC, seq);
+            CREATE TABLE batches (batch_id TEXT PRIMARY KEY, lane INTEGER NOT NULL, body BLOB NOT NULL, created_ns INTEGER NOT NULL);
+            CREATE TABLE dead_letters (
+                seq INTEGER PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                lane INTEGER NOT NULL,
+                class TEXT NOT NULL,
+                type TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                sensor TEXT,
+                occurred_ns INTEGER NOT NULL,
+                payload BLOB NOT NULL,
+                reason TEXT NOT NULL,
+                rejected_ns INTEGER NOT NULL
+            );
+            CREATE TABLE rule_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+            """)
+        return m
+    }
+
+    // MARK: Storing
+
+    /// Stores events (and the rule state that produced them) in one transaction. Returns their
+    /// seqs. When this returns, every alarm-lane event is on disk, or, if the disk is full, held
+    /// in memory and retried on the next call; it throws only when it did not accept the events.
+    @discardableResult
+    public func append(_ events: [Event], ruleState: EngineState? = nil) throws -> [UInt64] {
+        if !memory.isEmpty { try? flushMemory() }
+        var stored = events.map(prepare)
+        if memory.isEmpty {
+            do {
+                try setSynchronous(full: stored.contains { $0.lane == .alarm })
+                try db.transaction {
+                    for e in stored { try insert(e) }
+                    rows += stored.count
+                    bytes += stored.reduce(0) { $0 + Int64($1.payload.count) }
+                    if let ruleState { try saveRuleState(ruleState) }
+                    try setMeta("next_seq", Int64(nextSeq))
+                    try enforceCapacity()
+                }
+                return stored.map(\.seq)
+            } catch let error as SQLiteError where error.isFull {
+                // Rolled back. The seqs stay taken (never reused); the events go to memory below.
+                try? reloadAfterRollback()
+            }
+        }
+        let incomingAlarms = stored.filter { $0.lane == .alarm }.count
+        guard memory.filter({ $0.lane == .alarm }).count + incomingAlarms <= limits.memoryEvents else {
+            throw OutboxError.memoryFull(limit: limits.memoryEvents)
+        }
+        if diskFull == nil {
+            let event = prepare(makeEvent(.outboxDiskFull, .active, nil, [("inMemory", .int(Int64(memory.count + stored.count)))]))
+            diskFull = event.eventID
+            stored.append(event)
+        }
+        memory += stored
+        if let ruleState { memoryRuleState = ruleState }
+        trimMemory()
+        return stored.map(\.seq)
+    }
+
+    /// Tries again to write what waits in memory. Called by every `append`; the daemon also
+    /// calls it on a timer so a quiet hub notices when space returns.
+    public func flushMemory() throws {
+        guard !memory.isEmpty else { return }
+        let cleared = diskFull.map { prepare(makeEvent(.outboxDiskFull, .cleared, $0, [("written", .int(Int64(memory.count)))])) }
+        let pending = memory + (cleared.map { [$0] } ?? [])
+        try setSynchronous(full: true)
+        do {
+            try writeMemory(pending)
+        } catch {
+            try? reloadAfterRollback()
+            throw error
+        }
+        memory = []
+        memoryRuleState = nil
+        memoryEvicted = (0, 0)
+        diskFull = nil
+        memoryBatches = [:]  // now ordinary stored batches: nextBatch finds them in the table
+    }
+
+    func writeMemory(_ pending: [StoredEvent]) throws {
+        try db.transaction {
+            for e in pending { try insert(e) }
+            rows += pending.count
+            bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
+            for batch in memoryBatches.values {
+                try db.prepare("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES (?, ?, ?, ?)")
+                    .bind(.text(batch.id), .integer(batch.lane.code), .blob(batch.body), .integer(now().nanosecondsSinceEpoch)).run()
+                for e in batch.events {
+                    try db.prepare("UPDATE events SET batch_id = ? WHERE event_id = ?").bind(.text(batch.id), .text(e.eventID.description)).run()
+                }
+            }
+            if let state = memoryRuleState { try saveRuleState(state) }
+            try addCounter("evicted_log", memoryEvicted.log)
+            try addCounter("coalesced_state", memoryEvicted.state)
+            try setMeta("next_seq", Int64(nextSeq))
+        }
+    }
+
+    /// Keeps the memory queue inside its bound: oldest log, then oldest state go first.
+    func trimMemory() {
+        for victim in [EventClass.log, .state] {
+            while memory.count > limits.memoryEvents, let i = memory.firstIndex(where: { $0.eventClass == victim && !inMemoryBatch($0) }) {
+                memory.remove(at: i)
+                if victim == .log { memoryEvicted.log += 1 } else { memoryEvicted.state += 1 }
+            }
+        }
+    }
+
+    func inMemoryBatch(_ e: StoredEvent) -> Bool {
+        memoryBatches.values.contains { $0.events.contains { $0.eventID == e.eventID } }
+    }
+
+    /// Gives the event its seq and its bytes.
+    func prepare(_ event: Event) -> StoredEvent {
+        var e = event
+        e.seq = nextSeq
+        nextSeq += 1
+        return StoredEvent(
+            seq: e.seq!, eventID: e.eventID, lane: e.lane, eventClass: e.eventClass, type: e.type.rawValue,
+            priority: e.priority.value, sensor: e.sensor?.rawValue, occurredAt: e.occurredAt.wall,
+            payload: Array(e.json.serialized.utf8))
+    }
+
+    func insert(_ e: StoredEvent) throws {
+        try db.prepare("""
+            INSERT INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).bind(
+                .integer(Int64(e.seq)), .text(e.eventID.description), .integer(e.lane.code), .text(e.eventClass.rawValue),
+                .text(e.type), .integer(Int64(e.priority)), e.sensor.map(SQLiteValue.text) ?? .null,
+                .integer(e.occurredAt.nanosecondsSinceEpoch), .blob(e.payload)
+            ).run()
+    }
+
+    /// Inserts an event of the outbox's own inside a running transaction.
+    func insertOwn(_ event: Event) throws -> EventID {
+        let e = prepare(event)
+        try insert(e)
+        rows += 1
+        bytes += Int64(e.payload.count)
+        try setMeta("next_seq", Int64(nextSeq))
+        return e.eventID
+    }
+
+    func setSynchronous(full: Bool) throws {
+        guard synchronousFull != full else { return }
+        // FULL syncs the WAL at every commit: an alarm is on disk when append returns. NORMAL
+        // leaves bulk-only commits to the next checkpoint's sync: still consistent after a crash.
+        try db.execute("PRAGMA synchronous = \(full ? "FULL" : "NORMAL")")
+        synchronousFull = full
+    }
+
+    func setMeta(_ key: String, _ value: Int64) throws {
+        try db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(.text(key), .integer(value)).run()
+    }
+
+    func setMetaText(_ key: String, _ text: String?) throws {
+        try db.prepare("INSERT INTO meta (key, text) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET text = excluded.text")
+            .bind(.text(key), text.map(SQLiteValue.text) ?? .null).run()
+    }
+
+    func addCounter(_ key: String, _ delta: Int64) throws {
+        guard delta != 0 else { return }
+        try db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value")
+            .bind(.text(key), .integer(delta)).run()
+    }
+
+    /// A rolled-back transaction may have evicted rows or raised pressure in memory only.
+    func reloadAfterRollback() throws {
+        try recount()
+        pressure = try db.text("SELECT text FROM meta WHERE key = 'pressure_id'").flatMap(EventID.init)
+    }
+
+    func recount() throws {
+        let s = try db.prepare("SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM events")
+        _ = try s.step()
+        rows = Int(s.int64(0))
+        bytes = s.int64(1)
+    }
+
+    var overLimit: Bool { rows > limits.maxRows || bytes > limits.maxBytes }
+
+    /// Inside an append's transaction: evict what the policy allows until the outbox fits.
+    func enforceCapacity() throws {
+        guard overLimit else { return }
+        try recount()  // `vaktpost queue retry-dead-letters` may have added rows behind our back
+        guard overLimit else { return }
+        var evictedLog: Int64 = 0
+        while overLimit {
+            let s = try db.prepare("SELECT seq, length(payload) FROM events WHERE class = 'log' AND batch_id IS NULL ORDER BY seq LIMIT 256")
+            var victims: [(Int64, Int64)] = []
+            while try s.step() { victims.append((s.int64(0), s.int64(1))) }
+            guard !victims.isEmpty else { break }
+            for (seq, size) in victims where overLimit {
+                try db.prepare("DELETE FROM events WHERE seq = ?").bind(.integer(seq)).run()
+                rows -= 1
+                bytes -= size
+                evictedLog += 1
+            }
+        }
+        var coalesced: Int64 = 0
+        if overLimit {
+            // Keep the newest state per sensor (and kind of state); the platform applies state
+            // last-writer-wins by seq, so older ones carry no information it still needs.
+            try db.execute("""
+                DELETE FROM events WHERE class = 'state' AND batch_id IS NULL
+                AND seq NOT IN (SELECT MAX(seq) FROM events WHERE class = 'state' GROUP BY sensor, type)
+                """)
+            coalesced = Int64(db.changes)
+            try recount()
+        }
+        try addCounter("evicted_log", evictedLog)
+        try addCounter("coalesced_state", coalesced)
+        if pressure == nil {
+            let id = try insertOwn(makeEvent(.outboxPressure, .active, nil, [
+                ("evictedLog", .int(evictedLog)), ("coalescedState", .int(coalesced)),
+                ("rows", .int(Int64(rows))), ("bytes", .int(bytes)),
+                ("maxRows", .int(Int64(limits.maxRows))), ("maxBytes", .int(limits.maxBytes)),
+            ]))
+            pressure = id
+            try setMetaText("pressure_id", id.description)
+        }
+    }
+
+    /// Inside a settle's transaction: the pressure is over once the outbox is below 80 % of both limits.
+    func clearPressureIfRelieved() throws {
+        guard let active = pressure, Double(rows) < Double(limits.maxRows) * 0.8, Double(bytes) < Double(limits.maxBytes) * 0.8 else { return }
+        _ = try insertOwn(makeEvent(.outboxPressure, .cleared, active, [("rows", .int(Int64(rows))), ("bytes", .int(bytes))]))
+        pressure = nil
+        try setMetaText("pressure_id", nil)
+    }
+
+    // MARK: Rule state
+
+    func saveRuleState(_ state: EngineState) throws {
+        try db.prepare("INSERT INTO rule_state (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state")
+            .bind(.text(state.json.serialized)).run()
+    }
+
+    /// The rule engine's state as last committed with its events, or nil on a fresh outbox.
+    public func loadRuleState() throws -> EngineState? {
+        if let state = memoryRuleState { return state }
+        guard let text = try db.text("SELECT state FROM rule_state WHERE id = 1") else { return nil }
+        return try EngineState(json: JSONValue.parse(text))
+    }
+
+    // MARK: Sending
+
+    /// The next batch for `lane`: the one already made and not yet settled (same id, same
+    /// bytes), or a new one of up to `maxCount` events and `maxBytes` bytes (at least one event),
+    /// highest priority first, then oldest. `body` writes the request body for the uplink.
+    public func nextBatch(lane: Lane, maxCount: Int, maxBytes: Int, body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
+        if let batch = memoryBatches[lane] { return batch }
+        if let batch = try storedBatch(lane) { return batch }
+        let waiting = memory.filter { $0.lane == lane }.sorted(by: Outbox.sendOrder)
+        let candidates = waiting.isEmpty ? try queued(lane, limit: maxCount) : waiting
+        var chosen: [StoredEvent] = []
+        var size = 0
+        for e in candidates.prefix(maxCount) {
+            if !chosen.isEmpty && size + e.payload.count > maxBytes { break }
+            chosen.append(e)
+            size += e.payload.count
+        }
+        guard !chosen.isEmpty else { return nil }
+        let id = EventID.v7(unixMilliseconds: now().millisecondsSinceEpoch, using: &rng).description
+        var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty)
+        if !batch.inMemory {
+            do {
+                try setSynchronous(full: true)
+                try db.transaction {
+                    try db.prepare("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES (?, ?, ?, ?)")
+                        .bind(.text(id), .integer(lane.code), .blob(batch.body), .integer(now().nanosecondsSinceEpoch)).run()
+                    let mark = try db.prepare("UPDATE events SET batch_id = ? WHERE seq = ?")
+                    for e in chosen { try mark.bind(.text(id), .integer(Int64(e.seq))).run() }
+                }
+            } catch let error as SQLiteError where error.isFull {
+                batch.inMemory = true  // still sendable; its bytes live in memory until settled
+            }
+        }
+        if batch.inMemory { memoryBatches[lane] = batch }
+        return batch
+    }
+
+    static func sendOrder(_ a: StoredEvent, _ b: StoredEvent) -> Bool {
+        (a.priority, b.seq) > (b.priority, a.seq)
+    }
+
+    func storedBatch(_ lane: Lane) throws -> OutboxBatch? {
+        let s = try db.prepare("SELECT batch_id, body FROM batches WHERE lane = ? ORDER BY created_ns LIMIT 1").bind(.integer(lane.code))
+        guard try s.step(), let id = s.text(0) else { return nil }
+        let body = s.blob(1)
+        let events = try fetch(where: "batch_id = ?", [.text(id)], limit: Int.max)
+        return OutboxBatch(id: id, lane: lane, body: body, events: events, inMemory: false)
+    }
+
+    func queued(_ lane: Lane, limit: Int) throws -> [StoredEvent] {
+        try fetch(where: "lane = ? AND batch_id IS NULL", [.integer(lane.code)], limit: limit)
+    }
+
+    func fetch(where condition: String, _ values: [SQLiteValue], limit: Int) throws -> [StoredEvent] {
+        let s = try db.prepare("""
+            SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload FROM events
+            WHERE \(condition) ORDER BY priority DESC, seq LIMIT ?
+            """).bind(values + [.integer(Int64(min(limit, Int(Int32.max))))])
+        var out: [StoredEvent] = []
+        while try s.step() {
+            out.append(StoredEvent(
+                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, lane: Lane(code: s.int64(2)),
+                eventClass: EventClass(rawValue: s.text(3) ?? "") ?? .log, type: s.text(4) ?? "", priority: Int(s.int64(5)),
+                sensor: s.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: s.int64(7)), payload: s.blob(8)))
+        }
+        return out
+    }
+
+    /// Records what the platform said: delivered events leave, rejected ones become dead letters
+    /// with the reason, and events it did not answer for go back to the queue for a new batch.
+    public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
+        let onlyInMemory = Set(memory.map(\.eventID))
+        try setSynchronous(full: true)
+        try db.transaction {
+            for e in batch.events {
+                switch outcomes[e.eventID] {
+                case .delivered?:
+                    try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+                case .rejected(let reason)?:
+                    try db.prepare("""
+                        INSERT OR IGNORE INTO dead_letters (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, reason, rejected_ns)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """).bind(
+                            .integer(Int64(e.seq)), .text(e.eventID.description), .integer(e.lane.code), .text(e.eventClass.rawValue),
+                            .text(e.type), .integer(Int64(e.priority)), e.sensor.map(SQLiteValue.text) ?? .null,
+                            .integer(e.occurredAt.nanosecondsSinceEpoch), .blob(e.payload), .text(reason), .integer(now().nanosecondsSinceEpoch)
+                        ).run()
+                    try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+                case nil:
+                    try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+                }
+            }
+            try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch.id)).run()
+            let gone = batch.events.filter { outcomes[$0.eventID] != nil && !onlyInMemory.contains($0.eventID) }
+            rows -= gone.count
+            bytes -= gone.reduce(0) { $0 + Int64($1.payload.count) }
+            try clearPressureIfRelieved()
+        }
+        memory.removeAll { e in outcomes[e.eventID] != nil }
+        if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
+    }
+
+    // MARK: Reading the queue
+
+    public func status() throws -> OutboxStatus {
+        var s = try Outbox.status(of: db)
+        s.inMemory = memory.count
+        s.nextSeq = nextSeq
+        return s
+    }
+
+    static func status(of db: Connection) throws -> OutboxStatus {
+        var lanes: [Lane: LaneStatus] = [.alarm: LaneStatus(depth: 0, bytes: 0, oldest: nil), .bulk: LaneStatus(depth: 0, bytes: 0, oldest: nil)]
+        let s = try db.prepare("SELECT lane, COUNT(*), SUM(length(payload)), MIN(occurred_ns) FROM events GROUP BY lane")
+        while try s.step() {
+            lanes[Lane(code: s.int64(0))] = LaneStatus(depth: Int(s.int64(1)), bytes: s.int64(2), oldest: WallTime(nanosecondsSinceEpoch: s.int64(3)))
+        }
+        return OutboxStatus(
+            lanes: lanes,
+            deadLetters: Int(try db.integer("SELECT COUNT(*) FROM dead_letters") ?? 0),
+            evictedLog: try db.integer("SELECT value FROM meta WHERE key = 'evicted_log'") ?? 0,
+            coalescedState: try db.integer("SELECT value FROM meta WHERE key = 'coalesced_state'") ?? 0,
+            inMemory: 0,
+            nextSeq: UInt64(try db.integer("SELECT value FROM meta WHERE key = 'next_seq'") ?? 1))
+    }
+
+    public func deadLetters() throws -> [DeadLetter] { try Outbox.deadLetters(in: db) }
+
+    static func deadLetters(in db: Connection) throws -> [DeadLetter] {
+        let s = try db.prepare("SELECT seq, event_id, type, class, reason, rejected_ns FROM dead_letters ORDER BY seq")
+        var out: [DeadLetter] = []
+        while try s.step() {
+            out.append(DeadLetter(
+                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, type: s.text(2) ?? "", eventClass: s.text(3) ?? "",
+                reason: s.text(4) ?? "", rejectedAt: WallTime(nanosecondsSinceEpoch: s.int64(5))))
+        }
+        return out
+    }
+
+    /// Puts every dead letter back in the queue (after the platform fixed what it rejected them for).
+    @discardableResult
+    public func retryDeadLetters() throws -> Int {
+        let n = try Outbox.retryDeadLetters(in: db)
+        try recount()
+        return n
+    }
+
+    static func retryDeadLetters(in db: Connection) throws -> Int {
+        try db.transaction {
+            try db.execute("""
+                INSERT OR IGNORE INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
+                SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload FROM dead_letters
+                """)
+            let n = db.changes
+            try db.execute("DELETE FROM dead_letters")
+            return n
+        }
+    }
+}
+
+extension Lane {
+    var code: Int64 { self == .alarm ? 0 : 1 }
+    init(code: Int64) { self = code == 0 ? .alarm : .bulk }
+}
+
+/// The outbox seen from outside the daemon: `vaktpost queue` reads it without taking it over.
+public enum OutboxFile {
+    /// Opens read-only; works while the daemon writes (WAL readers never block the writer).
+    public static func status(path: String) throws -> OutboxStatus {
+        try Outbox.status(of: try Connection(path: path, mode: .readOnly))
+    }
+
+    public static func deadLetters(path: String) throws -> [DeadLetter] {
+        try Outbox.deadLetters(in: try Connection(path: path, mode: .readOnly))
+    }
+
+    /// Writes: waits for the daemon's current transaction (busy timeout) and runs its own.
+    public static func retryDeadLetters(path: String) throws -> Int {
+        try Outbox.retryDeadLetters(in: try Connection(path: path))
+    }
+}

@@ -1,0 +1,95 @@
+import VaktpostCore
+
+/// How large the outbox may grow. Alarms, technical and test events are never evicted to stay
+/// inside it; the limits decide when old `log` and superseded `state` events go.
+public struct OutboxLimits: Sendable {
+    public var maxBytes: Int64
+    public var maxRows: Int
+    /// Events held in memory while the disk is full (and seq numbers reserved for them).
+    public var memoryEvents: Int
+    /// A hard cap on the database file in pages (SQLite `max_page_count`): past it writes fail
+    /// exactly as on a full disk. For hubs whose SD card is shared, and for tests.
+    public var maxPages: Int?
+
+    public init(maxBytes: Int64 = 64 << 20, maxRows: Int = 200_000, memoryEvents: Int = 1000, maxPages: Int? = nil) {
+        self.maxBytes = maxBytes
+        self.maxRows = maxRows
+        self.memoryEvents = memoryEvents
+        self.maxPages = maxPages
+    }
+}
+
+/// An event as the outbox keeps it: its place in the queue and its exact serialized bytes.
+public struct StoredEvent: Equatable, Sendable {
+    public var seq: UInt64
+    public var eventID: EventID
+    public var lane: Lane
+    public var eventClass: EventClass
+    public var type: String
+    public var priority: Int
+    public var sensor: String?
+    public var occurredAt: WallTime
+    /// The event in the uplink schema (`hub-event/1`), with its seq.
+    public var payload: [UInt8]
+}
+
+/// Events handed to the uplink together, under one id. Its bytes are fixed when it is made and
+/// stored before the first send, so every retry sends exactly the same request body.
+public struct OutboxBatch: Equatable, Sendable {
+    public var id: String
+    public var lane: Lane
+    public var body: [UInt8]
+    public var events: [StoredEvent]
+    /// Made while the disk was full; lives only in memory until it is settled.
+    public var inMemory: Bool
+}
+
+/// What the platform said about one event of a batch.
+public enum DeliveryOutcome: Equatable, Sendable {
+    /// Accepted or already known (a duplicate): it leaves the outbox.
+    case delivered
+    /// Refused as invalid: it moves to the dead letters with the reason, never silently dropped.
+    case rejected(reason: String)
+}
+
+public struct DeadLetter: Equatable, Sendable {
+    public var seq: UInt64
+    public var eventID: EventID
+    public var type: String
+    public var eventClass: String
+    public var reason: String
+    public var rejectedAt: WallTime
+}
+
+public struct LaneStatus: Equatable, Sendable {
+    public var depth: Int
+    public var bytes: Int64
+    public var oldest: WallTime?
+}
+
+/// What `vaktpost queue` shows.
+public struct OutboxStatus: Equatable, Sendable {
+    public var lanes: [Lane: LaneStatus]
+    public var deadLetters: Int
+    public var evictedLog: Int64
+    public var coalescedState: Int64
+    /// Events waiting in memory because the disk is full.
+    public var inMemory: Int
+    public var nextSeq: UInt64
+}
+
+public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The disk is full and the memory queue holds as many alarms as it may: this event was not accepted.
+    case memoryFull(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .memoryFull(let limit):
+            return "the disk is full and \(limit) alarm events already wait in memory; free disk space on the hub now"
+        }
+    }
+}
+
+/// Makes the outbox's own technical events (`outbox.pressure`, `outbox.disk_full`,
+/// `outbox.recovered`): the caller knows the clocks and the boot id.
+public typealias TechnicalEventMaker = (_ type: EventType, _ state: EventState, _ correlation: EventID?, _ data: [(String, JSONValue)]) -> Event

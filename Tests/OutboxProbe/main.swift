@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Outbox
+import VaktpostCore
+
+// outbox-probe: drives the outbox from its own process.
+//   outbox-probe crash-writer DB SEED    stores and acknowledges events forever, printing
+//                                        "stored SEQ ID" / "acked ID" after each call returns
+//                                        and "settling ID,ID,..." before acknowledging;
+//                                        the crash test SIGKILLs it at random moments.
+//   outbox-probe ingest DB EVENTS BATCH  stores EVENTS events in appends of BATCH and prints
+//                                        "events=N batch=B seconds=S events_per_second=R".
+
+func say(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }  // unbuffered: a kill loses nothing printed
+}
+
+func wallNow() -> WallTime {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return WallTime(secondsSinceEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+// One thread only: the probe never runs concurrent code.
+nonisolated(unsafe) var rng = SplitMix64(seed: 1)
+
+func event(_ type: EventType, _ state: EventState = .active, sensor: String? = "bed", correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> Event {
+    let t = wallNow()
+    let id = EventID.v7(unixMilliseconds: t.millisecondsSinceEpoch, using: &rng)
+    let kind = EventCatalog.kind(of: type)!
+    return Event(
+        eventID: id, eventClass: kind.eventClass, type: type, state: state, correlationID: correlation ?? id, priority: kind.priority,
+        sensor: sensor.flatMap(SensorID.init), room: .bedroom, rule: nil,
+        occurredAt: EventTime(wall: t, utcOffsetSeconds: 3600, boottimeNanoseconds: 1, bootID: "probe", clockSynced: true),
+        codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: data)
+}
+
+func open(_ path: String) -> Outbox {
+    do {
+        return try Outbox(path: path, now: wallNow) { type, state, correlation, data in event(type, state, sensor: nil, correlation: correlation, data: data) }
+    } catch {
+        say("error \(error)")
+        exit(2)
+    }
+}
+
+let args = CommandLine.arguments
+guard args.count >= 3 else {
+    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH")
+    exit(64)
+}
+
+switch args[1] {
+case "crash-writer":
+    rng = SplitMix64(seed: UInt64(args.count > 3 ? Int(args[3]) ?? 1 : 1) &+ UInt64(getpid()))
+    let outbox = open(args[2])
+    var round = 0
+    while true {
+        round += 1
+        let count = Int.random(in: 1...8, using: &rng)
+        let events = (0..<count).map { i in
+            i % 3 == 0 ? event(.bedNotReturned) : (i % 3 == 1 ? event(.bedState, .update) : event(.sensorBatteryLow))
+        }
+        do {
+            let seqs = try outbox.append(events)
+            for (e, seq) in zip(events, seqs) { say("stored \(seq) \(e.eventID)") }
+            if round % 4 == 0, let batch = try outbox.nextBatch(lane: round % 8 == 0 ? .alarm : .bulk, maxCount: 5, maxBytes: 1 << 20, body: { _, _ in [1] }) {
+                say("settling " + batch.events.map(\.eventID.description).joined(separator: ","))
+                try outbox.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, DeliveryOutcome.delivered) }))
+                for e in batch.events { say("acked \(e.eventID)") }
+            }
+        } catch {
+            say("error \(error)")
+            exit(3)
+        }
+    }
+case "ingest":
+    guard args.count == 5, let total = Int(args[3]), let batchSize = Int(args[4]), batchSize > 0 else {
+        say("usage: outbox-probe ingest DB EVENTS BATCH")
+        exit(64)
+    }
+    let outbox = open(args[2])
+    let batches = (0..<(total / batchSize)).map { b in
+        (0..<batchSize).map { i in (b * batchSize + i) % 10 == 0 ? event(.bedNotReturned) : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]) }
+    }
+    let start = monotonicSeconds()
+    for b in batches {
+        do { try outbox.append(b) } catch {
+            say("error \(error)")
+            exit(3)
+        }
+    }
+    let seconds = monotonicSeconds() - start
+    let stored = batches.count * batchSize
+    say("events=\(stored) batch=\(batchSize) appends=\(batches.count) seconds=\(seconds) events_per_second=\(Int(Double(stored) / seconds))")
+default:
+    say("unknown mode \(args[1])")
+    exit(64)
+}

@@ -1,0 +1,108 @@
+import Foundation
+import SQLiteStore
+import Testing
+@testable import Outbox
+import VaktpostCore
+
+@Suite struct OutboxTests {
+    @Test func seqIsStrictlyIncreasingAndLanesFollowTheClass() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            let seqs = try outbox.append([m.make(.bedState, .update), m.make(.bedNotReturned), m.make(.sensorBatteryLow), m.make(.testAlarm)])
+            #expect(seqs == [1, 2, 3, 4])
+            let status = try outbox.status()
+            #expect(status.lanes[.alarm]?.depth == 3)
+            #expect(status.lanes[.bulk]?.depth == 1)
+            #expect(status.nextSeq == 5)
+        }
+    }
+
+    @Test func batchesComeInPriorityOrderAndRetriesGetTheSameBytes() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            try outbox.append([m.make(.sensorBatteryLow), m.make(.doorLeftOpen), m.make(.fallDetected), m.make(.sensorSilent)])
+            let first = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            // fall (9), door.left_open (5), silent (4), battery (3); ties by seq.
+            #expect(first.events.map(\.type) == ["fall.detected", "door.left_open", "sensor.silent", "sensor.battery_low"])
+            // Until settled, the same batch comes back: same id, same bytes, even after a reopen.
+            let again = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 10, body: { _, _ in [9] }))
+            #expect(again == first)
+            let reopened = try m.open(dir + "/outbox.sqlite")
+            #expect(try reopened.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 10, body: { _, _ in [9] }) == first)
+            try reopened.settle(first, outcomes: allDelivered(first))
+            #expect(try reopened.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody) == nil)
+            #expect(try reopened.status().lanes[.alarm]?.depth == 0)
+        }
+    }
+
+    @Test func batchesRespectCountAndBytesButAlwaysTakeOne() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            try outbox.append((0..<10).map { _ in m.make(.bedState, .update) })
+            #expect(try outbox.nextBatch(lane: .bulk, maxCount: 3, maxBytes: 1 << 20, body: noBody)?.events.count == 3)
+            let outbox2 = try m.open(dir + "/other.sqlite")
+            try outbox2.append((0..<10).map { _ in m.make(.bedState, .update) })
+            #expect(try outbox2.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1, body: noBody)?.events.count == 1)
+        }
+    }
+
+    @Test func rejectedEventsBecomeDeadLettersAndUnansweredOnesReturn() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            let events = (0..<3).map { _ in m.make(.bedState, .update) }
+            try outbox.append(events)
+            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            try outbox.settle(batch, outcomes: [events[0].eventID: .delivered, events[1].eventID: .rejected(reason: "422 unknown type")])
+            let dead = try outbox.deadLetters()
+            #expect(dead.map(\.eventID) == [events[1].eventID])
+            #expect(dead.first?.reason == "422 unknown type")
+            // The unanswered one goes into a new batch under a new id.
+            let next = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            #expect(next.events.map(\.eventID) == [events[2].eventID])
+            #expect(next.id != batch.id)
+            #expect(try outbox.retryDeadLetters() == 1)
+            #expect(try outbox.deadLetters().isEmpty)
+            #expect(try outbox.status().lanes[.bulk]?.depth == 2)
+        }
+    }
+
+    @Test func seqIsNeverReusedAfterDeliveryRestartOrCrash() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite"
+            var outbox: Outbox? = try m.open(path, limits: OutboxLimits(memoryEvents: 100))
+            try outbox!.append([m.make(.bedNotReturned), m.make(.bedNotReturned)])
+            let batch = try #require(try outbox!.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            try outbox!.settle(batch, outcomes: allDelivered(batch))
+            try outbox!.close()
+            outbox = nil
+            // A clean stop: numbering continues where it was, even though every row was delivered.
+            outbox = try m.open(path, limits: OutboxLimits(memoryEvents: 100))
+            #expect(try outbox!.append([m.make(.bedNotReturned)]) == [3])
+            outbox = nil  // deinit marks a clean stop as well
+            // An unclean stop (the file is left marked "running"): skip the block memory may have used.
+            let c = try Connection(path: path)
+            try c.execute("UPDATE meta SET value = 0 WHERE key = 'clean'")
+            outbox = try m.open(path, limits: OutboxLimits(memoryEvents: 100))
+            #expect(try outbox!.append([m.make(.bedNotReturned)]) == [104])
+        }
+    }
+
+    @Test func ruleStateIsCommittedWithItsEvents() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite"
+            var state = EngineState()
+            let json = try JSONValue.parse(#"{"version":1,"startedAt":5,"now":9,"sensors":{"bed":{"channels":{"occupied":{"stable":false,"changedAt":7}}}},"rules":{"night-bed":{"deadline":1807}}}"#)
+            state = try EngineState(json: json)
+            let outbox = try m.open(path)
+            #expect(try outbox.loadRuleState() == nil)
+            try outbox.append([m.make(.bedState, .update)], ruleState: state)
+            #expect(try m.open(path).loadRuleState() == state)
+        }
+    }
+}
