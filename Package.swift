@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "vaktpost",
             dependencies: [
-                "Agent", "VaktpostCore",
+                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,7 +75,7 @@ let package = Package(
             ]
         ),
         // Runs the built `vaktpost` binary the way a technician would.
-        .testTarget(name: "CLITests", dependencies: ["vaktpost"]),
+        .testTarget(name: "CLITests", dependencies: ["vaktpost", "outbox-probe"]),
     ]
 )
 

@@ -65,6 +65,14 @@ public struct LaneStatus: Equatable, Sendable {
     public var depth: Int
     public var bytes: Int64
     public var oldest: WallTime?
+
+    public init(depth: Int, bytes: Int64, oldest: WallTime?) {
+        self.depth = depth
+        self.bytes = bytes
+        self.oldest = oldest
+    }
+
+    public static let empty = LaneStatus(depth: 0, bytes: 0, oldest: nil)
 }
 
 /// What `vaktpost queue` shows.

@@ -7,6 +7,7 @@ internal import CSQLite
 public final class Connection {
     let handle: OpaquePointer
     public let path: String
+    private var cache: [String: Statement] = [:]
 
     public struct OpenMode: Sendable {
         let flags: Int32
@@ -42,6 +43,14 @@ public final class Connection {
     public func execute(_ sql: String) throws(SQLiteError) {
         let code = sqlite3_exec(handle, sql, nil, nil, nil)
         guard code == SQLITE_OK else { throw error(code, sql: sql) }
+    }
+
+    /// A statement prepared once per connection and reused: for the statements on the hot path.
+    public func cached(_ sql: String) throws(SQLiteError) -> Statement {
+        if let s = cache[sql] { return s }
+        let s = try prepare(sql)
+        cache[sql] = s
+        return s
     }
 
     public func prepare(_ sql: String) throws(SQLiteError) -> Statement {
@@ -87,7 +96,8 @@ extension Connection: Sendable {}
 
 /// A prepared statement. Finalised in `deinit`.
 public final class Statement {
-    let connection: Connection
+    /// Unowned: the connection's cache holds its statements, and a statement never outlives its connection.
+    unowned let connection: Connection
     let handle: OpaquePointer
     public let sql: String
 
@@ -138,6 +148,7 @@ public final class Statement {
     /// Steps to the end, for statements that return no rows.
     public func run() throws(SQLiteError) {
         while try step() {}
+        sqlite3_reset(handle)  // release the read/write lock now, not at the next bind
     }
 
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }

@@ -4,6 +4,8 @@ import Glibc
 import Agent
 import ArgumentParser
 import Logging
+import Outbox
+import SQLiteStore
 import VaktpostCore
 import VaktpostPosix
 
@@ -14,7 +16,7 @@ struct Vaktpost: ParsableCommand {
         abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
         discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
         version: AgentInfo.version,
-        subcommands: [ConfigCommand.self, ReplayCommand.self, VersionCommand.self]
+        subcommands: [ConfigCommand.self, QueueCommand.self, ReplayCommand.self, VersionCommand.self]
     )
 }
 
@@ -148,5 +150,95 @@ struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
         let bytes = Array(string.utf8)
         _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Where the outbox is: `--db`, else `[outbox] path` from the config, else the default.
+struct OutboxOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The config file whose [outbox] path to read.", valueName: "FILE"))
+    var config: String = ConfigFile.defaultPath
+
+    @Option(name: .long, help: ArgumentHelp("The outbox database itself (overrides the config).", valueName: "PATH"))
+    var db: String?
+
+    @Flag(name: .long, help: "Print JSON instead of text.")
+    var json = false
+
+    /// The path, and the zone to show times in.
+    func resolve() -> (path: String, zone: TimeZoneRules) {
+        let report = ConfigFile.check(path: config, checkFiles: false)
+        let zone = report.timeZone ?? (try? TimeZoneLoader.load(ConfigReader.defaultTimezone)) ?? .utc
+        if let db { return (db, zone) }
+        if let path = report.report.decoded?.outbox.path { return (path, zone) }
+        printError("note: \(config) cannot be read; using the default outbox \(OutboxConfig.defaultPath)")
+        return (OutboxConfig.defaultPath, zone)
+    }
+}
+
+func explainOutboxError(_ error: any Error, path: String) -> String {
+    if let e = error as? SQLiteError, e.code == 14 {  // SQLITE_CANTOPEN
+        return "error: no outbox at \(path): the agent has not run yet, or [outbox] path points elsewhere (use --db PATH)"
+    }
+    return "error: \(path): \(error)"
+}
+
+struct QueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Show what waits in the outbox: depth per lane, oldest age, bytes, dead letters, evictions.",
+        discussion: "Reads the database read-only, so it is safe while the agent runs.",
+        subcommands: [Show.self, DeadLetters.self, RetryDeadLetters.self],
+        defaultSubcommand: Show.self
+    )
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the outbox (the default).")
+        @OptionGroup var options: OutboxOptions
+
+        func run() throws {
+            let (path, zone) = options.resolve()
+            let now = WallTime(nanosecondsSinceEpoch: SystemClock.now())
+            do {
+                let status = try OutboxFile.status(path: path)
+                print(options.json ? QueueReport.json(status, path: path, now: now).serialized : QueueReport.text(status, path: path, now: now, zone: zone), terminator: options.json ? "\n" : "")
+            } catch {
+                printError(explainOutboxError(error, path: path))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct DeadLetters: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "dead-letters", abstract: "List the events the platform rejected, with its reasons.")
+        @OptionGroup var options: OutboxOptions
+
+        func run() throws {
+            let (path, zone) = options.resolve()
+            do {
+                let letters = try OutboxFile.deadLetters(path: path)
+                print(options.json ? QueueReport.deadLettersJSON(letters).serialized : QueueReport.deadLettersText(letters, zone: zone), terminator: options.json ? "\n" : "")
+            } catch {
+                printError(explainOutboxError(error, path: path))
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct RetryDeadLetters: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "retry-dead-letters",
+            abstract: "Put every dead letter back in the queue, once the platform accepts them again.")
+        @OptionGroup var options: OutboxOptions
+
+        func run() throws {
+            let (path, _) = options.resolve()
+            do {
+                let n = try OutboxFile.retryDeadLetters(path: path)
+                print(options.json ? JSONValue.object([("requeued", .int(Int64(n)))]).serialized : "\(n) dead letter\(n == 1 ? "" : "s") put back in the queue")
+            } catch {
+                printError(explainOutboxError(error, path: path))
+                throw ExitCode(1)
+            }
+        }
     }
 }

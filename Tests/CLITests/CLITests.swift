@@ -15,15 +15,16 @@ let repositoryRoot: String = {
     return parts.joined(separator: "/")
 }()
 
-func vaktpost(_ arguments: [String]) throws -> Run {
+func vaktpostBinary() throws -> URL {
     let binDir = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
-    var binary = binDir.appendingPathComponent("vaktpost")
+    let binary = binDir.appendingPathComponent("vaktpost")
     // The test bundle may sit one level down (…/debug/vaktpostPackageTests.xctest).
-    if !FileManager.default.isExecutableFile(atPath: binary.path) {
-        binary = binDir.deletingLastPathComponent().appendingPathComponent("vaktpost")
-    }
+    return FileManager.default.isExecutableFile(atPath: binary.path) ? binary : binDir.deletingLastPathComponent().appendingPathComponent("vaktpost")
+}
+
+func vaktpost(_ arguments: [String]) throws -> Run {
     let process = Process()
-    process.executableURL = binary
+    process.executableURL = try vaktpostBinary()
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
@@ -136,5 +137,40 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         let run = try vaktpost(["replay", "--config", scenarios + "/missing.toml", "--scenario", scenarios + "/fall.jsonl"])
         #expect(run.status == 1)
         #expect(run.stderr.contains("cannot read the config"))
+    }
+}
+
+@Suite struct QueueCLITests {
+    func probe(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try vaktpostBinary().deletingLastPathComponent().appendingPathComponent("outbox-probe").path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+    }
+
+    @Test func queueShowsDepthPerLaneAndDeadLetters() throws {
+        let dir = NSTemporaryDirectory() + "vaktpost-queue-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = dir + "/outbox.sqlite"
+        try probe(["ingest", db, "50", "10"])  // every tenth event is an alarm
+        let run = try vaktpost(["queue", "--db", db])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("  alarm       5 "), "\(run.stdout)")
+        #expect(run.stdout.contains("  bulk       45 "))
+        #expect(run.stdout.contains("dead letters: 0"))
+        let json = try JSONSerialization.jsonObject(with: Data(try vaktpost(["queue", "--json", "--db", db]).stdout.utf8)) as? [String: Any]
+        #expect(((json?["lanes"] as? [String: Any])?["bulk"] as? [String: Any])?["depth"] as? Int == 45)
+        #expect(try vaktpost(["queue", "dead-letters", "--db", db]).stdout == "no dead letters\n")
+        #expect(try vaktpost(["queue", "retry-dead-letters", "--db", db]).stdout == "0 dead letters put back in the queue\n")
+    }
+
+    @Test func aMissingOutboxSaysWhy() throws {
+        let run = try vaktpost(["queue", "--db", "/nonexistent/outbox.sqlite"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("no outbox at /nonexistent/outbox.sqlite"))
     }
 }

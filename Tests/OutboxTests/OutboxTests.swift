@@ -106,3 +106,37 @@ import VaktpostCore
         }
     }
 }
+
+@Suite struct OutboxFileTests {
+    /// `vaktpost queue` reads while the daemon writes: WAL readers see committed rows and never block the writer.
+    @Test func statusAndDeadLettersReadWhileTheWriterRuns() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite"
+            let outbox = try m.open(path)
+            let events = [m.make(.bedNotReturned), m.make(.bedState, .update), m.make(.bedState, .update)]
+            try outbox.append(events)
+            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            try outbox.settle(batch, outcomes: [events[1].eventID: .rejected(reason: "400 bad payload")])
+            var status = try OutboxFile.status(path: path)
+            #expect(status.lanes[.alarm]?.depth == 1)
+            #expect(status.lanes[.bulk]?.depth == 1)
+            #expect(status.deadLetters == 1)
+            #expect(try OutboxFile.deadLetters(path: path).first?.reason == "400 bad payload")
+            // The writer carries on while a reader is open, and the reader sees it.
+            try outbox.append([m.make(.sensorSilent)])
+            status = try OutboxFile.status(path: path)
+            #expect(status.lanes[.alarm]?.depth == 2)
+            // Retrying from the CLI is a write of its own, beside the daemon's connection.
+            #expect(try OutboxFile.retryDeadLetters(path: path) == 1)
+            #expect(try outbox.status().lanes[.bulk]?.depth == 2)
+        }
+    }
+
+    @Test func aMissingOutboxIsAnErrorNotANewFile() throws {
+        try withTemporaryDirectory { dir in
+            #expect(throws: SQLiteError.self) { try OutboxFile.status(path: dir + "/none.sqlite") }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/none.sqlite"))
+        }
+    }
+}
