@@ -11,6 +11,11 @@ public struct OutboxLimits: Sendable {
     /// exactly as on a full disk. For hubs whose SD card is shared, and for tests.
     public var maxPages: Int?
 
+    /// The limits a hub's `[outbox]` section sets.
+    public init(_ config: OutboxConfig) {
+        self.init(maxBytes: config.maxBytes, maxRows: config.maxRows)
+    }
+
     public init(maxBytes: Int64 = 64 << 20, maxRows: Int = 200_000, memoryEvents: Int = 1000, maxPages: Int? = nil) {
         self.maxBytes = maxBytes
         self.maxRows = maxRows

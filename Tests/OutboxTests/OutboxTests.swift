@@ -140,3 +140,11 @@ import VaktpostCore
         }
     }
 }
+
+@Test func limitsComeFromTheOutboxSectionOfTheConfig() throws {
+    let config = try #require(ConfigReader.read("[hub]\nid = \"h\"\n[outbox]\nmax_bytes = \"8MiB\"\nmax_rows = 5000\n").config)
+    let limits = OutboxLimits(config.outbox)
+    #expect(limits.maxBytes == 8 << 20)
+    #expect(limits.maxRows == 5000)
+    #expect(limits.memoryEvents == 1000)
+}
