@@ -219,13 +219,7 @@ public final class Outbox {
             for e in pending { try insert(e) }
             rows += pending.count
             bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
-            for batch in memoryBatches.values {
-                try db.prepare("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES (?, ?, ?, ?)")
-                    .bind(.text(batch.id), .integer(batch.lane.code), .blob(batch.body), .integer(now().nanosecondsSinceEpoch)).run()
-                for e in batch.events {
-                    try db.prepare("UPDATE events SET batch_id = ? WHERE event_id = ?").bind(.text(batch.id), .text(e.eventID.description)).run()
-                }
-            }
+            for batch in memoryBatches.values { try storeBatch(batch) }
             if let state = memoryRuleState { try saveRuleState(state) }
             try addCounter("evicted_log", memoryEvicted.log)
             try addCounter("coalesced_state", memoryEvicted.state)
@@ -411,18 +405,21 @@ public final class Outbox {
         if !batch.inMemory {
             do {
                 try setSynchronous(full: true)
-                try db.transaction {
-                    try db.prepare("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES (?, ?, ?, ?)")
-                        .bind(.text(id), .integer(lane.code), .blob(batch.body), .integer(now().nanosecondsSinceEpoch)).run()
-                    let mark = try db.prepare("UPDATE events SET batch_id = ? WHERE seq = ?")
-                    for e in chosen { try mark.bind(.text(id), .integer(Int64(e.seq))).run() }
-                }
+                try db.transaction { try storeBatch(batch) }
             } catch let error as SQLiteError where error.isFull {
                 batch.inMemory = true  // still sendable; its bytes live in memory until settled
             }
         }
         if batch.inMemory { memoryBatches[lane] = batch }
         return batch
+    }
+
+    /// Inside a transaction: the batch's bytes, and its events marked as taken by it.
+    func storeBatch(_ batch: OutboxBatch) throws {
+        try db.cached("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES (?, ?, ?, ?)")
+            .bind(.text(batch.id), .integer(batch.lane.code), .blob(batch.body), .integer(now().nanosecondsSinceEpoch)).run()
+        let mark = try db.cached("UPDATE events SET batch_id = ? WHERE seq = ?")
+        for e in batch.events { try mark.bind(.text(batch.id), .integer(Int64(e.seq))).run() }
     }
 
     static func sendOrder(_ a: StoredEvent, _ b: StoredEvent) -> Bool {

@@ -20,10 +20,6 @@ public struct SQLiteError: Error, Equatable, Sendable, CustomStringConvertible {
     public var isFull: Bool { code == SQLITE_FULL }
     /// The file is not a database or is damaged.
     public var isCorrupt: Bool { code == SQLITE_CORRUPT || code == SQLITE_NOTADB }
-    /// Another connection holds the lock (the daemon writing while a CLI reads).
-    public var isBusy: Bool { code == SQLITE_BUSY || code == SQLITE_LOCKED }
-    /// A UNIQUE or PRIMARY KEY constraint said no.
-    public var isConstraint: Bool { code == SQLITE_CONSTRAINT }
 
     public var description: String {
         var s = "SQLite error \(code) (extended \(extendedCode)): \(message)"

@@ -28,7 +28,6 @@ extension JSONValue {
         }
     }
     public var objectFields: [(String, JSONValue)]? { if case .object(let f) = self { return f } else { return nil } }
-    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
 }
 
 private struct JSONReader {

@@ -112,13 +112,6 @@ public enum SystemClock {
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
-
-    /// `CLOCK_BOOTTIME`: monotonic, counts time in suspend, restarts at boot.
-    public static func boottime() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
 }
 
 /// Nanoseconds since the Unix epoch (VaktpostPosix does not depend on the core's `WallTime`).

@@ -18,6 +18,13 @@ struct Vaktpost: ParsableCommand {
         version: AgentInfo.version,
         subcommands: [ConfigCommand.self, QueueCommand.self, ReplayCommand.self, VersionCommand.self]
     )
+
+    /// Only the executable chooses where logs go (libraries take a Logger): stderr, with journald
+    /// priority prefixes under systemd.
+    static func main() {
+        LoggingSystem.bootstrap { JournaldLogHandler(label: $0) }
+        main(nil)
+    }
 }
 
 /// `--config` and `--json`, shared by every technician command.

@@ -44,8 +44,6 @@ public struct Priority: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public static func < (a: Priority, b: Priority) -> Bool { a.value < b.value }
     public var description: String { String(value) }
-
-    public static let highest = Priority(9)
 }
 
 /// When an event happened, stamped three ways so the platform can order and correct it:

@@ -110,9 +110,6 @@ public struct ReadingValues: Hashable, Sendable {
         self.tamper = tamper
         self.rssi = rssi
     }
-
-    /// A frame that proves the sensor is alive and says nothing else.
-    public var isSeenOnly: Bool { self == ReadingValues(rssi: rssi) }
 }
 
 /// One decoded frame from one configured sensor, at the moment the hub received it.

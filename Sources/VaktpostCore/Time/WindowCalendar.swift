@@ -27,8 +27,6 @@ extension CivilDateTime {
 public struct WindowOccurrence: Hashable, Sendable {
     public var start: WallTime
     public var end: WallTime
-
-    public func contains(_ t: WallTime) -> Bool { t >= start && t < end }
 }
 
 extension DailyWindow {
