@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "vaktpost",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore",
+                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,7 +65,7 @@ let package = Package(
         // benchmark times it. Not a product; built for tests and Benchmarks/.
         .executableTarget(name: "outbox-probe", dependencies: ["Outbox", "VaktpostCore"], path: "Tests/OutboxProbe"),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
-        .testTarget(name: "BLEInputTests", dependencies: ["BLEInput"]),
+        .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput"]),
         .testTarget(
             name: "AgentTests",

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Agent
+import BLEInput
 import ArgumentParser
 import Logging
 import Outbox
@@ -16,7 +17,7 @@ struct Vaktpost: ParsableCommand {
         abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
         discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
         version: AgentInfo.version,
-        subcommands: [ConfigCommand.self, QueueCommand.self, ReplayCommand.self, VersionCommand.self]
+        subcommands: [ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, VersionCommand.self]
     )
 
     /// Only the executable chooses where logs go (libraries take a Logger): stderr, with journald
@@ -244,6 +245,75 @@ struct QueueCommand: ParsableCommand {
                 print(options.json ? JSONValue.object([("requeued", .int(Int64(n)))]).serialized : "\(n) dead letter\(n == 1 ? "" : "s") put back in the queue")
             } catch {
                 printError(explainOutboxError(error, path: path))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct DecodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode sensor frames by hand, exactly as the agent reads them.",
+        subcommands: [BTHomeFrame.self]
+    )
+
+    struct BTHomeFrame: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bthome",
+            abstract: "Decode BTHome v2 service data (the bytes after d2 fc) as one JSON object.",
+            discussion: """
+                Prints {"sensors": {...}, "binary": {...}, "events": {...}}, the same shape as `expected` in
+                ../shared/testdata/bthome_vectors.json. --prior packets from the same device are fed first, one
+                second apart, so counter and packet-id checks see a history. A rejected frame exits 1 with the reason.
+                  vaktpost decode bthome --mac 54:48:E6:8F:80:A5 --key 231d39c1d7cc1ab1aee224cd096db932 41e445f3c9962b332211006c7c4519
+                """
+        )
+
+        @Option(name: .long, help: ArgumentHelp("The sender's Bluetooth address, e.g. 54:48:E6:8F:80:A5.", valueName: "MAC"))
+        var mac: String
+
+        @Option(name: .long, help: ArgumentHelp("The sensor's bthome_key, 32 hex digits.", valueName: "HEX"))
+        var key: String?
+
+        @Option(name: .long, help: ArgumentHelp("An earlier packet from the same device (repeatable).", valueName: "HEX"))
+        var prior: [String] = []
+
+        @Argument(help: ArgumentHelp("The service data in hex.", valueName: "HEX"))
+        var serviceData: String
+
+        func validate() throws {
+            guard BlueZLibrary.canonicalAddress(mac) != nil else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
+            if let key, Self.bytes(key)?.count != 16 { throw ValidationError("--key must be 32 hex digits") }
+            for p in prior + [serviceData] where Self.bytes(p) == nil { throw ValidationError("\"\(p)\" is not hex") }
+        }
+
+        /// Hex with optional spaces or colons between bytes.
+        static func bytes(_ text: String) -> [UInt8]? {
+            let digits = Array(text.utf8.filter { $0 != 0x20 && $0 != 0x3A })
+            guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
+            var out: [UInt8] = []
+            for i in stride(from: 0, to: digits.count, by: 2) {
+                guard let b = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+                out.append(b)
+            }
+            return out
+        }
+
+        func run() throws {
+            let address = BlueZLibrary.canonicalAddress(mac)!
+            let keyBytes = key.flatMap(Self.bytes)
+            var history = BTHomeHistory()
+            var t = WallTime(nanosecondsSinceEpoch: SystemClock.now())
+            for p in prior {
+                _ = BTHome.decode(serviceData: Self.bytes(p)!, mac: address, key: keyBytes, at: t, history: &history, decrypt: AESCCM.decrypt)
+                t = t + .seconds(1)
+            }
+            switch BTHome.decode(serviceData: Self.bytes(serviceData)!, mac: address, key: keyBytes, at: t, history: &history, decrypt: AESCCM.decrypt) {
+            case .success(let packet):
+                print(packet.json.serialized)
+            case .failure(let reason):
+                printError("rejected: \(reason)")
                 throw ExitCode(1)
             }
         }

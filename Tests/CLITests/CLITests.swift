@@ -174,3 +174,43 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         #expect(run.stderr.contains("no outbox at /nonexistent/outbox.sqlite"))
     }
 }
+
+@Suite struct DecodeCLITests {
+    /// Every shared BTHome vector through `vaktpost decode bthome`, compared with its `expected`.
+    @Test func everySharedBTHomeVectorDecodesThroughTheCLI() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/../shared/testdata/bthome_vectors.json"))
+        let vectors = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        #expect(vectors.count >= 39)
+        func same(_ a: Any?, _ b: Any?) -> Bool {
+            if let x = a as? NSNumber, let y = b as? NSNumber, !(a is Bool) {
+                return abs(x.doubleValue - y.doubleValue) <= max(1e-9, abs(y.doubleValue) * 1e-6)
+            }
+            if let x = a as? [String: Any], let y = b as? [String: Any] {
+                return x.count == y.count && x.allSatisfy { same($0.value, y[$0.key]) }
+            }
+            return (a as? NSObject) == (b as? NSObject)
+        }
+        for v in vectors {
+            let name = v["name"] as! String
+            var args = ["decode", "bthome", "--mac", v["mac"] as! String]
+            if let key = v["key"] as? String { args += ["--key", key] }
+            for p in v["prior_service_data_hex"] as? [String] ?? [] { args += ["--prior", p] }
+            args.append(v["service_data_hex"] as! String)
+            let run = try vaktpost(args)
+            if v["expect_reject"] as? Bool == true {
+                #expect(run.status == 1, "\(name) should be rejected: \(run.stdout)")
+                #expect(run.stderr.hasPrefix("rejected: "), "\(name): \(run.stderr)")
+            } else {
+                #expect(run.status == 0, "\(name): \(run.stderr)")
+                let got = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8))
+                #expect(same(got, v["expected"]), "\(name): got \(run.stdout), expected \(v["expected"]!)")
+            }
+        }
+    }
+
+    @Test func badInputIsAUsageErrorThatSaysWhat() throws {
+        let run = try vaktpost(["decode", "bthome", "--mac", "54:48:E6:8F:80:A5", "--key", "abc", "40"])
+        #expect(run.status == 64)
+        #expect(run.stderr.contains("--key must be 32 hex digits"))
+    }
+}
