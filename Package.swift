@@ -64,13 +64,16 @@ let package = Package(
         // Drives the outbox from a separate process: the crash test SIGKILLs it, the ingest
         // benchmark times it. Not a product; built for tests and Benchmarks/.
         .executableTarget(name: "outbox-probe", dependencies: ["Outbox", "VaktpostCore"], path: "Tests/OutboxProbe"),
+
+        // libFuzzer target over every parser (see the file for the commands); a normal build replays inputs.
+        .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix",
+                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

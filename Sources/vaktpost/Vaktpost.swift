@@ -5,6 +5,7 @@ import Agent
 import BLEInput
 import ArgumentParser
 import Logging
+import Synchronization
 import Outbox
 import SQLiteStore
 import VaktpostCore
@@ -17,7 +18,7 @@ struct Vaktpost: ParsableCommand {
         abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
         discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
         version: AgentInfo.version,
-        subcommands: [ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, VersionCommand.self]
+        subcommands: [ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
     )
 
     /// Only the executable chooses where logs go (libraries take a Logger): stderr, with journald
@@ -317,5 +318,81 @@ struct DecodeCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+struct ScanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scan",
+        abstract: "List the sensors the hub can hear, with signal strength and what they say: for pairing.",
+        discussion: """
+            --ble listens on the configured adapter (or reads a btsnoop capture with --replay) and shows every device
+            heard: address, RSSI, how often, which configured sensor it is, and its BTHome decode. The table refreshes
+            every 2 seconds; --json prints one JSON array at the end.
+            """
+    )
+
+    @Flag(name: .long, help: "Scan for Bluetooth LE sensors.")
+    var ble = false
+
+    @Option(name: .long, help: "How long to listen.")
+    var seconds: Int = 30
+
+    @Option(name: .long, help: ArgumentHelp("A btsnoop capture to read instead of the adapter.", valueName: "FILE"))
+    var replay: String?
+
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        guard ble else { throw ValidationError("say what to scan: --ble") }
+        guard seconds > 0 else { throw ValidationError("--seconds must be at least 1") }
+    }
+
+    func run() throws {
+        let checked = ConfigFile.check(path: options.config, checkFiles: false)
+        if checked.report.decoded == nil { printError("note: \(options.config) cannot be read; devices are shown without sensor names") }
+        let decoded = checked.report.decoded
+        let report = Mutex(ScanReport())
+        let router = Mutex(BLERouter(sensors: decoded?.sensors ?? []))
+        let heardEvent: @Sendable ([UInt8], WallTime) -> Void = { event, time in
+            guard case .success(let reports) = HCI.advertisingReports(event) else { return }
+            for r in reports {
+                let heard = router.withLock { $0.handle(r, at: time, decrypt: AESCCM.decrypt) }
+                report.withLock { $0.add(heard) }
+            }
+        }
+        if let file = replay ?? decoded?.ble.replay {
+            do {
+                for record in try BTSnoopSource.events(path: file) { heardEvent(record.event, record.time) }
+            } catch {
+                printError("error: \(file): \(error)")
+                throw ExitCode(1)
+            }
+        } else {
+            let ble = decoded?.ble ?? .defaults
+            let problem = Mutex<String?>(nil)
+            let scanner = HCIScanner(
+                options: .init(adapter: ble.adapter, mode: ble.mode, silentAfter: ble.silentAfter),
+                now: { WallTime(nanosecondsSinceEpoch: SystemClock.now()) }, onEvent: heardEvent,
+                onCondition: { condition in
+                    if case .unavailable(let reason) = condition {
+                        problem.withLock { $0 = reason }
+                        printError("\(ble.adapter): \(reason)")
+                    }
+                })
+            scanner.start()
+            for tick in 1...(seconds * 2) {
+                usleep(500_000)
+                if !options.json && tick % 4 == 0 {
+                    print("-- after \(tick / 2) s --\n" + report.withLock { $0.text }, terminator: "")
+                }
+            }
+            scanner.stop()
+            if let reason = problem.withLock({ $0 }), report.withLock({ $0.devices.isEmpty }) {
+                printError("error: nothing heard: \(reason)")
+                throw ExitCode(1)
+            }
+        }
+        print(options.json ? report.withLock { $0.json.serialized } : report.withLock { $0.text }, terminator: options.json ? "\n" : "")
     }
 }

@@ -214,3 +214,30 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         #expect(run.stderr.contains("--key must be 32 hex digits"))
     }
 }
+
+@Suite struct ScanCLITests {
+    @Test func scanningACaptureListsDevicesWithTheirSensorsAndDecodes() throws {
+        let run = try vaktpost(["scan", "--ble", "--replay", repositoryRoot + "/Tests/Fixtures/ble/night-monitor.btsnoop",
+                                "--config", repositoryRoot + "/deploy/vaktpost.example.toml", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let devices = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]])
+        #expect(devices.map { $0["address"] as? String } == ["3C:2E:F5:12:34:56", "3C:2E:F5:AB:CD:EF", "5A:11:22:33:44:55"])
+        #expect(devices.map { $0["sensor"] as? String } == ["front-door", "fall", nil])
+        #expect(devices[0]["seen"] as? Int == 3)
+        #expect(((devices[0]["bthome"] as? [String: Any])?["binary"] as? [String: Any])?["window"] as? Bool == false)
+    }
+
+    /// On a machine without Bluetooth the scan says why, rather than listing nothing.
+    @Test func aLiveScanWithoutBluetoothSaysWhy() throws {
+        let run = try vaktpost(["scan", "--ble", "--seconds", "1", "--config", repositoryRoot + "/deploy/vaktpost.example.toml", "--json"])
+        if run.status == 0 { return }  // a machine with a working adapter: nothing to check here
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("error: nothing heard: "))
+    }
+
+    @Test func scanNeedsToBeToldWhatToScan() throws {
+        let run = try vaktpost(["scan"])
+        #expect(run.status == 64)
+        #expect(run.stderr.contains("say what to scan: --ble"))
+    }
+}

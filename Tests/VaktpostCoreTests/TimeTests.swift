@@ -110,3 +110,22 @@ import Testing
         #expect(throws: TimeZoneError.self) { try TimeZoneRules(tzif: bytes, identifier: "x") }
     }
 }
+
+/// Found by fuzzing: a far-future year or an enormous duration must be refused, not overflow.
+@Suite struct TimeLimitTests {
+    @Test(arguments: ["9999-01-01T00:00:00Z", "1000-01-01T00:00:00Z", "2263-01-01T00:00:00+00:00"])
+    func yearsOutsideWhatTheAgentCanHoldAreRefused(text: String) {
+        #expect(RFC3339.parse(text) == nil)
+    }
+
+    @Test func durationsLongerThanThirtyDaysAreRefused() throws {
+        #expect(try DurationText.parse("720h").get() == .seconds(30 * 86_400))
+        guard case .failure(let e) = DurationText.parse("1000000000h") else { Issue.record("accepted"); return }
+        #expect(e.problem.contains("longer than 30 days"))
+    }
+
+    @Test func nanosecondsSaturate() {
+        #expect(Duration.seconds(Int64.max / 2).nanoseconds == .max)
+        #expect(Duration.seconds(-Int64.max / 2).nanoseconds == .min)
+    }
+}

@@ -112,6 +112,9 @@ public struct BLEConfig: Sendable {
     public var replay: String?
     /// No advertising reports for this long: restart the scan, then raise `ble.adapter_unavailable`.
     public var silentAfter: Duration
+
+    /// What a config without a `[ble]` section gets.
+    public static let defaults = BLEConfig(adapter: "hci0", mode: .raw, replay: nil, silentAfter: .seconds(60))
 }
 
 public struct SerialConfig: Sendable {

@@ -148,7 +148,7 @@ private struct ConfigDecoder {
         warnAboutSensorsNoRuleWatches(sensors: sensors, rules: rules, root: root)
         var platform: PlatformConfig? = nil
         var outbox = OutboxConfig(path: OutboxConfig.defaultPath, maxBytes: 64 << 20, maxRows: 200_000)
-        var ble = BLEConfig(adapter: "hci0", mode: .raw, replay: nil, silentAfter: .seconds(60))
+        var ble = BLEConfig.defaults
         var serial: [SerialConfig] = []
         if scope == .agent {
             platform = decodePlatform(root)

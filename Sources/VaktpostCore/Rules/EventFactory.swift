@@ -18,6 +18,12 @@ public struct EventFactory {
         return events
     }
 
+    /// An event of the hub itself (no sensor, no rule): `ble.adapter_unavailable`, `agent.restarted`, ...
+    @discardableResult
+    public mutating func hubEvent(_ type: EventType, _ state: EventState, at time: WallTime, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID {
+        emit(type, state, at: time, sensor: nil, rule: nil, correlation: correlation, data: data)
+    }
+
     /// Records one event and returns its id. A `cleared`/`update` carries `correlation`, the id
     /// of the `active` event it belongs to; an `active` event correlates with itself.
     @discardableResult

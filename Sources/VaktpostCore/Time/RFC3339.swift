@@ -37,7 +37,8 @@ public enum RFC3339 {
             b[10] == 0x54 || b[10] == 0x74 || b[10] == 0x20,
             let hour = num(11, 2), b[13] == 0x3A, let minute = num(14, 2), b[16] == 0x3A, let second = num(17, 2)
         else { return nil }
-        guard (1...12).contains(month), (1...CivilDateTime.daysInMonth(year: year, month: month)).contains(day),
+        // WallTime holds nanoseconds in 64 bits (1678-2262); the agent has no use for years outside this.
+        guard (1900...2200).contains(year), (1...12).contains(month), (1...CivilDateTime.daysInMonth(year: year, month: month)).contains(day),
             hour < 24, minute < 60, second < 60
         else { return nil }
         var i = 19

@@ -11,6 +11,9 @@ public struct ValueError: Error, Equatable, Sendable {
 
 /// Durations as technicians write them: `30s`, `30m`, `2h`, `1h30m`, `0s`.
 public enum DurationText {
+    /// Longer than any supervision or rule time makes sense for, and far from overflowing time arithmetic.
+    public static let maximum: Int64 = 30 * 86_400
+
     public static let hint = "write a whole number followed by s, m or h, e.g. \"30s\", \"30m\", \"2h\" or \"1h30m\""
 
     public static func parse(_ text: String) -> Result<Duration, ValueError> {
@@ -41,6 +44,7 @@ public enum DurationText {
             number = nil
         }
         if number != nil { return bad("\"\(text)\" has no unit after its last number") }
+        guard seconds <= maximum else { return bad("\"\(text)\" is longer than 30 days") }
         return .success(.seconds(seconds))
     }
 

@@ -41,10 +41,13 @@ public struct WallTime: Hashable, Comparable, Sendable, CustomStringConvertible 
 }
 
 extension Duration {
-    /// The duration as whole nanoseconds (saturating far beyond any span the agent meets).
+    /// The duration as whole nanoseconds, saturating (about ±292 years) rather than trapping.
     public var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflow2) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflow2 ? (whole < 0 ? .min : .max) : sum
     }
 }
 

@@ -1,0 +1,50 @@
+import VaktpostCore
+
+/// What `vaktpost scan --ble` has heard so far: one line per device, the latest of each.
+public struct ScanReport: Sendable {
+    public private(set) var devices: [String: (heard: BLEHeard, count: Int)] = [:]
+    public private(set) var order: [String] = []
+
+    public init() {}
+
+    public mutating func add(_ heard: BLEHeard) {
+        if devices[heard.address] == nil { order.append(heard.address) }
+        var entry = devices[heard.address] ?? (heard, 0)
+        // Keep the last decode that worked, so a refused repeat does not hide what the sensor said.
+        if heard.packet != nil || entry.heard.packet == nil { entry.heard = heard } else { entry.heard.rssi = heard.rssi }
+        entry.count += 1
+        devices[heard.address] = entry
+    }
+
+    /// BTHome devices and configured sensors first, then the rest.
+    var sorted: [(heard: BLEHeard, count: Int)] {
+        order.map { devices[$0]! }.sorted { a, b in
+            let ra = a.heard.sensor != nil ? 0 : (a.heard.packet != nil ? 1 : 2)
+            let rb = b.heard.sensor != nil ? 0 : (b.heard.packet != nil ? 1 : 2)
+            return ra < rb
+        }
+    }
+
+    public var text: String {
+        var lines = ["ADDRESS            RSSI  SEEN  SENSOR        NAME          BTHOME"]
+        for (h, count) in sorted {
+            let decode = h.packet.map { $0.json.serialized } ?? h.rejection.map { "refused: \($0)" } ?? "(not BTHome)"
+            lines.append("\(pad(h.address, 18)) \(pad(h.rssi.map(String.init) ?? "-", 5)) \(pad(String(count), 5)) \(pad(h.sensor?.rawValue ?? "-", 13)) \(pad(h.localName ?? "-", 13)) \(decode)")
+        }
+        let configured = devices.values.filter { $0.heard.sensor != nil }.count
+        lines.append("\(devices.count) devices heard, \(configured) of them configured sensors")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    public var json: JSONValue {
+        .array(sorted.map { h, count in
+            .object([
+                ("address", .string(h.address)), ("rssi", h.rssi.map { .int(Int64($0)) } ?? .null), ("seen", .int(Int64(count))),
+                ("sensor", h.sensor.map { .string($0.rawValue) } ?? .null), ("name", h.localName.map(JSONValue.string) ?? .null),
+                ("bthome", h.packet?.json ?? .null), ("refused", h.rejection.map { .string($0.description) } ?? .null),
+            ])
+        })
+    }
+
+    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+}

@@ -1,0 +1,292 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Synchronization
+internal import CBlueZ
+import VaktpostCore
+
+/// Passive LE scanning on a raw HCI socket (research/ble.md §1). Runs on its own queue: `poll`
+/// and `read` never block the Swift concurrency pool. Every HCI event it reads goes to
+/// `onEvent`; every raise or clear of `ble.adapter_unavailable` goes to `onCondition`. It never
+/// gives up: a missing adapter, a kernel without Bluetooth, a missing capability or a silent scan
+/// is reported and retried for as long as it runs.
+public final class HCIScanner: Sendable {
+    public struct Options: Sendable {
+        public var adapter: String
+        public var mode: BLEMode
+        public var silentAfter: Duration
+
+        public init(adapter: String, mode: BLEMode, silentAfter: Duration) {
+            self.adapter = adapter
+            self.mode = mode
+            self.silentAfter = silentAfter
+        }
+    }
+
+    public enum Condition: Equatable, Sendable {
+        case unavailable(reason: String)
+        case available
+    }
+
+    let options: Options
+    let now: @Sendable () -> WallTime
+    let onEvent: @Sendable ([UInt8], WallTime) -> Void
+    let onCondition: @Sendable (Condition) -> Void
+    let stopped = Atomic<Bool>(false)
+    let finished = DispatchSemaphore(value: 0)
+    let queue = DispatchQueue(label: "vaktpost.ble.hci")
+
+    public init(
+        options: Options, now: @escaping @Sendable () -> WallTime,
+        onEvent: @escaping @Sendable ([UInt8], WallTime) -> Void, onCondition: @escaping @Sendable (Condition) -> Void
+    ) {
+        self.options = options
+        self.now = now
+        self.onEvent = onEvent
+        self.onCondition = onCondition
+    }
+
+    public func start() {
+        queue.async { [self] in
+            run()
+            finished.signal()
+        }
+    }
+
+    /// Stops within about a second (the poll timeout) and waits for the loop to end.
+    public func stop() {
+        stopped.store(true, ordering: .relaxed)
+        finished.wait()
+    }
+
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    // MARK: The loop
+
+    struct OpenFailure: Error {
+        var reason: String
+        var certain: Bool
+    }
+
+    func run() {
+        var supervisor = BLESupervisor(silentAfter: options.silentAfter)
+        while !isStopped {
+            let fd: Int32
+            switch open() {
+            case .failure(let failure):
+                let actions = supervisor.openFailed(failure.reason, certain: failure.certain)
+                perform(actions, fd: nil)
+                for case .reopen(let after) in actions { sleep(after) }
+                continue
+            case .success(let opened):
+                fd = opened
+            }
+            defer { close(fd) }
+            var startFailure: String? = nil
+            if options.mode != .listenOnly {
+                startFailure = startScan(fd)
+            }
+            if let startFailure {
+                perform(supervisor.openFailed(startFailure, certain: false), fd: nil)
+                sleep(.seconds(1))
+                continue
+            }
+            perform(supervisor.scanStarted(at: now(), deafBecause: HCIScanner.missingCapability(options.mode)), fd: fd)
+            if let failure = listen(fd, supervisor: &supervisor) {
+                perform(supervisor.openFailed(failure, certain: false), fd: nil)
+            }
+        }
+    }
+
+    /// Reads events until the socket fails (returns why) or the scanner is stopped (nil).
+    func listen(_ fd: Int32, supervisor: inout BLESupervisor) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 260)  // HCI_MAX_EVENT_SIZE + H4 type
+        while !isStopped {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, 1000)
+            if ready < 0 && errno != EINTR { return "poll on the HCI socket failed: \(errnoText())" }
+            if ready > 0 {
+                if p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 && p.revents & Int16(POLLIN) == 0 {
+                    return "adapter \(options.adapter) went away"
+                }
+                let n = read(fd, &buffer, buffer.count)
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    return "reading from \(options.adapter) failed: \(errnoText())"  // EPIPE: the adapter was unplugged or reset
+                }
+                if n == 0 { return "adapter \(options.adapter) closed the socket" }
+                let time = now()
+                guard case .success(let event) = HCI.eventFromH4(Array(buffer[0..<n])) else { continue }
+                if case .success(let reports) = HCI.advertisingReports(event), !reports.isEmpty {
+                    perform(supervisor.reportReceived(at: time), fd: fd)
+                }
+                onEvent(event, time)
+            }
+            perform(supervisor.tick(at: now()), fd: fd)
+        }
+        return nil
+    }
+
+    func perform(_ actions: [BLESupervisor.Action], fd: Int32?) {
+        for action in actions {
+            switch action {
+            case .raise(let reason): onCondition(.unavailable(reason: reason))
+            case .clear: onCondition(.available)
+            case .restartScan:
+                if let fd, options.mode != .listenOnly, let failure = startScan(fd) {
+                    onCondition(.unavailable(reason: failure))
+                }
+            case .reopen: break  // the loop reopens after the backoff
+            }
+        }
+    }
+
+    func sleep(_ d: Duration) {
+        var left = d
+        while left > .zero && !isStopped {
+            let step = min(left, .milliseconds(200))
+            usleep(useconds_t(step.nanoseconds / 1000))
+            left -= step
+        }
+    }
+
+    func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+    // MARK: Socket
+
+    func open() -> Result<Int32, OpenFailure> {
+        guard options.adapter.hasPrefix("hci"), let index = UInt16(options.adapter.dropFirst(3)) else {
+            return .failure(OpenFailure(reason: "\"\(options.adapter)\" is not an adapter name like hci0", certain: true))
+        }
+        let fd = socket(AF_BLUETOOTH, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), BTPROTO_HCI)
+        if fd < 0 {
+            let e = errno
+            switch e {
+            case EAFNOSUPPORT:
+                return .failure(OpenFailure(reason: "this kernel has no Bluetooth support (socket: \(errnoText(e))); BLE sensors cannot be heard on this machine", certain: true))
+            case EPERM, EACCES:
+                return .failure(OpenFailure(reason: "not permitted to open a Bluetooth socket (\(errnoText(e))); run the agent as the vaktpost service, which has CAP_NET_RAW", certain: true))
+            default:
+                return .failure(OpenFailure(reason: "socket(AF_BLUETOOTH) failed: \(errnoText(e))", certain: false))
+            }
+        }
+        var address = sockaddr_hci()
+        address.hci_family = sa_family_t(AF_BLUETOOTH)
+        address.hci_dev = index
+        address.hci_channel = UInt16(options.mode == .userChannel ? HCI_CHANNEL_USER : HCI_CHANNEL_RAW)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_hci>.size)) }
+        }
+        if bound < 0 {
+            let e = errno
+            close(fd)
+            switch e {
+            case ENODEV:
+                return .failure(OpenFailure(reason: "adapter \(options.adapter) does not exist (ls /sys/class/bluetooth lists the adapters)", certain: true))
+            case EBUSY:
+                return .failure(OpenFailure(reason: "adapter \(options.adapter) is up and owned by bluetoothd; user-channel mode needs it down, or use mode = \"raw\"", certain: true))
+            default:
+                return .failure(OpenFailure(reason: "bind to \(options.adapter) failed: \(errnoText(e))", certain: false))
+            }
+        }
+        var filter = hci_filter()
+        hci_filter_clear(&filter)
+        hci_filter_set_ptype(Int32(HCI_EVENT_PKT), &filter)
+        hci_filter_set_event(Int32(EVT_LE_META_EVENT), &filter)
+        hci_filter_set_event(Int32(EVT_CMD_COMPLETE), &filter)
+        hci_filter_set_event(Int32(EVT_CMD_STATUS), &filter)
+        if setsockopt(fd, SOL_HCI, HCI_FILTER, &filter, socklen_t(MemoryLayout<hci_filter>.size)) < 0 {
+            let e = errno
+            close(fd)
+            return .failure(OpenFailure(reason: "setting the HCI filter failed: \(errnoText(e))", certain: false))
+        }
+        return .success(fd)
+    }
+
+    /// Without CAP_NET_RAW the kernel quietly filters out LE Meta events: no error, no reports.
+    static func missingCapability(_ mode: BLEMode) -> String? {
+        guard let status = try? readProcStatus(), let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let caps = UInt64(line.dropFirst(7).trimmingCharacters(), radix: 16)
+        else { return nil }
+        if caps & (1 << 13) == 0 {
+            return "the agent lacks CAP_NET_RAW, so the kernel filters out every advertising report; run it as the vaktpost service (AmbientCapabilities=CAP_NET_RAW)"
+        }
+        if mode == .userChannel, caps & (1 << 12) == 0 {
+            return "user-channel mode needs CAP_NET_ADMIN; run it as the vaktpost service or use mode = \"raw\""
+        }
+        return nil
+    }
+
+    static func readProcStatus() throws -> String {
+        let fd = Glibc.open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw OpenFailure(reason: "", certain: false) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        let n = read(fd, &buffer, buffer.count)
+        return String(decoding: buffer[0..<max(0, n)], as: UTF8.self)
+    }
+
+    // MARK: Commands
+
+    /// Passive scan, duplicates not filtered, window = interval (30 ms). Uses the extended
+    /// commands when the controller has them, else the legacy ones, never both: after one
+    /// family the controller refuses the other until reset. Returns why it failed, or nil.
+    func startScan(_ fd: Int32) -> String? {
+        if options.mode == .userChannel {
+            _ = command(fd, 0x0C03, [])  // HCI_Reset: the agent owns the adapter alone
+            _ = command(fd, 0x0C01, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0x00, 0x20])  // Set_Event_Mask: the default 0x1FFFFFFFFFFF plus LE Meta (bit 61)
+            _ = command(fd, 0x2001, [0x1F, 0x10, 0, 0, 0, 0, 0, 0])  // LE_Set_Event_Mask: adv report + ext adv report
+        }
+        let supported = command(fd, 0x1002, [])  // Read_Local_Supported_Commands
+        let extended = supported.map { $0.count > 38 && $0[38] & 0x60 == 0x60 } ?? false  // octet 37, bits 5-6 (after status)
+        if extended {
+            _ = command(fd, 0x2042, [0, 0, 0, 0, 0, 0])  // disable first; an error just means it was off
+            guard command(fd, 0x2041, [0x00, 0x00, 0x01, 0x00, 0x30, 0x00, 0x30, 0x00]) != nil else {
+                return "the controller refused the extended scan parameters"
+            }
+            guard command(fd, 0x2042, [1, 0, 0, 0, 0, 0]) != nil else { return "the controller refused to start an extended scan" }
+        } else {
+            _ = command(fd, 0x200C, [0, 0])
+            guard command(fd, 0x200B, [0x00, 0x30, 0x00, 0x30, 0x00, 0x00, 0x00]) != nil else {
+                return "the controller refused the scan parameters (another program may be scanning with extended commands)"
+            }
+            guard command(fd, 0x200C, [1, 0]) != nil else { return "the controller refused to start the scan" }
+        }
+        return nil
+    }
+
+    /// Sends one command and waits up to 2 s for its Command Complete (status 0: returns the
+    /// status and return parameters) or a failing status (nil). Reports that arrive meanwhile
+    /// are passed on, not dropped.
+    func command(_ fd: Int32, _ opcode: UInt16, _ params: [UInt8]) -> [UInt8]? {
+        let packet: [UInt8] = [0x01, UInt8(opcode & 0xFF), UInt8(opcode >> 8), UInt8(params.count)] + params
+        guard packet.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == packet.count else { return nil }
+        let deadline = now() + .seconds(2)
+        var buffer = [UInt8](repeating: 0, count: 260)
+        while now() < deadline && !isStopped {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) > 0 else { continue }
+            let n = read(fd, &buffer, buffer.count)
+            guard n > 0, case .success(let event) = HCI.eventFromH4(Array(buffer[0..<n])), event.count >= 2 else { return nil }
+            switch event[0] {
+            case 0x0E where event.count >= 6 && UInt16(event[3]) | UInt16(event[4]) << 8 == opcode:
+                return event[5] == 0 ? Array(event[5...]) : nil
+            case 0x0F where event.count >= 6 && UInt16(event[4]) | UInt16(event[5]) << 8 == opcode:
+                if event[2] != 0 { return nil }
+            default:
+                onEvent(event, now())
+            }
+        }
+        return nil
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BLEInput
+import VaktpostCore
+
+// Every parser that reads bytes from outside: HCI events, btsnoop captures, BTHome service data
+// (plain and encrypted), config files, scenario files, JSON. The first input byte picks the parser.
+//
+// Fuzzing (main hands over to libFuzzer's driver):
+//   swift build -c release --scratch-path .build-fuzz --product fuzz-parsers \
+//     -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
+//   .build-fuzz/release/fuzz-parsers -runs=1000000 -max_len=512 Tests/Fuzz/corpus
+// A normal build replays inputs instead (to re-run a crash file): fuzz-parsers FILE...
+
+let key: [UInt8] = [0x23, 0x1D, 0x39, 0xC1, 0xD7, 0xCC, 0x1A, 0xB1, 0xAE, 0xE2, 0x24, 0xCD, 0x09, 0x6D, 0xB9, 0x32]
+
+func exercise(_ input: [UInt8]) {
+    guard let selector = input.first else { return }
+    let body = Array(input.dropFirst())
+    switch selector % 6 {
+    case 0:
+        if case .success(let reports) = HCI.advertisingReports(body) {
+            for r in reports { _ = AdvertisingData(r.data) }
+        }
+        _ = AdvertisingData(body)
+    case 1:
+        _ = BTSnoop.events(body)
+    case 2:
+        var history = BTHomeHistory()
+        let t = WallTime(secondsSinceEpoch: 1_790_000_000)
+        _ = BTHome.decode(serviceData: body, mac: "54:48:E6:8F:80:A5", key: nil, at: t, history: &history, decrypt: AESCCM.decrypt)
+        _ = BTHome.decode(serviceData: body, mac: "54:48:E6:8F:80:A5", key: key, at: t, history: &history, decrypt: AESCCM.decrypt)
+    case 3:
+        _ = ConfigReader.read(String(decoding: body, as: UTF8.self))
+    case 4:
+        _ = Scenario.parse(String(decoding: body, as: UTF8.self), sensors: [SensorID("bed")!, SensorID("door")!])
+    default:
+        _ = try? JSONValue.parse(String(decoding: body, as: UTF8.self))
+    }
+}
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data else { return 0 }
+    exercise(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
+
+/// libFuzzer's entry for programs that have a main of their own (SwiftPM gives every executable one).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+@main
+struct FuzzMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
+    }
+}
+#else
+@main
+struct FuzzReplay {
+    static func main() {
+        for path in CommandLine.arguments.dropFirst() {
+            guard let f = fopen(path, "rb") else { continue }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = fread(&buffer, 1, buffer.count, f)
+                if n <= 0 { break }
+                bytes += buffer[0..<n]
+            }
+            fclose(f)
+            exercise(bytes)
+        }
+    }
+}
+#endif
