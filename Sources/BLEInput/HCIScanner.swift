@@ -83,15 +83,9 @@ public final class HCIScanner: Sendable {
                 fd = opened
             }
             defer { close(fd) }
-            var startFailure: String? = nil
-            if options.mode != .listenOnly {
-                startFailure = startScan(fd)
-            }
-            if let startFailure {
-                perform(supervisor.openFailed(startFailure, certain: false), fd: nil)
-                sleep(.seconds(1))
-                continue
-            }
+            // If the controller refuses both command families, listen anyway: bluetoothd may be
+            // scanning, and the silence watchdog raises the alarm if nothing arrives.
+            if options.mode != .listenOnly { _ = startScan(fd) }
             perform(supervisor.scanStarted(at: now(), deafBecause: HCIScanner.missingCapability(options.mode)), fd: fd)
             if let failure = listen(fd, supervisor: &supervisor) {
                 perform(supervisor.openFailed(failure, certain: false), fd: nil)
@@ -230,8 +224,8 @@ public final class HCIScanner: Sendable {
     // MARK: Commands
 
     /// Passive scan, duplicates not filtered, window = interval (30 ms). Uses the extended
-    /// commands when the controller has them, else the legacy ones, never both: after one
-    /// family the controller refuses the other until reset. Returns why it failed, or nil.
+    /// commands when the controller has them, else the legacy ones; if the controller refuses
+    /// that family (someone else used the other), tries the other once. Returns why both failed.
     func startScan(_ fd: Int32) -> String? {
         if options.mode == .userChannel {
             _ = command(fd, 0x0C03, [])  // HCI_Reset: the agent owns the adapter alone
@@ -240,20 +234,26 @@ public final class HCIScanner: Sendable {
         }
         let supported = command(fd, 0x1002, [])  // Read_Local_Supported_Commands
         let extended = supported.map { $0.count > 38 && $0[38] & 0x60 == 0x60 } ?? false  // octet 37, bits 5-6 (after status)
-        if extended {
-            _ = command(fd, 0x2042, [0, 0, 0, 0, 0, 0])  // disable first; an error just means it was off
-            guard command(fd, 0x2041, [0x00, 0x00, 0x01, 0x00, 0x30, 0x00, 0x30, 0x00]) != nil else {
-                return "the controller refused the extended scan parameters"
-            }
-            guard command(fd, 0x2042, [1, 0, 0, 0, 0, 0]) != nil else { return "the controller refused to start an extended scan" }
-        } else {
-            _ = command(fd, 0x200C, [0, 0])
-            guard command(fd, 0x200B, [0x00, 0x30, 0x00, 0x30, 0x00, 0x00, 0x00]) != nil else {
-                return "the controller refused the scan parameters (another program may be scanning with extended commands)"
-            }
-            guard command(fd, 0x200C, [1, 0]) != nil else { return "the controller refused to start the scan" }
+        let first = extended ? scanExtended(fd) : scanLegacy(fd)
+        guard let failure = first else { return nil }
+        guard (extended ? scanLegacy(fd) : scanExtended(fd)) != nil else { return nil }
+        return failure
+    }
+
+    func scanExtended(_ fd: Int32) -> String? {
+        _ = command(fd, 0x2042, [0, 0, 0, 0, 0, 0])  // disable first; an error just means it was off
+        guard command(fd, 0x2041, [0x00, 0x00, 0x01, 0x00, 0x30, 0x00, 0x30, 0x00]) != nil else {
+            return "the controller refused the extended scan parameters"
         }
-        return nil
+        return command(fd, 0x2042, [1, 0, 0, 0, 0, 0]) != nil ? nil : "the controller refused to start an extended scan"
+    }
+
+    func scanLegacy(_ fd: Int32) -> String? {
+        _ = command(fd, 0x200C, [0, 0])
+        guard command(fd, 0x200B, [0x00, 0x30, 0x00, 0x30, 0x00, 0x00, 0x00]) != nil else {
+            return "the controller refused the scan parameters"
+        }
+        return command(fd, 0x200C, [1, 0]) != nil ? nil : "the controller refused to start the scan"
     }
 
     /// Sends one command and waits up to 2 s for its Command Complete (status 0: returns the
