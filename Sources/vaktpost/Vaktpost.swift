@@ -289,16 +289,9 @@ struct DecodeCommand: ParsableCommand {
             for p in prior + [serviceData] where Self.bytes(p) == nil { throw ValidationError("\"\(p)\" is not hex") }
         }
 
-        /// Hex with optional spaces or colons between bytes.
+        /// Hex with optional spaces or colons between bytes, as copied from btmon or a vendor app.
         static func bytes(_ text: String) -> [UInt8]? {
-            let digits = Array(text.utf8.filter { $0 != 0x20 && $0 != 0x3A })
-            guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
-            var out: [UInt8] = []
-            for i in stride(from: 0, to: digits.count, by: 2) {
-                guard let b = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-                out.append(b)
-            }
-            return out
+            Hex.bytes(String(text.filter { $0 != " " && $0 != ":" }))
         }
 
         func run() throws {

@@ -28,7 +28,7 @@ public enum BTHomeValue: Equatable, Sendable {
         switch self {
         case .number(let v, let decimals): return decimals == 0 ? .int(Int64(v)) : .double(v)
         case .text(let s): return .string(s)
-        case .raw(let bytes): return .string(bytes.map(hex2).joined())
+        case .raw(let bytes): return .string(Hex.string(bytes))
         case .timestamp(let t): return .string(RFC3339.format(t, utcOffsetSeconds: 0))
         case .event(let name): return .string(name)
         case .dimmer(let name, let steps): return .object([("type", .string(name)), ("steps", .int(Int64(steps)))])

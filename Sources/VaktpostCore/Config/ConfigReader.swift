@@ -395,7 +395,7 @@ private struct ConfigDecoder {
         } else { ok = false }
         if let (key, at) = r.string("bthome_key", required: false, &self) {
             locations["\(r.path).bthome_key"] = at
-            if let bytes = ConfigDecoder.hexBytes(key), bytes.count == 16 { binding.bthomeKey = bytes } else {
+            if let bytes = Hex.bytes(key), bytes.count == 16 { binding.bthomeKey = bytes } else {
                 error(at, "bthome_key must be 32 hex digits (the sensor's AES-128 key)", hint: "copy the key from the sensor's app; it looks like \"231d39c1d7cc1ab1aee224cd096db932\"")
                 ok = false
             }
@@ -407,7 +407,7 @@ private struct ConfigDecoder {
         var binding = EnOceanBinding(sender: "", eep: "")
         var ok = true
         if let (sender, at) = r.string("sender", required: true, &self) {
-            if let bytes = ConfigDecoder.hexBytes(sender), bytes.count == 4 { binding.sender = sender.uppercased() } else {
+            if let bytes = Hex.bytes(sender), bytes.count == 4 { binding.sender = sender.uppercased() } else {
                 error(at, "sender \"\(sender)\" is not an EnOcean id", hint: "write the 8 hex digits printed on the sensor, e.g. \"01825DAB\" (`vaktpost scan --serial` shows them)")
                 ok = false
             }
@@ -419,17 +419,6 @@ private struct ConfigDecoder {
             }
         } else { ok = false }
         return ok ? binding : nil
-    }
-
-    static func hexBytes(_ s: String) -> [UInt8]? {
-        let chars = Array(s.utf8)
-        guard chars.count % 2 == 0, !chars.isEmpty else { return nil }
-        var out: [UInt8] = []
-        for i in stride(from: 0, to: chars.count, by: 2) {
-            guard let v = UInt8(String(decoding: chars[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-            out.append(v)
-        }
-        return out
     }
 
     static func macAddress(_ s: String) -> String? {

@@ -1,0 +1,18 @@
+/// Hex text to bytes and back: keys in the config, frames on the command line.
+public enum Hex {
+    /// `231d39c1...` → bytes; nil unless it is an even number of hex digits (at least two).
+    public static func bytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let b = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+            out.append(b)
+        }
+        return out
+    }
+
+    /// Lower-case, two digits a byte.
+    public static func string(_ bytes: [UInt8]) -> String { bytes.map(hex2).joined() }
+}
