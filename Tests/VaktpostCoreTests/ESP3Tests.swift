@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import VaktpostCore
+
+/// `../shared/testdata/esp3_vectors.json`, checked against kipe/enocean (research/serial.md §2).
+struct ESP3Vector: CustomTestStringConvertible, Sendable {
+    var name: String
+    var bytes: [UInt8]
+    var expect: JSONValue?
+    var frames: Int?
+    var testDescription: String { name }
+
+    static let all: [ESP3Vector] = {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        let path = parts.joined(separator: "/") + "/../shared/testdata/esp3_vectors.json"
+        guard let text = readText(path), case .array(let items)? = try? JSONValue.parse(text) else { return [] }
+        return items.map { v in
+            ESP3Vector(
+                name: v["name"]!.stringValue!, bytes: Hex.bytes(v["hex"]!.stringValue!)!,
+                expect: v["expect_reject"] == .bool(true) ? nil : v["expect"], frames: v["frames_in_stream"]?.intValue.map(Int.init))
+        }
+    }()
+}
+
+/// The core does no I/O; the test reads the shared file with plain libc.
+func readText(_ path: String) -> String? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n <= 0 { break }
+        out += buffer[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+@Suite struct ESP3Tests {
+    @Test func crc8MatchesTheCatalogueAndTheWorkedExamples() {
+        #expect(CRC8.of(Array("123456789".utf8)) == 0xF4)
+        #expect(CRC8.of([0x00, 0x01, 0x00, 0x05]) == 0x70)
+        #expect(CRC8.of([0x08]) == 0x38)
+        #expect(ESP3Packet.readIDBase.bytes == Hex.bytes("5500010005700838"))
+        #expect(ESP3Packet.readVersion.bytes == Hex.bytes("5500010005700309"))
+    }
+
+    @Test func theSharedVectorsAreAllHere() { #expect(ESP3Vector.all.count >= 24) }
+
+    static func chunkings(_ bytes: [UInt8], seed: UInt64) -> [[[UInt8]]] {
+        var rng = SplitMix64(seed: seed)
+        var random: [[UInt8]] = []
+        var i = 0
+        while i < bytes.count {
+            let n = Int.random(in: 1...7, using: &rng)
+            random.append(Array(bytes[i..<min(bytes.count, i + n)]))
+            i += n
+        }
+        return [[bytes], bytes.map { [$0] }, random]
+    }
+
+    @Test(arguments: ESP3Vector.all)
+    func vectorDecodesWholeByteByByteAndInChunks(_ v: ESP3Vector) {
+        for (n, pieces) in Self.chunkings(v.bytes, seed: UInt64(v.name.utf8.count)).enumerated() {
+            var framer = ESP3Framer()
+            var packets: [ESP3Packet] = []
+            for piece in pieces { packets += framer.feed(piece) }
+            guard let expect = v.expect else {
+                #expect(packets.isEmpty, "\(v.name) chunking \(n): a rejected stream produced \(packets.count) packets")
+                continue
+            }
+            if let frames = v.frames { #expect(packets.count == frames, "\(v.name) chunking \(n)") }
+            guard let last = packets.last else { Issue.record("\(v.name) chunking \(n): no packet"); continue }
+            let json = ESP3Telegram(last).json(eep: expect["eep"]?.stringValue)
+            #expect(json == expect, "\(v.name) chunking \(n):\n  got      \(json.serialized)\n  expected \(expect.serialized)")
+        }
+    }
+
+    @Test func garbageAndFalseSyncsBeforeAFrameAreSkipped() {
+        let contact = Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!
+        // Noise, a lone 0x55, a false sync with a bad header CRC, a valid header claiming 64 KiB.
+        let noise = Hex.bytes("00FF5513") ?? [] + [0x55, 0x00, 0x07, 0x07, 0x01, 0x00]
+        let stream = noise + [0x55, 0x00, 0x07, 0x07, 0x01, 0x00] + Hex.bytes("55FFFFFF012A")! + contact
+        var framer = ESP3Framer()
+        let packets = framer.feed(stream)
+        #expect(packets.map { ESP3Telegram($0).senderID } == ["01825DAB"])
+        #expect(framer.pending == 0)
+    }
+
+    @Test func aFrameThatStopsArrivingIsDroppedByTheIdleTimeout() {
+        var framer = ESP3Framer()
+        let contact = Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!
+        #expect(framer.feed(contact.prefix(10)).isEmpty)
+        #expect(framer.pending == 10)
+        #expect(framer.flushStale().isEmpty)  // the partial frame goes, byte by byte rescanned
+        #expect(framer.pending == 0)
+        #expect(framer.feed(contact).count == 1)
+    }
+
+    @Test func configuredSendersBecomeReadings() throws {
+        let contact = ESP3Telegram(try #require(ESP3Framer().feedAll(Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!).last))
+        #expect(EEP.reading(contact, eep: "D5-00-01", role: .door) == ReadingValues(open: false, rssi: -54))
+        let pressed = ESP3Telegram(try #require(ESP3Framer().feedAll(Hex.bytes("55000707017AF650002989793001FFFFFFFF37009D")!).last))
+        #expect(EEP.reading(pressed, eep: "F6-02-02", role: .fall) == ReadingValues(fall: true, rssi: -55))
+        #expect(EEP.reading(pressed, eep: "F6-02-02", role: .button)?.pressed == true)
+        let released = ESP3Telegram(try #require(ESP3Framer().feedAll(Hex.bytes("55000707017AF600002989792002FFFFFFFF4A0003")!).last))
+        #expect(EEP.reading(released, eep: "F6-02-02", role: .fall) == ReadingValues(rssi: -74))
+        let motion = ESP3Telegram(try #require(ESP3Framer().feedAll(Hex.bytes("55000A0701EBA5AF00FF090512A3F10001FFFFFFFF3C003C")!).last))
+        #expect(EEP.reading(motion, eep: "A5-07-01", role: .bed)?.occupied == true)
+        let teachIn = ESP3Telegram(try #require(ESP3Framer().feedAll(Hex.bytes("55000A0701EBA508284680018A7B300001FFFFFFFF490026")!).last))
+        #expect(EEP.reading(teachIn, eep: "A5-07-01", role: .bed) == nil)
+    }
+}
+
+extension ESP3Framer {
+    func feedAll(_ bytes: [UInt8]) -> [ESP3Packet] {
+        var copy = self
+        return copy.feed(bytes)
+    }
+}
