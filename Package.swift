@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "vaktpost",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput",
+                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput", "SerialInput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -69,11 +69,11 @@ let package = Package(
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
-        .testTarget(name: "SerialInputTests", dependencies: ["SerialInput"]),
+        .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput",
+                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput", "SerialInput",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Agent
 import BLEInput
+import SerialInput
 import ArgumentParser
 import Logging
 import Synchronization
@@ -256,8 +257,42 @@ struct DecodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode sensor frames by hand, exactly as the agent reads them.",
-        subcommands: [BTHomeFrame.self]
+        subcommands: [BTHomeFrame.self, ESP3Frame.self]
     )
+
+    struct ESP3Frame: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "esp3",
+            abstract: "Decode an EnOcean ESP3 byte stream and print its last valid frame as one JSON object.",
+            discussion: """
+                Prints the keys of `expect` in ../shared/testdata/esp3_vectors.json (packet_type, data_len, opt_len, rorg,
+                sender_id, status, dbm, ...); with --eep, the profile's values too. Exits 1 when the stream holds no valid frame.
+                  vaktpost decode esp3 --eep D5-00-01 55000707017AD50901825DAB0001FFFFFFFF3600C7
+                """
+        )
+
+        @Option(name: .long, help: ArgumentHelp("The sender's EnOcean Equipment Profile, e.g. D5-00-01.", valueName: "EEP"))
+        var eep: String?
+
+        @Argument(help: ArgumentHelp("The bytes in hex, as read from the serial port.", valueName: "HEX"))
+        var stream: String
+
+        func validate() throws {
+            if let eep, !EEP.supported.contains(eep.uppercased()) {
+                throw ValidationError("--eep \(eep) is not one the agent decodes: \(EEP.supported.joined(separator: ", "))")
+            }
+            guard BTHomeFrame.bytes(stream) != nil else { throw ValidationError("\"\(stream)\" is not hex") }
+        }
+
+        func run() throws {
+            var framer = ESP3Framer()
+            guard let last = framer.feed(BTHomeFrame.bytes(stream)!).last else {
+                printError("no valid frame: \(framer.pending > 0 ? "the stream ends inside a frame" : "no sync byte with a valid header and data CRC")")
+                throw ExitCode(1)
+            }
+            print(ESP3Telegram(last).json(eep: eep?.uppercased()).serialized)
+        }
+    }
 
     struct BTHomeFrame: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -317,9 +352,10 @@ struct DecodeCommand: ParsableCommand {
 struct ScanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scan",
-        abstract: "List the sensors the hub can hear, with signal strength and what they say: for pairing.",
+        abstract: "List the sensors the hub can hear (--ble or --serial), with signal strength and what they say: for pairing.",
         discussion: """
-            --ble listens on the configured adapter (or reads a btsnoop capture with --replay) and shows every device
+            --serial listens to the [[serial]] receivers and prints each telegram as it arrives, with teach-ins and their
+            profile. --ble listens on the configured adapter (or reads a btsnoop capture with --replay) and shows every device
             heard: address, RSSI, how often, which configured sensor it is, and its BTHome decode. The table refreshes
             every 2 seconds; --json prints one JSON array at the end.
             """
@@ -327,6 +363,9 @@ struct ScanCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Scan for Bluetooth LE sensors.")
     var ble = false
+
+    @Flag(name: .long, help: "Listen to the EnOcean receivers of the config's [[serial]] sections.")
+    var serial = false
 
     @Option(name: .long, help: "How long to listen.")
     var seconds: Int = 30
@@ -337,7 +376,7 @@ struct ScanCommand: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
-        guard ble else { throw ValidationError("say what to scan: --ble") }
+        guard ble != serial else { throw ValidationError("say what to scan: --ble or --serial (one at a time)") }
         guard seconds > 0 else { throw ValidationError("--seconds must be at least 1") }
     }
 
@@ -345,6 +384,7 @@ struct ScanCommand: ParsableCommand {
         let checked = ConfigFile.check(path: options.config, checkFiles: false)
         if checked.report.decoded == nil { printError("note: \(options.config) cannot be read; devices are shown without sensor names") }
         let decoded = checked.report.decoded
+        if serial { return try scanSerial(decoded) }
         let report = Mutex(ScanReport())
         let router = Mutex(BLERouter(sensors: decoded?.sensors ?? []))
         let heardEvent: @Sendable ([UInt8], WallTime) -> Void = { event, time in
@@ -387,5 +427,58 @@ struct ScanCommand: ParsableCommand {
             }
         }
         print(options.json ? report.withLock { $0.json.serialized } : report.withLock { $0.text }, terminator: options.json ? "\n" : "")
+    }
+}
+
+extension ScanCommand {
+    /// Shows telegrams as they arrive: sender, RSSI, profile values, teach-ins, configured sensor.
+    func scanSerial(_ config: Config?) throws {
+        guard let receivers = config?.serial, !receivers.isEmpty else {
+            printError("error: \(options.config) has no [[serial]] receiver; add one with its match or path")
+            throw ExitCode(1)
+        }
+        let sensors = config?.sensors ?? []
+        let eeps = Dictionary(sensors.compactMap { s in s.enocean.map { ($0.sender, $0.eep) } }, uniquingKeysWith: { a, _ in a })
+        let router = Mutex(SerialRouter(sensors: sensors))
+        let lines = Mutex<[JSONValue]>([])
+        let problems = Mutex<[String]>([])
+        let json = options.json
+        let started = receivers.map { r in
+            SerialReceiver(
+                options: .init(r), now: { WallTime(nanosecondsSinceEpoch: SystemClock.now()) },
+                onTelegram: { telegram, time in
+                    let heard = router.withLock { $0.handle(telegram, at: time) }
+                    guard !heard.repeated else { return }
+                    var entry = telegram.json(eep: telegram.senderID.flatMap { eeps[$0] })
+                    if case .object(var f) = entry {
+                        f.insert(("receiver", .string(r.name)), at: 0)
+                        f.append(("sensor", heard.sensor.map { .string($0.rawValue) } ?? .null))
+                        entry = .object(f)
+                    }
+                    lines.withLock { $0.append(entry) }
+                    if !json {
+                        let teach = telegram.teachInProfile.map { " TEACH-IN \($0.eep) manufacturer \($0.manufacturer)" } ?? (telegram.isTeachIn == true ? " TEACH-IN" : "")
+                        print("\(r.name)  \(telegram.senderID ?? "-")  \(telegram.dbm.map { "\($0) dBm" } ?? "-")  \(heard.sensor?.rawValue ?? "(not configured)")\(teach)  \(entry.serialized)")
+                    }
+                },
+                onCondition: { condition in
+                    switch condition {
+                    case .unplugged(let reason):
+                        problems.withLock { $0.append(reason) }
+                        printError("\(r.name): \(reason)")
+                    case .available(let path, let version, let baseID):
+                        if !json { print("\(r.name): listening on \(path)\(version.map { ", \($0)" } ?? "")\(baseID.map { ", base id \($0)" } ?? "")") }
+                    }
+                })
+        }
+        started.forEach { $0.start() }
+        usleep(useconds_t(seconds) * 1_000_000)
+        started.forEach { $0.stop() }
+        let heard = lines.withLock { $0 }
+        if json { print(JSONValue.array(heard).serialized) }
+        if heard.isEmpty, let problem = problems.withLock({ $0.last }) {
+            printError("error: nothing heard: \(problem)")
+            throw ExitCode(1)
+        }
     }
 }

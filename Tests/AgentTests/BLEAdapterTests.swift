@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BLEInput
+import SerialInput
 import Synchronization
 import Testing
 @testable import Agent
@@ -36,7 +37,7 @@ import VaktpostCore
         #expect(reason.contains("no Bluetooth support"))
         #expect(reason.contains("Address family not supported"))
 
-        var alarm = BLEAdapterAlarm(adapter: "hci0")
+        var alarm = ConditionAlarm.bleAdapter("hci0")
         var events = EventFactory(rng: SplitMix64(seed: 1)) { EventTime(wall: $0, utcOffsetSeconds: 0, boottimeNanoseconds: 0, bootID: "b", clockSynced: true) }
         let t = WallTime(secondsSinceEpoch: 1_790_000_000)
         alarm.handle(seen[0], at: t, events: &events)
@@ -55,4 +56,19 @@ func clock_gettime_ns() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+@Test func anUnpluggedReceiverIsOneTechnicalEventAndItsReturnClearsIt() {
+    var alarm = ConditionAlarm.serialReceiver("usb300")
+    var events = EventFactory(rng: SplitMix64(seed: 2)) { EventTime(wall: $0, utcOffsetSeconds: 0, boottimeNanoseconds: 0, bootID: "b", clockSynced: true) }
+    let t = WallTime(secondsSinceEpoch: 1_790_000_000)
+    alarm.handle(SerialReceiver.Condition.unplugged(reason: "receiver usb300 was unplugged"), at: t, events: &events)
+    alarm.handle(SerialReceiver.Condition.unplugged(reason: "receiver usb300 (vendor 0403) is not plugged in"), at: t + .seconds(2), events: &events)
+    alarm.handle(SerialReceiver.Condition.available(path: "/dev/ttyUSB0", version: "GATEWAYCTRL app 2.11.1.0", baseID: "FF87CA00"), at: t + .seconds(9), events: &events)
+    let made = events.take()
+    #expect(made.map(\.type) == [.serialReceiverUnplugged, .serialReceiverUnplugged])
+    #expect(made.map(\.state) == [.active, .cleared])
+    #expect(made[1].correlationID == made[0].eventID)
+    #expect(JSONValue.object(made[0].data)["receiver"] == .string("usb300"))
+    #expect(JSONValue.object(made[1].data)["baseId"] == .string("FF87CA00"))
 }

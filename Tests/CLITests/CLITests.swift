@@ -241,3 +241,73 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         #expect(run.stderr.contains("say what to scan: --ble"))
     }
 }
+
+@Suite struct SerialCLITests {
+    /// Every shared ESP3 vector through `vaktpost decode esp3`, compared with its `expect`.
+    @Test func everySharedESP3VectorDecodesThroughTheCLI() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/../shared/testdata/esp3_vectors.json"))
+        let vectors = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        #expect(vectors.count >= 24)
+        for v in vectors {
+            let name = v["name"] as! String
+            var args = ["decode", "esp3"]
+            let expect = v["expect"] as? [String: Any]
+            if let eep = expect?["eep"] as? String { args += ["--eep", eep] }
+            args.append(v["hex"] as! String)
+            let run = try vaktpost(args)
+            if v["expect_reject"] as? Bool == true {
+                #expect(run.status == 1, "\(name) should have no valid frame: \(run.stdout)")
+                #expect(run.stderr.hasPrefix("no valid frame"))
+                continue
+            }
+            #expect(run.status == 0, "\(name): \(run.stderr)")
+            let got = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? NSDictionary
+            #expect(got == expect.map { NSDictionary(dictionary: $0) }, "\(name): got \(run.stdout)")
+        }
+    }
+
+    /// A technician pairing an EnOcean contact: `scan --serial` on a receiver (here a pty) prints
+    /// the telegram, with its configured sensor.
+    @Test func scanSerialShowsTelegramsAsTheyArrive() throws {
+        var master: Int32 = 0, slave: Int32 = 0
+        try #require(openpty(&master, &slave, nil, nil, nil) == 0)
+        let slavePath = String(cString: ttyname(slave))
+        close(slave)
+        defer { close(master) }
+        let dir = NSTemporaryDirectory() + "vaktpost-scan-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            [hub]
+            id = "hub-1"
+            [[sensors]]
+            id = "front-door"
+            role = "door"
+            room = "front-door"
+            transport = "enocean"
+            sender = "01825DAB"
+            eep = "D5-00-01"
+            [[serial]]
+            name = "usb300"
+            path = "\(slavePath)"
+            """.write(toFile: dir + "/c.toml", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = try vaktpostBinary()
+        process.arguments = ["scan", "--serial", "--seconds", "3", "--json", "--config", dir + "/c.toml"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        usleep(1_500_000)  // past the bring-up (no one answers it here)
+        let frame: [UInt8] = [0x55, 0x00, 0x07, 0x07, 0x01, 0x7A, 0xD5, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x36, 0x00, 0x53]
+        _ = frame.withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let heard = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        #expect(heard.count == 1)
+        #expect(heard.first?["sensor"] as? String == "front-door")
+        #expect(heard.first?["receiver"] as? String == "usb300")
+        #expect((heard.first?["values"] as? [String: Any])?["CO"] as? Int == 0)  // open
+    }
+}

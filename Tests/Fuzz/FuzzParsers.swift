@@ -5,7 +5,8 @@ import BLEInput
 import VaktpostCore
 
 // Every parser that reads bytes from outside: HCI events, btsnoop captures, BTHome service data
-// (plain and encrypted), config files, scenario files, JSON. The first input byte picks the parser.
+// (plain and encrypted), config files, scenario files, JSON, ESP3 serial streams. The first input
+// byte picks the parser.
 //
 // Fuzzing (main hands over to libFuzzer's driver):
 //   swift build -c release --scratch-path .build-fuzz --product fuzz-parsers \
@@ -18,7 +19,7 @@ let key: [UInt8] = [0x23, 0x1D, 0x39, 0xC1, 0xD7, 0xCC, 0x1A, 0xB1, 0xAE, 0xE2, 
 func exercise(_ input: [UInt8]) {
     guard let selector = input.first else { return }
     let body = Array(input.dropFirst())
-    switch selector % 6 {
+    switch selector % 7 {
     case 0:
         if case .success(let reports) = HCI.advertisingReports(body) {
             for r in reports { _ = AdvertisingData(r.data) }
@@ -35,8 +36,23 @@ func exercise(_ input: [UInt8]) {
         _ = ConfigReader.read(String(decoding: body, as: UTF8.self))
     case 4:
         _ = Scenario.parse(String(decoding: body, as: UTF8.self), sensors: [SensorID("bed")!, SensorID("door")!])
-    default:
+    case 5:
         _ = try? JSONValue.parse(String(decoding: body, as: UTF8.self))
+    default:
+        // Whole, then in pieces as a serial port delivers them, then the idle timeout.
+        var whole = ESP3Framer()
+        for packet in whole.feed(body) {
+            let t = ESP3Telegram(packet)
+            for eep in EEP.supported { _ = t.json(eep: eep) }
+            for role in SensorRole.allCases { _ = EEP.reading(t, eep: "D5-00-01", role: role) }
+        }
+        var pieces = ESP3Framer()
+        var i = 0
+        while i < body.count {
+            _ = pieces.feed(body[i..<min(body.count, i + 3)])
+            i += 3
+        }
+        _ = pieces.flushStale()
     }
 }
 

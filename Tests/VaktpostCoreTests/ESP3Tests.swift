@@ -121,3 +121,32 @@ extension ESP3Framer {
         return copy.feed(bytes)
     }
 }
+
+@Suite struct SerialRouterTests {
+    @Test func configuredSendersBecomeReadingsAndRepeatsWithinASecondAreDropped() throws {
+        let config = try #require(ConfigReader.read("""
+            [hub]
+            id = "h"
+            [[sensors]]
+            id = "front-door"
+            role = "door"
+            room = "front-door"
+            transport = "enocean"
+            sender = "01825DAB"
+            eep = "D5-00-01"
+            """, scope: .replay).config)
+        var router = SerialRouter(sensors: config.sensors)
+        let open = ESP3Telegram(ESP3Framer().feedAll(Hex.bytes("55000707017AD50801825DAB0001FFFFFFFF360053")!)[0])
+        let t = WallTime(secondsSinceEpoch: 1_790_000_000)
+        let first = router.handle(open, at: t)
+        #expect(first.sensor?.rawValue == "front-door")
+        #expect(first.reading?.values == ReadingValues(open: true, rssi: -54))
+        // The same telegram through a repeater, 300 ms later: dropped.
+        let again = router.handle(open, at: t + .milliseconds(300))
+        #expect(again.repeated && again.reading == nil)
+        // The same content two seconds later is a new telegram.
+        #expect(router.handle(open, at: t + .seconds(2)).reading != nil)
+        let stranger = ESP3Telegram(ESP3Framer().feedAll(Hex.bytes("55000707017AF650002989793001FFFFFFFF37009D")!)[0])
+        #expect(router.handle(stranger, at: t).sensor == nil)
+    }
+}

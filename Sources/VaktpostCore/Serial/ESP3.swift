@@ -20,6 +20,12 @@ public struct ESP3Packet: Equatable, Sendable {
     public var data: [UInt8]
     public var optional: [UInt8]
 
+    public init(type: UInt8, data: [UInt8], optional: [UInt8]) {
+        self.type = type
+        self.data = data
+        self.optional = optional
+    }
+
     public static let radioERP1: UInt8 = 0x01
     public static let response: UInt8 = 0x02
     public static let event: UInt8 = 0x04

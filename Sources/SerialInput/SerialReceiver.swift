@@ -1,0 +1,294 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Synchronization
+import VaktpostCore
+
+/// One EnOcean receiver on a serial port (a `[[serial]]` entry). Runs on its own queue: `poll`
+/// and `read` never block the Swift concurrency pool.
+///
+/// Opens the port raw at the configured baud, exclusively (TIOCEXCL and flock), asks the
+/// receiver for its version and base id, and hands every telegram to `onTelegram`. An unplug
+/// (POLLHUP, EIO, a read of 0) is reported at once through `onCondition` and the port is
+/// reopened with backoff (1 s doubling to 30 s); a receiver that stops answering the liveness
+/// ping three times is reopened too. It never gives up while it runs.
+public final class SerialReceiver: Sendable {
+    public struct Options: Sendable {
+        public var name: String
+        public var path: String?
+        public var match: SerialMatch?
+        public var baud: Int
+        /// No byte for this long: send CO_RD_VERSION to check the receiver still answers.
+        public var pingAfter: Duration
+
+        public init(name: String, path: String?, match: SerialMatch?, baud: Int = 57600, pingAfter: Duration = .seconds(60)) {
+            self.name = name
+            self.path = path
+            self.match = match
+            self.baud = baud
+            self.pingAfter = pingAfter
+        }
+
+        public init(_ config: SerialConfig) {
+            self.init(name: config.name, path: config.path, match: config.match, baud: config.baud)
+        }
+    }
+
+    public enum Condition: Equatable, Sendable {
+        case unplugged(reason: String)
+        /// Open and answering; the receiver's own description and base id when it gave them.
+        case available(path: String, version: String?, baseID: String?)
+    }
+
+    let options: Options
+    let now: @Sendable () -> WallTime
+    let onTelegram: @Sendable (ESP3Telegram, WallTime) -> Void
+    let onCondition: @Sendable (Condition) -> Void
+    let stopped = Atomic<Bool>(false)
+    let finished = DispatchSemaphore(value: 0)
+    let queue = DispatchQueue(label: "vaktpost.serial")
+
+    public init(
+        options: Options, now: @escaping @Sendable () -> WallTime,
+        onTelegram: @escaping @Sendable (ESP3Telegram, WallTime) -> Void, onCondition: @escaping @Sendable (Condition) -> Void
+    ) {
+        self.options = options
+        self.now = now
+        self.onTelegram = onTelegram
+        self.onCondition = onCondition
+    }
+
+    public func start() {
+        queue.async { [self] in
+            run()
+            finished.signal()
+        }
+    }
+
+    public func stop() {
+        stopped.store(true, ordering: .relaxed)
+        finished.wait()
+    }
+
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    // MARK: The loop
+
+    func run() {
+        let hotplug = HotplugMonitor()
+        var failures = 0
+        var reported: String? = nil
+        func unplugged(_ reason: String) {
+            if reported != reason {
+                reported = reason
+                onCondition(.unplugged(reason: reason))
+            }
+        }
+        while !isStopped {
+            switch open() {
+            case .failure(let gone):
+                unplugged(gone.reason)
+                failures += 1
+                wait(for: .seconds(min(30, 1 << min(failures - 1, 5))), hotplug: hotplug)
+            case .success(let (fd, path)):
+                failures = 0
+                var port = Port(fd: fd)
+                let (version, baseID) = bringUp(&port)
+                reported = nil
+                onCondition(.available(path: path, version: version, baseID: baseID))
+                let reason = listen(&port)
+                close(fd)
+                if let reason { unplugged(reason) }
+                wait(for: .seconds(1), hotplug: hotplug)
+            }
+        }
+    }
+
+    /// Sleeps up to `d`, waking early when udev reports a tty coming or going.
+    func wait(for d: Duration, hotplug: HotplugMonitor?) {
+        let deadline = now() + d
+        while !isStopped && now() < deadline {
+            if let hotplug {
+                var p = pollfd(fd: hotplug.fd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, 200) > 0 {
+                    hotplug.drain()
+                    return
+                }
+            } else {
+                usleep(200_000)
+            }
+        }
+    }
+
+    /// The port's bytes and the framer that finds packets in them.
+    struct Port {
+        var fd: Int32
+        var framer = ESP3Framer()
+        var lastByte: WallTime? = nil
+    }
+
+    /// Reads until the port goes away (returns why) or the receiver is stopped (nil).
+    func listen(_ port: inout Port) -> String? {
+        var pingSent: WallTime? = nil
+        var missed = 0
+        var quietSince = now()
+        while !isStopped {
+            switch readPackets(&port, timeout: 100) {
+            case .failure(let gone):
+                return gone.reason
+            case .success(let packets):
+                if !packets.isEmpty || port.lastByte.map({ $0 >= quietSince }) == true { quietSince = port.lastByte ?? now() }
+                for packet in packets {
+                    if packet.type == ESP3Packet.response, pingSent != nil {
+                        pingSent = nil
+                        missed = 0
+                    }
+                    if packet.type == ESP3Packet.radioERP1 { onTelegram(ESP3Telegram(packet), now()) }
+                }
+            }
+            let t = now()
+            if let sent = pingSent {
+                if t - sent >= .milliseconds(500) {
+                    missed += 1
+                    pingSent = nil
+                    if missed >= 3 { return "receiver \(options.name) stopped answering (3 pings without a reply)" }
+                }
+            } else if t - quietSince >= options.pingAfter {
+                guard send(port.fd, .readVersion) else { return "writing to receiver \(options.name) failed: \(String(cString: strerror(errno)))" }
+                pingSent = t
+                quietSince = t
+            }
+        }
+        return nil
+    }
+
+    /// One poll and read: the packets completed, or why the port is gone. A partial frame that
+    /// got no byte for 100 ms is dropped (the idle timeout).
+    func readPackets(_ port: inout Port, timeout: Int32) -> Result<[ESP3Packet], PortGone> {
+        var p = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&p, 1, timeout)
+        if ready < 0 {
+            return errno == EINTR ? .success([]) : .failure(PortGone("poll on receiver \(options.name) failed: \(String(cString: strerror(errno)))"))
+        }
+        if ready == 0 {
+            if port.framer.pending > 0, let last = port.lastByte, now() - last >= .milliseconds(100) { return .success(port.framer.flushStale()) }
+            return .success([])
+        }
+        if p.revents & Int16(POLLIN) == 0, p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+            return .failure(PortGone("receiver \(options.name) was unplugged"))
+        }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = read(port.fd, &buffer, buffer.count)
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EINTR { return .success([]) }
+            return .failure(PortGone(e == EIO || e == ENXIO || e == ENODEV
+                ? "receiver \(options.name) was unplugged" : "reading from receiver \(options.name) failed: \(String(cString: strerror(e)))"))
+        }
+        if n == 0 { return .failure(PortGone("receiver \(options.name) was unplugged")) }
+        port.lastByte = now()
+        return .success(port.framer.feed(buffer[0..<n]))
+    }
+
+    func send(_ fd: Int32, _ packet: ESP3Packet) -> Bool {
+        let bytes = packet.bytes
+        return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
+
+    /// CO_RD_VERSION then CO_RD_IDBASE, each answered within 500 ms by a real receiver. A silent
+    /// one is not an error here: the liveness ping decides.
+    func bringUp(_ port: inout Port) -> (version: String?, baseID: String?) {
+        func ask(_ command: ESP3Packet) -> [UInt8]? {
+            guard send(port.fd, command) else { return nil }
+            let deadline = now() + .milliseconds(500)
+            while now() < deadline && !isStopped {
+                guard case .success(let packets) = readPackets(&port, timeout: 50) else { return nil }
+                for packet in packets {
+                    if packet.type == ESP3Packet.response { return packet.data }
+                    if packet.type == ESP3Packet.radioERP1 { onTelegram(ESP3Telegram(packet), now()) }
+                }
+            }
+            return nil
+        }
+        var version: String? = nil
+        if let r = ask(.readVersion), r.first == 0, r.count >= 33 {
+            // app version(4), API version(4), chip id(4), chip version(4), description(16)
+            let app = r[1...4].map(String.init).joined(separator: ".")
+            let description = String(decoding: r[17..<33].prefix { $0 != 0 }, as: UTF8.self)
+            version = "\(description) app \(app)"
+        }
+        var baseID: String? = nil
+        if let r = ask(.readIDBase), r.first == 0, r.count >= 5 { baseID = Hex.string(Array(r[1...4])).uppercased() }
+        return (version, baseID)
+    }
+
+    // MARK: Opening
+
+    /// Why the port cannot be used (any more), in words for the technical event.
+    struct PortGone: Error {
+        var reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    func open() -> Result<(Int32, String), PortGone> {
+        guard let path = locate() else {
+            let what = options.match.map { m in [m.vendor.map { "vendor \($0)" }, m.model.map { "model \($0)" }, m.serial.map { "serial \($0)" }].compactMap { $0 }.joined(separator: " ") } ?? options.path ?? ""
+            return .failure(PortGone("receiver \(options.name) (\(what)) is not plugged in"))
+        }
+        let fd = Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ENOENT || e == ENXIO || e == ENODEV { return .failure(PortGone("receiver \(options.name) is not plugged in (\(path))")) }
+            if e == EACCES { return .failure(PortGone("no permission to open \(path): the agent's user must be in the device's group (the shipped udev rules use group vaktpost)")) }
+            return .failure(PortGone("opening \(path) failed: \(String(cString: strerror(e)))"))
+        }
+        // Exclusive: a second program reading the same receiver would steal half the telegrams.
+        _ = ioctl(fd, UInt(TIOCEXCL))
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            return .failure(PortGone("\(path) is in use by another program (ModemManager? the shipped udev rules tell it to keep away)"))
+        }
+        var tty = termios()
+        guard tcgetattr(fd, &tty) == 0 else {
+            close(fd)
+            return .failure(PortGone("\(path) is not a serial port: \(String(cString: strerror(errno)))"))
+        }
+        cfmakeraw(&tty)
+        tty.c_cflag |= tcflag_t(CLOCAL | CREAD)
+        // VMIN=1, VTIME=0: a read returns as soon as one byte is there; poll does the waiting.
+        withUnsafeMutableBytes(of: &tty.c_cc) { cc in
+            cc[Int(VMIN)] = 1
+            cc[Int(VTIME)] = 0
+        }
+        cfsetspeed(&tty, SerialReceiver.speed(options.baud))
+        guard tcsetattr(fd, TCSANOW, &tty) == 0 else {
+            close(fd)
+            return .failure(PortGone("configuring \(path) failed: \(String(cString: strerror(errno)))"))
+        }
+        tcflush(fd, TCIOFLUSH)
+        return .success((fd, path))
+    }
+
+    /// The configured path (followed if it is a symlink), or the first tty whose USB ids match.
+    func locate() -> String? {
+        if let path = options.path { return access(path, F_OK) == 0 ? path : nil }
+        guard let match = options.match, let devices = try? Udev().serialDevices() else { return nil }
+        return devices.first { d in
+            (match.vendor == nil || d.vendor?.lowercased() == match.vendor) && (match.model == nil || d.model?.lowercased() == match.model)
+                && (match.serial == nil || d.serial == match.serial)
+        }?.devnode
+    }
+
+    static func speed(_ baud: Int) -> speed_t {
+        switch baud {
+        case 9600: return speed_t(B9600)
+        case 19200: return speed_t(B19200)
+        case 38400: return speed_t(B38400)
+        case 115200: return speed_t(B115200)
+        case 230400: return speed_t(B230400)
+        case 460800: return speed_t(B460800)
+        default: return speed_t(B57600)
+        }
+    }
+}
