@@ -31,7 +31,7 @@ public final class SerialReceiver: Sendable {
         }
 
         public init(_ config: SerialConfig) {
-            self.init(name: config.name, path: config.path, match: config.match, baud: config.baud)
+            self.init(name: config.name, path: config.path, match: config.match, baud: config.baud, pingAfter: config.pingAfter)
         }
     }
 
@@ -134,7 +134,11 @@ public final class SerialReceiver: Sendable {
         var missed = 0
         var quietSince = now()
         while !isStopped {
-            switch readPackets(&port, timeout: 100) {
+            // Short waits only while a partial frame may need the idle timeout or a ping waits for
+            // its answer; otherwise sleep until the ping is due (at most a second, to notice stop()).
+            let untilPing = options.pingAfter - (now() - quietSince)
+            let timeout: Int32 = port.framer.pending > 0 || pingSent != nil ? 100 : Int32(max(10, min(1000, untilPing.nanoseconds / 1_000_000)))
+            switch readPackets(&port, timeout: timeout) {
             case .failure(let gone):
                 return gone.reason
             case .success(let packets):

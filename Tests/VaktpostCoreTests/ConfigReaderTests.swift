@@ -285,3 +285,9 @@ extension String {
         #expect(w?.hint == "add [[rules]] with kind = \"fall\" and sensor = \"fall\"")
     }
 }
+
+@Test func serialPingAfterIsConfigurable() throws {
+    let c = try #require(ConfigReader.read(baseConfig + "\nping_after = \"2m\"\n").config)
+    #expect(c.serial[0].pingAfter == .seconds(120))
+    #expect(ConfigReader.read(baseConfig + "\nping_after = \"1s\"\n").errors.first?.message.contains("ping_after below 5s") == true)
+}

@@ -122,6 +122,8 @@ public struct SerialConfig: Sendable {
     public var path: String?
     public var match: SerialMatch?
     public var baud: Int
+    /// No byte from the receiver for this long: ping it; three unanswered pings reopen it.
+    public var pingAfter: Duration
 }
 
 /// A USB serial receiver recognised by its udev properties, so it is found on any port.

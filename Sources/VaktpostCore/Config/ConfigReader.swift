@@ -595,7 +595,7 @@ private struct ConfigDecoder {
         var names: Set<String> = []
         for (index, (table, location)) in sectionList(root, "serial").enumerated() {
             var r = TableReader(table: table, context: "[[serial]] #\(index + 1)", path: "serial.\(index + 1)")
-            var s = SerialConfig(name: "", path: nil, match: nil, baud: 57600)
+            var s = SerialConfig(name: "", path: nil, match: nil, baud: 57600, pingAfter: .seconds(60))
             if let (name, at) = r.string("name", required: true, &self) {
                 if SensorID(name) == nil { error(at, "receiver name \"\(name)\" is not allowed", hint: "use lower-case letters, digits and '-', e.g. \"usb300\"; it becomes /dev/vaktpost/<name>") }
                 else if !names.insert(name).inserted { error(at, "receiver name \"\(name)\" is used twice") }
@@ -638,7 +638,10 @@ private struct ConfigDecoder {
                     error(at, "baud \(baud) is not a standard rate", hint: "EnOcean ESP3 receivers use 57600; others: " + ConfigDecoder.baudRates.map(String.init).joined(separator: ", "))
                 }
             }
-            r.finish(allowed: ["name", "path", "match", "baud"], &self)
+            if let (d, at) = r.duration("ping_after", &self) {
+                if d < .seconds(5) { error(at, "ping_after below 5s would ping between normal telegrams", hint: "the default is \"60s\"") } else { s.pingAfter = d }
+            }
+            r.finish(allowed: ["name", "path", "match", "baud", "ping_after"], &self)
             out.append(s)
         }
         return out
