@@ -67,7 +67,7 @@ let package = Package(
 
         // libFuzzer target over every parser (see the file for the commands); a normal build replays inputs.
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink"]),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VaktpostCore"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(

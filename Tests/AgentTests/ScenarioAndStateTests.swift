@@ -67,3 +67,9 @@ import VaktpostPosix
         }
     }
 }
+
+@Test func aScenarioSavedWithWindowsLineEndingsReadsLineByLine() throws {
+    let text = "{\"at\": \"2026-03-29T01:50:00+01:00\", \"sensor\": \"bed\", \"seen\": true}\r\n{\"at\": \"2026-03-29T02:00:00+01:00\", \"end\": true}\r\n"
+    let steps = try Scenario.parse(text, sensors: [SensorID("bed")!]).get()
+    #expect(steps.map(\.line) == [1, 2])
+}

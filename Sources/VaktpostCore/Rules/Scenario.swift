@@ -28,7 +28,8 @@ public enum Scenario {
     public static func parse(_ text: String, sensors: [SensorID]) -> Result<[(line: Int, step: ScenarioStep)], ScenarioError> {
         var steps: [(Int, ScenarioStep)] = []
         var last: WallTime? = nil
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // isNewline splits CRLF files too: in Swift "\r\n" is one Character, never equal to "\n".
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let n = index + 1
             let line = raw.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }

@@ -1,0 +1,178 @@
+internal import CCurl
+import VaktpostCore
+
+/// How the hub proves itself and checks the platform: the `[platform]` settings.
+public struct TLSSettings: Sendable {
+    /// CA bundle that signs the platform's certificate; the system store when nil.
+    public var caFile: String?
+    /// SPKI pins, `sha256//<base64>`: the platform's key must match one.
+    public var pins: [String]
+    public var clientCert: String?
+    public var clientKey: String?
+    public var connectTimeout: Duration
+    public var totalTimeout: Duration
+
+    public init(caFile: String?, pins: [String] = [], clientCert: String? = nil, clientKey: String? = nil,
+                connectTimeout: Duration = .seconds(10), totalTimeout: Duration = .seconds(30)) {
+        self.caFile = caFile
+        self.pins = pins
+        self.clientCert = clientCert
+        self.clientKey = clientKey
+        self.connectTimeout = connectTimeout
+        self.totalTimeout = totalTimeout
+    }
+
+    public init(_ platform: PlatformConfig, totalTimeout: Duration = .seconds(30)) {
+        self.init(caFile: platform.caFile, pins: platform.pins, clientCert: platform.clientCert, clientKey: platform.clientKey,
+                  connectTimeout: platform.connectTimeout, totalTimeout: totalTimeout)
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    /// "2" for HTTP/2, "1.1" otherwise.
+    public var httpVersion: String
+
+    /// Header lookup, case-insensitive; the last one when repeated.
+    public func header(_ name: String) -> String? {
+        headers.last { $0.0.lowercased() == name.lowercased() }?.1
+    }
+}
+
+/// A failed request: libcurl's code and message, and what to do about it.
+public struct CurlError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public var message: String
+
+    public var hint: String {
+        switch code {
+        case 6: return "the platform's host name does not resolve: check [platform] url and the hub's DNS"
+        case 7: return "nothing answers at the platform's address: it is down, or a firewall blocks the port"
+        case 28: return "the platform did not answer in time: the link is slow or down"
+        case 35: return "the TLS handshake failed: the platform may have refused the hub's certificate, or speaks no TLS 1.2+"
+        case 55, 56: return "the connection broke: the link dropped, or the platform refused the hub's certificate"
+        case 58: return "the hub's certificate or key cannot be used: check client_cert and client_key (readable, PEM, a matching pair)"
+        case 60: return "the platform's certificate does not verify against ca_file: wrong CA, expired, or issued for another host name"
+        case 77: return "ca_file cannot be read: check its path and permissions"
+        case 90: return "the platform's public key matches none of the configured pins: the platform changed keys, or this is not the platform"
+        default: return "see the message; the request will be retried"
+        }
+    }
+
+    public var description: String { "\(message) (curl \(code)): \(hint)" }
+}
+
+/// One libcurl easy handle: connections are reused between requests, and HTTP/2 is used when the
+/// platform offers it. Blocking: call it from the uplink's own thread, never the concurrency pool.
+public final class HTTPClient {
+    private let handle: UnsafeMutableRawPointer
+    private let tls: TLSSettings
+    private var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
+
+    public init(tls: TLSSettings) throws(CurlError) {
+        guard let h = curl_easy_init() else { throw CurlError(code: 2, message: "curl_easy_init failed") }
+        handle = h
+        self.tls = tls
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil) throws(CurlError) -> HTTPResponse {
+        curl_easy_reset(handle)  // keeps the connection cache
+        let sink = ResponseSink()
+        let unmanaged = Unmanaged.passRetained(sink)
+        defer { unmanaged.release() }
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        for h in headers { list = curl_slist_append(list, h) }
+        defer { curl_slist_free_all(list) }
+
+        var code = CURLE_OK
+        func set(_ option: CURLoption, _ value: Int) { if code == CURLE_OK { code = ccurl_setopt_long(handle, option, value) } }
+        func set(_ option: CURLoption, _ value: String) { if code == CURLE_OK { code = value.withCString { ccurl_setopt_ptr(handle, option, $0) } } }
+        func set(_ option: CURLoption, pointer: UnsafeRawPointer?) { if code == CURLE_OK { code = ccurl_setopt_ptr(handle, option, pointer) } }
+
+        set(CURLOPT_URL, url)
+        set(CURLOPT_CUSTOMREQUEST, method)
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_PROTOCOLS_STR, "https")
+        set(CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2))
+        set(CURLOPT_SSL_VERIFYPEER, 1)
+        set(CURLOPT_SSL_VERIFYHOST, 2)
+        set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(tls.connectTimeout.nanoseconds / 1_000_000))
+        set(CURLOPT_TIMEOUT_MS, Int(tls.totalTimeout.nanoseconds / 1_000_000))
+        if let ca = tls.caFile { set(CURLOPT_CAINFO, ca) }
+        if !tls.pins.isEmpty { set(CURLOPT_PINNEDPUBLICKEY, tls.pins.joined(separator: ";")) }
+        if let cert = tls.clientCert { set(CURLOPT_SSLCERT, cert) }
+        if let key = tls.clientKey { set(CURLOPT_SSLKEY, key) }
+        set(CURLOPT_HTTPHEADER, pointer: UnsafeRawPointer(list))
+        set(CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(ResponseSink.write as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
+        set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
+        set(CURLOPT_HEADERDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
+        errorBuffer.withUnsafeMutableBufferPointer { set(CURLOPT_ERRORBUFFER, pointer: UnsafeRawPointer($0.baseAddress)) }
+        guard code == CURLE_OK else { throw CurlError(code: Int32(code.rawValue), message: String(cString: curl_easy_strerror(code))) }
+
+        let result: CURLcode = {
+            if let body {
+                return body.withUnsafeBytes { bytes in
+                    var c = ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, bytes.count)
+                    if c == CURLE_OK { c = ccurl_setopt_ptr(handle, CURLOPT_POSTFIELDS, bytes.baseAddress) }
+                    return c == CURLE_OK ? curl_easy_perform(handle) : c
+                }
+            }
+            return curl_easy_perform(handle)
+        }()
+        guard result == CURLE_OK else {
+            let detail = String(cString: errorBuffer)
+            throw CurlError(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
+        }
+        var status = 0
+        _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        var version = 0
+        _ = ccurl_getinfo_long(handle, CURLINFO_HTTP_VERSION, &version)
+        return HTTPResponse(status: status, headers: sink.headers, body: sink.body, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "2" : "1.1")
+    }
+}
+
+@available(*, unavailable)
+extension HTTPClient: Sendable {}
+
+/// Collects a response from libcurl's callbacks.
+final class ResponseSink {
+    var body: [UInt8] = []
+    var headers: [(String, String)] = []
+
+    static let write: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, context in
+        guard let data, let context else { return 0 }
+        let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+        sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: size * count))
+        return size * count
+    }
+
+    static let header: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, context in
+        guard let data, let context else { return 0 }
+        let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+        let line = String(decoding: UnsafeRawBufferPointer(start: data, count: size * count), as: UTF8.self)
+        if line.hasPrefix("HTTP/") { sink.headers = [] }  // a new response (after a 100 Continue or a redirect)
+        if let colon = line.firstIndex(of: ":") {
+            let name = String(line[..<colon])
+            let value = line[line.index(after: colon)...].trimmingCharacters()
+            sink.headers.append((name, value))
+        }
+        return size * count
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters() -> String {
+        // isWhitespace, not comparisons with "\r": in Swift "\r\n" is one Character.
+        var s = self
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
