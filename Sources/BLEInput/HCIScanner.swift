@@ -1,10 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
-import Synchronization
 internal import CBlueZ
 import VaktpostCore
+import VaktpostPosix
 
 /// Passive LE scanning on a raw HCI socket (research/ble.md §1). Runs on its own queue: `poll`
 /// and `read` never block the Swift concurrency pool. Every HCI event it reads goes to
@@ -33,9 +32,7 @@ public final class HCIScanner: Sendable {
     let now: @Sendable () -> WallTime
     let onEvent: @Sendable ([UInt8], WallTime) -> Void
     let onCondition: @Sendable (Condition) -> Void
-    let stopped = Atomic<Bool>(false)
-    let finished = DispatchSemaphore(value: 0)
-    let queue = DispatchQueue(label: "vaktpost.ble.hci")
+    let loop = BackgroundLoop(label: "vaktpost.ble.hci")
 
     public init(
         options: Options, now: @escaping @Sendable () -> WallTime,
@@ -47,20 +44,12 @@ public final class HCIScanner: Sendable {
         self.onCondition = onCondition
     }
 
-    public func start() {
-        queue.async { [self] in
-            run()
-            finished.signal()
-        }
-    }
+    public func start() { loop.start { [self] in run() } }
 
     /// Stops within about a second (the poll timeout) and waits for the loop to end.
-    public func stop() {
-        stopped.store(true, ordering: .relaxed)
-        finished.wait()
-    }
+    public func stop() { loop.stop() }
 
-    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+    var isStopped: Bool { loop.isStopped }
 
     // MARK: The loop
 
@@ -77,7 +66,7 @@ public final class HCIScanner: Sendable {
             case .failure(let failure):
                 let actions = supervisor.openFailed(failure.reason, certain: failure.certain)
                 perform(actions, fd: nil)
-                for case .reopen(let after) in actions { sleep(after) }
+                for case .reopen(let after) in actions { loop.sleep(after) }
                 continue
             case .success(let opened):
                 fd = opened
@@ -133,15 +122,6 @@ public final class HCIScanner: Sendable {
                 }
             case .reopen: break  // the loop reopens after the backoff
             }
-        }
-    }
-
-    func sleep(_ d: Duration) {
-        var left = d
-        while left > .zero && !isStopped {
-            let step = min(left, .milliseconds(200))
-            usleep(useconds_t(step.nanoseconds / 1000))
-            left -= step
         }
     }
 

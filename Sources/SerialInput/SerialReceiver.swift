@@ -1,9 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
-import Synchronization
 import VaktpostCore
+import VaktpostPosix
 
 /// One EnOcean receiver on a serial port (a `[[serial]]` entry). Runs on its own queue: `poll`
 /// and `read` never block the Swift concurrency pool.
@@ -45,9 +44,7 @@ public final class SerialReceiver: Sendable {
     let now: @Sendable () -> WallTime
     let onTelegram: @Sendable (ESP3Telegram, WallTime) -> Void
     let onCondition: @Sendable (Condition) -> Void
-    let stopped = Atomic<Bool>(false)
-    let finished = DispatchSemaphore(value: 0)
-    let queue = DispatchQueue(label: "vaktpost.serial")
+    let loop = BackgroundLoop(label: "vaktpost.serial")
 
     public init(
         options: Options, now: @escaping @Sendable () -> WallTime,
@@ -59,19 +56,11 @@ public final class SerialReceiver: Sendable {
         self.onCondition = onCondition
     }
 
-    public func start() {
-        queue.async { [self] in
-            run()
-            finished.signal()
-        }
-    }
+    public func start() { loop.start { [self] in run() } }
 
-    public func stop() {
-        stopped.store(true, ordering: .relaxed)
-        finished.wait()
-    }
+    public func stop() { loop.stop() }
 
-    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+    var isStopped: Bool { loop.isStopped }
 
     // MARK: The loop
 
