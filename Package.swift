@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput", "SerialInput",
+                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput", "SerialInput", "Outbox", "Uplink",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

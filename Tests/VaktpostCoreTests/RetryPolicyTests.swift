@@ -43,3 +43,18 @@ import Testing
 @Test func retryAfterWithTheLinesCRLFStillReads() {
     #expect(RetryAfter.parse("7\r\n", now: WallTime(secondsSinceEpoch: 0)) == .seconds(7))
 }
+
+@Suite struct LinkSupervisorTests {
+    let t0 = WallTime(secondsSinceEpoch: 1_790_000_000)
+
+    @Test func lostAfterThreeSilentIntervalsRestoredWithTheOutageLength() {
+        var link = LinkSupervisor(heartbeat: .seconds(60), startedAt: t0)
+        #expect(link.tick(at: t0 + .seconds(179)) == nil)
+        #expect(link.succeeded(at: t0 + .seconds(100)) == nil)
+        #expect(link.tick(at: t0 + .seconds(279)) == nil)
+        #expect(link.tick(at: t0 + .seconds(280)) == .lost(since: t0 + .seconds(100)))
+        #expect(link.tick(at: t0 + .seconds(900)) == nil)  // raised once
+        #expect(link.succeeded(at: t0 + .seconds(1000)) == .restored(downFor: .seconds(900)))
+        #expect(link.nextCheck == t0 + .seconds(1180))
+    }
+}

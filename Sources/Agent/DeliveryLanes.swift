@@ -1,0 +1,227 @@
+import Dispatch
+import Outbox
+import Synchronization
+import Uplink
+import VaktpostCore
+import VaktpostPosix
+
+/// Where and how the lanes deliver.
+public struct UplinkSettings: Sendable {
+    public var baseURL: String
+    /// Also tried for an alarm the primary has not accepted within 10 s.
+    public var secondaryURL: String?
+    public var hubID: String
+    public var tls: TLSSettings
+    public var alarmBackoff: Backoff
+    public var bulkBackoff: Backoff
+    /// How long an idle lane waits before looking at the outbox again (a `wake()` is sooner).
+    public var idle: Duration
+    /// While alarm-lane events wait, the bulk lane holds back for up to this long, so that when
+    /// the link returns the alarms go first; past it, bulk goes on (a broken alarm endpoint must
+    /// not stop everything else).
+    public var alarmsFirstGrace: Duration
+
+    public init(baseURL: String, secondaryURL: String? = nil, hubID: String, tls: TLSSettings,
+                alarmBackoff: Backoff = .alarm, bulkBackoff: Backoff = .bulk, idle: Duration = .seconds(1),
+                alarmsFirstGrace: Duration = .seconds(10)) {
+        self.baseURL = baseURL
+        self.secondaryURL = secondaryURL
+        self.hubID = hubID
+        self.tls = tls
+        self.alarmBackoff = alarmBackoff
+        self.bulkBackoff = bulkBackoff
+        self.idle = idle
+        self.alarmsFirstGrace = alarmsFirstGrace
+    }
+}
+
+/// The two delivery lanes between the outbox and the platform (docs/uplink.md). Each lane runs on
+/// its own queue with its own connection; the outbox is locked only to take or settle a batch, so
+/// an alarm is never behind the bulk lane's request, backlog or backoff.
+///
+/// When the link returns after an outage, alarms go first: the bulk lane holds back while the
+/// alarm lane has undelivered events (up to `alarmsFirstGrace`).
+///
+/// Alarm lane: one event per `POST .../alarms`, backoff 0.5-8 s, never gives up; after 10 s
+/// without acceptance it alternates with the secondary URL. Bulk lane: stored batches to
+/// `POST .../events:batch` with their Idempotency-Key, backoff 2-300 s. Both honour Retry-After
+/// (the alarm lane at most 30 s of it); 400/422 dead-letter; 401/403 are reported and retried slowly.
+public final class DeliveryLanes: Sendable {
+    public enum Report: Equatable, Sendable {
+        /// A successful exchange with the platform (feeds the link supervisor).
+        case exchanged(at: WallTime)
+        /// Events moved to the dead letters, and why (`uplink.rejected`).
+        case rejected(count: Int, reason: String)
+        /// The platform refused the hub's certificate (`uplink.unauthorized`).
+        case unauthorized(status: Int)
+    }
+
+    let settings: UplinkSettings
+    let outbox: LockedOutbox
+    let now: @Sendable () -> WallTime
+    let report: @Sendable (Report) -> Void
+    let loops = [Lane.alarm: BackgroundLoop(label: "vaktpost.uplink.alarm"), .bulk: BackgroundLoop(label: "vaktpost.uplink.bulk")]
+    let work = [Lane.alarm: DispatchSemaphore(value: 0), .bulk: DispatchSemaphore(value: 0)]
+    /// Signalled whenever the alarm lane settles something: the bulk lane may be waiting for it.
+    let alarmSettled = DispatchSemaphore(value: 0)
+    let bootID: String
+
+    public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String,
+                now: @escaping @Sendable () -> WallTime, report: @escaping @Sendable (Report) -> Void) {
+        self.settings = settings
+        self.outbox = outbox
+        self.bootID = bootID
+        self.now = now
+        self.report = report
+    }
+
+    /// The outbox, for storing events (then `wake()`) and for status.
+    public func withOutbox<T>(_ body: (Outbox) throws -> T) throws -> T {
+        try outbox.with(body)
+    }
+
+    public func start() {
+        for lane in [Lane.alarm, .bulk] { loops[lane]!.start { [self] in run(lane) } }
+    }
+
+    /// New events are in the outbox: look now instead of at the next idle check.
+    public func wake() {
+        for lane in [Lane.alarm, .bulk] { work[lane]!.signal() }
+    }
+
+    public func stop() {
+        for lane in [Lane.alarm, .bulk] {
+            work[lane]!.signal()
+            loops[lane]!.stop()
+        }
+    }
+
+    // MARK: A lane
+
+    func run(_ lane: Lane) {
+        let loop = loops[lane]!
+        guard let client = try? HTTPClient(tls: settings.tls) else {
+            report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
+            return
+        }
+        var rng = SystemRandomNumberGenerator()
+        let backoff = lane == .alarm ? settings.alarmBackoff : settings.bulkBackoff
+        var attempt = 0
+        var firstTry: WallTime? = nil
+        var alarmsWaitingSince: WallTime? = nil
+        while !loop.isStopped {
+            if lane == .bulk {
+                // Alarms first: hold back while the alarm lane has undelivered events, up to the grace.
+                let waiting = ((try? outbox.with { try $0.status().lanes[.alarm]?.depth }) ?? nil) ?? 0
+                if waiting > 0 {
+                    let since = alarmsWaitingSince ?? now()
+                    alarmsWaitingSince = since
+                    if now() - since < settings.alarmsFirstGrace {
+                        _ = alarmSettled.wait(timeout: .now() + .milliseconds(200))
+                        continue
+                    }
+                } else {
+                    alarmsWaitingSince = nil
+                }
+            }
+            let batch: OutboxBatch?
+            do {
+                batch = try outbox.with { try $0.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 256 << 10, body: body(for: lane)) }
+            } catch {
+                loop.sleep(.seconds(1))  // the outbox could not be read; it says why in its own events
+                continue
+            }
+            guard let batch else {
+                _ = work[lane]!.wait(timeout: .now() + .milliseconds(Int(settings.idle.nanoseconds / 1_000_000)))
+                continue
+            }
+            let started = firstTry ?? now()
+            firstTry = started
+            let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
+                ? settings.secondaryURL! : settings.baseURL
+            var retryAfter: Duration? = nil
+            do {
+                let response = try send(batch, lane: lane, base: base, client: client)
+                switch DeliveryVerdict(status: response.status) {
+                case .delivered:
+                    guard let outcomes = outcomes(of: batch, lane: lane, response: response) else { break }
+                    try outbox.with { try $0.settle(batch, outcomes: outcomes) }
+                    if lane == .alarm { alarmSettled.signal() }
+                    let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
+                    if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
+                    report(.exchanged(at: now()))
+                    attempt = 0
+                    firstTry = nil
+                    continue
+                case .reject:
+                    let reason = "HTTP \(response.status): \(problemText(response))"
+                    try outbox.with { try $0.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: reason)) })) }
+                    if lane == .alarm { alarmSettled.signal() }
+                    report(.rejected(count: batch.events.count, reason: reason))
+                    report(.exchanged(at: now()))
+                    attempt = 0
+                    firstTry = nil
+                    continue
+                case .unauthorized:
+                    report(.unauthorized(status: response.status))
+                    retryAfter = .seconds(60)  // the certificate may be renewed; no point hammering
+                case .retry:
+                    retryAfter = response.header("Retry-After").flatMap { RetryAfter.parse($0, now: now()) }
+                    if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
+                }
+            } catch {
+                // Network or TLS failure: the error says what to do; the lane keeps trying.
+            }
+            loop.sleep(backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng))
+            attempt += 1
+        }
+    }
+
+    func body(for lane: Lane) -> (String, [StoredEvent]) -> [UInt8] {
+        let hubID = settings.hubID, bootID = bootID, sentAt = RFC3339.format(now(), utcOffsetSeconds: 0, fractionDigits: 3)
+        return { id, events in
+            // An alarm goes alone, as its own event; a batch in the EventBatch envelope.
+            lane == .alarm ? events[0].payload
+                : BatchProtocol.body(hubID: hubID, batchID: id, sentAt: sentAt, bootID: bootID, boottimeNanoseconds: 0, events: events.map(\.payload))
+        }
+    }
+
+    func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient) throws -> HTTPResponse {
+        let prefix = base + "/v1/hubs/" + settings.hubID
+        if lane == .alarm {
+            return try client.send("POST", prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
+        }
+        return try client.send("POST", prefix + "/events:batch",
+                               headers: ["Content-Type: application/json", "Idempotency-Key: \"\(batch.id)\""], body: batch.body)
+    }
+
+    /// What a 2xx means per event; nil when the answer cannot be read (retry the same batch).
+    func outcomes(of batch: OutboxBatch, lane: Lane, response: HTTPResponse) -> [EventID: DeliveryOutcome]? {
+        if lane == .alarm { return [batch.events[0].eventID: .delivered] }  // 202: durably received
+        guard case .outcomes(let answered) = BatchProtocol.answer(response.body) else { return nil }
+        return answered.mapValues { outcome in
+            switch outcome {
+            case .accepted, .duplicate: return .delivered
+            case .rejected(let reason): return .rejected(reason: reason)
+            }
+        }
+    }
+
+    func problemText(_ response: HTTPResponse) -> String {
+        let json = try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))
+        return json?["detail"]?.stringValue ?? json?["title"]?.stringValue ?? "no reason given"
+    }
+}
+
+/// The outbox shared by the lanes and whoever stores events: every use goes through one lock,
+/// which is what makes sharing this non-Sendable class safe.
+public final class LockedOutbox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private let outbox: Outbox
+
+    public init(_ outbox: Outbox) { self.outbox = outbox }
+
+    public func with<T>(_ body: (Outbox) throws -> T) throws -> T {
+        try lock.withLock { _ in try body(outbox) }
+    }
+}
