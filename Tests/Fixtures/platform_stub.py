@@ -2,12 +2,14 @@
 """A stand-in response platform for the uplink tests, speaking docs/openapi.yaml over mutual TLS
 on loopback until the Hummingbird reference receiver exists.
 
-  platform_stub.py CERT KEY CLIENT_CA PORT_FILE
+  platform_stub.py CERT KEY CLIENT_CA PORT_FILE      (CLIENT_CA "-": no client certificate asked for)
 
 It stores events once per (hub, eventId) and answers repeats as duplicates; refuses a client
 certificate for another hub (403); and can be switched per lane to be down (503 + Retry-After)
 or to reject (422) through POST /control/mode {"batch": "up|down|reject", "alarm": "up|down"}.
 GET /control/state returns the arrivals in order and how many duplicates it saw.
+Any method on /echo... answers with what the stub saw (client CN and port, body length,
+Idempotency-Key); /echo/status/NNN answers with that status (429 and 503 with Retry-After: 7).
 """
 import http.server, json, os, ssl, sys, threading
 
@@ -25,13 +27,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         out = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         if body is not None:
-            self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
+            self.send_header("Content-Type", "application/problem+json" if status >= 400 and not self.path.startswith("/echo") else "application/json")
         for k, v in headers: self.send_header(k, v)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
 
+    def echo(self, body):
+        peer = self.connection.getpeercert() or {}
+        cn = dict(x[0] for x in peer.get("subject", ())).get("commonName")
+        status = int(self.path.split("/status/")[1]) if "/status/" in self.path else 200
+        self.reply(status, {"method": self.command, "path": self.path, "clientCN": cn, "clientPort": self.client_address[1],
+                            "bodyLength": len(body), "idempotencyKey": self.headers.get("Idempotency-Key")},
+                   [("Retry-After", "7")] if status in (429, 503) else [])
+
     def do_GET(self):
+        if self.path.startswith("/echo"):
+            return self.echo(b"")
         if self.path == "/control/state":
             with lock: return self.reply(200, {"arrivals": arrivals, "duplicates": duplicates})
         self.reply(404, {"title": "not found"})
@@ -39,6 +51,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         global duplicates
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/echo"):
+            return self.echo(body)
         if self.path == "/control/mode":
             with lock: mode.update(json.loads(body))
             return self.reply(200, mode)
@@ -78,8 +92,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
-ctx.load_verify_locations(client_ca)
-ctx.verify_mode = ssl.CERT_REQUIRED
+if client_ca != "-":
+    ctx.load_verify_locations(client_ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.socket = ctx.wrap_socket(server.socket, server_side=True)
 open(port_file + ".tmp", "w").write(str(server.server_address[1])); os.rename(port_file + ".tmp", port_file)

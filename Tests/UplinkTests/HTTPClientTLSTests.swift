@@ -22,48 +22,16 @@ let pki: String = {
     return dir
 }()
 
-/// A TLS server on loopback (Python's ssl + http.server) standing in for the platform: it answers
-/// with what it saw (method, path, client certificate CN, client port, headers).
+/// The stand-in platform (Tests/Fixtures/platform_stub.py) on loopback; its /echo paths answer with
+/// what it saw (method, path, client certificate CN, client port, headers).
 final class LoopbackTLSServer {
     let process = Process()
     let port: Int
 
-    static let script = #"""
-    import http.server, json, os, ssl, sys
-    cert, key, client_ca, port_file = sys.argv[1:5]
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def log_message(self, *a): pass
-        def answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            peer = self.connection.getpeercert()
-            cn = dict(x[0] for x in peer["subject"]).get("commonName") if peer else None
-            status = int(self.path.split("/status/")[1]) if "/status/" in self.path else 200
-            out = json.dumps({"method": self.command, "path": self.path, "clientCN": cn, "clientPort": self.client_address[1],
-                              "bodyLength": len(body), "idempotencyKey": self.headers.get("Idempotency-Key")}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            if status in (429, 503): self.send_header("Retry-After", "7")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-        do_GET = do_POST = answer
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    if client_ca != "-":
-        ctx.load_verify_locations(client_ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    open(port_file + ".tmp", "w").write(str(server.server_address[1])); os.rename(port_file + ".tmp", port_file)
-    server.serve_forever()
-    """#
-
     init(cert: String = "server", requireClientCert: Bool = true) throws {
         let portFile = NSTemporaryDirectory() + "vaktpost-port-\(UUID().uuidString)"
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.script, "\(pki)/\(cert).pem", "\(pki)/\(cert).key", requireClientCert ? "\(pki)/ca.pem" : "-", portFile]
+        process.arguments = ["python3", repositoryRoot + "/Tests/Fixtures/platform_stub.py", "\(pki)/\(cert).pem", "\(pki)/\(cert).key", requireClientCert ? "\(pki)/ca.pem" : "-", portFile]
         process.standardError = FileHandle.nullDevice
         try process.run()
         var port: Int? = nil
@@ -81,7 +49,7 @@ final class LoopbackTLSServer {
         process.waitUntilExit()
     }
 
-    func url(_ path: String = "/v1/hubs/hub-0001/heartbeat", host: String = "localhost") -> String { "https://\(host):\(port)\(path)" }
+    func url(_ path: String = "/heartbeat", host: String = "localhost") -> String { "https://\(host):\(port)/echo\(path)" }
 }
 
 func json(_ r: HTTPResponse) throws -> [String: Any] {
@@ -102,7 +70,7 @@ let hub1 = TLSSettings(caFile: "\(pki)/ca.pem", clientCert: "\(pki)/hub-0001.pem
         #expect(seen["bodyLength"] as? Int == 7)
         #expect(seen["idempotencyKey"] as? String == "\"abc\"")
         #expect(first.header("content-type") == "application/json")
-        let second = try json(try client.send("GET", server.url("/v1/hubs/hub-0001/config")))
+        let second = try json(try client.send("GET", server.url("/config")))
         #expect(second["clientPort"] as? Int == seen["clientPort"] as? Int, "the second request should reuse the TLS connection")
     }
 
