@@ -133,14 +133,14 @@ public enum ConfigCheckOutput {
             if let b = s.ble { how = "ble \(b.address) field \(b.field)\(b.bthomeKey != nil ? " encrypted" : "")" }
             if let e = s.enocean { how = "enocean \(e.sender) \(e.eep)" }
             let supervision = s.supervision.map { "silent after \(DurationText.format($0))" } ?? "not supervised"
-            lines.append((i == 0 ? "  sensors   " : "            ") + "\(pad(s.id.rawValue, 16)) \(pad(s.role.rawValue, 7)) \(pad(s.room.rawValue, 12)) \(how), \(supervision)")
+            lines.append((i == 0 ? "  sensors   " : "            ") + "\(padded(s.id.rawValue, 16)) \(padded(s.role.rawValue, 7)) \(padded(s.room.rawValue, 12)) \(how), \(supervision)")
         }
         for (i, rule) in c.rules.enumerated() {
             var parts = [rule.kind.rawValue, rule.sensors.map(\.rawValue).joined(separator: ",")]
             if let w = rule.window { parts.append(w.description) }
             if let a = rule.after { parts.append("after " + DurationText.format(a)) }
             if let t = rule.at { parts.append("at \(t)") }
-            lines.append((i == 0 ? "  rules     " : "            ") + "\(pad(rule.id, 16)) " + parts.joined(separator: " "))
+            lines.append((i == 0 ? "  rules     " : "            ") + "\(padded(rule.id, 16)) " + parts.joined(separator: " "))
         }
         if scope == .agent {
             lines.append("  outbox    \(c.outbox.path) (max \(c.outbox.maxBytes >> 20) MiB, \(c.outbox.maxRows) events)")
@@ -155,7 +155,6 @@ public enum ConfigCheckOutput {
         return lines
     }
 
-    static func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
 
     public static func json(_ r: ConfigFileReport) -> JSONValue {
         func item(_ d: ConfigDiagnostic) -> JSONValue {

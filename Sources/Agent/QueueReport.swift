@@ -8,7 +8,7 @@ public enum QueueReport {
         for lane in [Lane.alarm, .bulk] {
             let l = s.lanes[lane] ?? .empty
             let oldest = l.oldest.map { "\(age(now - $0)) ago (\(zone.format($0)))" } ?? "-"
-            lines.append("  \(pad(lane.rawValue, 6)) \(pad(String(l.depth), 6, right: true)) \(pad(size(l.bytes), 11, right: true))  \(oldest)")
+            lines.append("  \(padded(lane.rawValue, 6)) \(padded(String(l.depth), 6, right: true)) \(padded(size(l.bytes), 11, right: true))  \(oldest)")
         }
         lines.append("  dead letters: \(s.deadLetters)\(s.deadLetters > 0 ? " (see `vaktpost queue dead-letters`)" : "")")
         lines.append("  evicted: \(s.evictedLog) log, \(s.coalescedState) state coalesced; alarms are never evicted")
@@ -59,8 +59,4 @@ public enum QueueReport {
         bytes < 1024 ? "\(bytes) B" : bytes < 1 << 20 ? "\(bytes >> 10) KiB" : "\(bytes >> 20) MiB"
     }
 
-    static func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
-        let fill = String(repeating: " ", count: max(0, width - s.count))
-        return right ? fill + s : s + fill
-    }
 }

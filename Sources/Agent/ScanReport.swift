@@ -29,7 +29,7 @@ public struct ScanReport: Sendable {
         var lines = ["ADDRESS            RSSI  SEEN  SENSOR        NAME          BTHOME"]
         for (h, count) in sorted {
             let decode = h.packet.map { $0.json.serialized } ?? h.rejection.map { "refused: \($0)" } ?? "(not BTHome)"
-            lines.append("\(pad(h.address, 18)) \(pad(h.rssi.map(String.init) ?? "-", 5)) \(pad(String(count), 5)) \(pad(h.sensor?.rawValue ?? "-", 13)) \(pad(h.localName ?? "-", 13)) \(decode)")
+            lines.append("\(padded(h.address, 18)) \(padded(h.rssi.map(String.init) ?? "-", 5)) \(padded(String(count), 5)) \(padded(h.sensor?.rawValue ?? "-", 13)) \(padded(h.localName ?? "-", 13)) \(decode)")
         }
         let configured = devices.values.filter { $0.heard.sensor != nil }.count
         lines.append("\(devices.count) devices heard, \(configured) of them configured sensors")
@@ -46,5 +46,4 @@ public struct ScanReport: Sendable {
         })
     }
 
-    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
 }

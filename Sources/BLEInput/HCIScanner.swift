@@ -181,7 +181,7 @@ public final class HCIScanner: Sendable {
     /// Without CAP_NET_RAW the kernel quietly filters out LE Meta events: no error, no reports.
     static func missingCapability(_ mode: BLEMode) -> String? {
         guard let status = try? readProcStatus(), let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-            let caps = UInt64(line.dropFirst(7).trimmingCharacters(), radix: 16)
+            let caps = UInt64(line.dropFirst(7).trimmingWhitespace(), radix: 16)
         else { return nil }
         if caps & (1 << 13) == 0 {
             return "the agent lacks CAP_NET_RAW, so the kernel filters out every advertising report; run it as the vaktpost service (AmbientCapabilities=CAP_NET_RAW)"
@@ -259,14 +259,5 @@ public final class HCIScanner: Sendable {
             }
         }
         return nil
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\n" { s.removeLast() }
-        return s
     }
 }

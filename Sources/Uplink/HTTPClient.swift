@@ -160,19 +160,9 @@ final class ResponseSink {
         if line.hasPrefix("HTTP/") { sink.headers = [] }  // a new response (after a 100 Continue or a redirect)
         if let colon = line.firstIndex(of: ":") {
             let name = String(line[..<colon])
-            let value = line[line.index(after: colon)...].trimmingCharacters()
+            let value = String(line[line.index(after: colon)...].trimmingWhitespace())
             sink.headers.append((name, value))
         }
         return size * count
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> String {
-        // isWhitespace, not comparisons with "\r": in Swift "\r\n" is one Character.
-        var s = self
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }

@@ -87,7 +87,4 @@ let bleFixtures = repositoryRoot + "/Tests/Fixtures/ble"
     }
 }
 
-func bytesFromHex(_ s: String) -> [UInt8] {
-    let c = Array(s.utf8)
-    return stride(from: 0, to: c.count - 1, by: 2).map { UInt8(String(decoding: c[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
-}
+func bytesFromHex(_ s: String) -> [UInt8] { Hex.bytes(s)! }

@@ -36,10 +36,7 @@ func priors(_ v: JSONValue?) -> [[UInt8]] {
     return items.compactMap { $0.stringValue.map(hex) }
 }
 
-func hex(_ s: String) -> [UInt8] {
-    let c = Array(s.utf8)
-    return stride(from: 0, to: c.count - 1, by: 2).map { UInt8(String(decoding: c[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
-}
+func hex(_ s: String) -> [UInt8] { Hex.bytes(s)! }
 
 /// Equal as JSON, numbers within a small relative tolerance (the vectors round like bthome-ble).
 func close(_ a: JSONValue, _ b: JSONValue) -> Bool {

@@ -1,10 +1,8 @@
 import Testing
 @testable import VaktpostCore
 
-func bytes(_ hex: String) -> [UInt8] {
-    let c = Array(hex.filter { !$0.isWhitespace }.utf8)
-    return stride(from: 0, to: c.count - 1, by: 2).map { UInt8(String(decoding: c[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
-}
+/// Hex with spaces between bytes, as the research notes print frames.
+func bytes(_ hex: String) -> [UInt8] { Hex.bytes(String(hex.filter { !$0.isWhitespace }))! }
 
 @Suite struct HCIParsingTests {
     // research/ble.md §1.4: the bthome.io payload from A4:C1:38:8D:18:B2, public address, RSSI -60.

@@ -48,7 +48,7 @@ public enum DeliveryVerdict: Equatable, Sendable {
 public enum RetryAfter {
     /// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to `now`.
     public static func parse(_ value: String, now: WallTime) -> Duration? {
-        let v = value.trimmingSpaces()
+        let v = String(value.trimmingWhitespace())
         if let seconds = Int64(v), seconds >= 0 { return .seconds(min(seconds, 86_400)) }
         guard let date = httpDate(v) else { return nil }
         return max(.zero, date - now)
@@ -64,15 +64,5 @@ public enum RetryAfter {
         let t = parts[4].split(separator: ":").compactMap { Int($0) }
         guard t.count == 3 else { return nil }
         return RFC3339.parse("\(RFC3339.pad(year, 4))-\(RFC3339.pad(month + 1, 2))-\(RFC3339.pad(day, 2))T\(RFC3339.pad(t[0], 2)):\(RFC3339.pad(t[1], 2)):\(RFC3339.pad(t[2], 2))Z")?.time
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        // isWhitespace, not comparisons with "\r": in Swift "\r\n" is one Character.
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }
