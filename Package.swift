@@ -8,12 +8,19 @@ let package = Package(
     name: "vaktpost",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "vaktpost", targets: ["vaktpost"])
+        .executable(name: "vaktpost", targets: ["vaktpost"]),
+        .executable(name: "vaktpost-receiver", targets: ["vaktpost-receiver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
+        // The reference receiver only; none of these is linked into the agent.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System libraries. Debian package names in `providers` are what `.ci/run` installs.
@@ -29,8 +36,10 @@ let package = Package(
         // File descriptors, errno, files: the one place the agent touches POSIX directly.
         .target(
             name: "VaktpostPosix",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CClockShim", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // adjtimex() for "is the clock synchronised?": <sys/timex.h> is not in Swift's Glibc module.
+        .target(name: "CClockShim"),
 
         // Adapters. They never import each other; they meet in Agent through Core types.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
@@ -57,6 +66,26 @@ let package = Package(
             ]
         ),
 
+        // The reference response platform (docs/openapi.yaml's server side): the decisions in a
+        // library over SQLite, testable without sockets; Hummingbird with mutual TLS around it.
+        .target(name: "Receiver", dependencies: ["VaktpostCore", "SQLiteStore"]),
+        .executableTarget(
+            name: "vaktpost-receiver",
+            dependencies: [
+                "Receiver", "VaktpostCore", "VaktpostPosix",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .testTarget(name: "VaktpostCoreTests", dependencies: ["VaktpostCore"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLiteStore", "VaktpostCore", "outbox-probe"]),
@@ -67,13 +96,16 @@ let package = Package(
 
         // libFuzzer target over every parser (see the file for the commands); a normal build replays inputs.
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VaktpostCore"]),
+        // Starts the reference receiver and a dev PKI for the tests that need a platform.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VaktpostCore", "TestSupport", "vaktpost-receiver"]),
+        .testTarget(name: "ReceiverTests", dependencies: ["Receiver", "VaktpostCore", "TestSupport"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput", "SerialInput", "Outbox", "Uplink",
+                "Agent", "VaktpostCore", "VaktpostPosix", "BLEInput", "SerialInput", "Outbox", "Uplink", "TestSupport", "vaktpost-receiver",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -151,6 +151,9 @@ public final class Statement {
         sqlite3_reset(handle)  // release the read/write lock now, not at the next bind
     }
 
+    /// Ends a query read only part-way, releasing its read lock (a cached statement stays open otherwise).
+    public func reset() { sqlite3_reset(handle) }
+
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     public func text(_ column: Int32) -> String? {

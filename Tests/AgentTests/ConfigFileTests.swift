@@ -2,16 +2,10 @@
 import Glibc
 #endif
 import Testing
+import TestSupport
 @testable import Agent
 import VaktpostCore
 import VaktpostPosix
-
-/// The example config that ships in deploy/, found from this file's path.
-let repositoryRoot: String = {
-    var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)  // Tests/AgentTests/ConfigFileTests.swift
-    return parts.joined(separator: "/")
-}()
 
 @Suite struct ConfigFileTests {
     @Test func theShippedExampleIsValidApartFromTheHubsOwnFiles() throws {

@@ -2,65 +2,19 @@ import Synchronization
 import Foundation
 import Outbox
 import Testing
+import TestSupport
+import TestSupport
 import Uplink
 @testable import Agent
 import VaktpostCore
 
-/// A dev PKI (deploy/pki.sh) and the platform stub (Tests/Fixtures/platform_stub.py) on loopback.
-final class PlatformStub {
-    static let pki: String = {
-        let dir = NSTemporaryDirectory() + "vaktpost-lanes-pki-\(getpid())"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [repositoryRoot + "/deploy/pki.sh", dir, "hub-0001", "hub-0002"]
-        p.standardOutput = FileHandle.nullDevice
-        try! p.run()
-        p.waitUntilExit()
-        return dir
-    }()
-
-    let process = Process()
-    let port: Int
-
-    init() throws {
-        let pki = Self.pki
-        let portFile = NSTemporaryDirectory() + "vaktpost-stub-\(UUID().uuidString)"
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/Tests/Fixtures/platform_stub.py", "\(pki)/server.pem", "\(pki)/server.key", "\(pki)/ca.pem", portFile]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var port: Int? = nil
-        for _ in 0..<300 where port == nil {
-            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) }
-            if port == nil { usleep(10_000) }
-        }
-        try? FileManager.default.removeItem(atPath: portFile)
-        self.port = try #require(port)
-    }
-
-    deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    var url: String { "https://localhost:\(port)" }
-
+extension ReceiverProcess {
     func tls(hub: String = "hub-0001") -> TLSSettings {
-        TLSSettings(caFile: "\(Self.pki)/ca.pem", clientCert: "\(Self.pki)/\(hub).pem", clientKey: "\(Self.pki)/\(hub).key", connectTimeout: .seconds(5), totalTimeout: .seconds(10))
+        TLSSettings(caFile: "\(testPKI)/ca.pem", clientCert: "\(testPKI)/\(hub).pem", clientKey: "\(testPKI)/\(hub).key", connectTimeout: .seconds(5), totalTimeout: .seconds(10))
     }
 
-    func control(_ method: String, _ path: String, _ body: String? = nil) throws -> [String: Any] {
-        let r = try HTTPClient(tls: tls()).send(method, url + path, headers: ["Content-Type: application/json"], body: body.map { Array($0.utf8) })
-        return try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
-    }
-
-    func mode(batch: String, alarm: String) throws { _ = try control("POST", "/control/mode", "{\"batch\": \"\(batch)\", \"alarm\": \"\(alarm)\"}") }
-
-    /// (eventId, class, seq, how) in arrival order, and the duplicates the stub refused to store twice.
-    func state() throws -> (arrivals: [[Any]], duplicates: Int) {
-        let s = try control("GET", "/control/state")
-        return (s["arrivals"] as? [[Any]] ?? [], s["duplicates"] as? Int ?? -1)
-    }
+    /// Event ids in arrival order.
+    func arrivedIDs() throws -> [String] { try arrivals().events.compactMap { $0["eventId"] as? String } }
 }
 
 func wallNow() -> WallTime {
@@ -86,7 +40,7 @@ final class Reports: Sendable {
                      codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: [])
     }
 
-    func lanes(_ stub: PlatformStub, dir: String, hub: String = "hub-0001", reports: Reports) throws -> DeliveryLanes {
+    func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports) throws -> DeliveryLanes {
         let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow) { _, _, _, _ in fatalError("no outbox events expected") }
         let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(hub: hub),
                                       alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
@@ -94,20 +48,11 @@ final class Reports: Sendable {
         return DeliveryLanes(settings: settings, outbox: LockedOutbox(outbox), bootID: "b", now: wallNow) { r in reports.all.withLock { $0.append(r) } }
     }
 
-    func waitUntil(_ seconds: Double, _ done: () throws -> Bool) rethrows -> Bool {
-        let end = wallNow() + .milliseconds(Int64(seconds * 1000))
-        while wallNow() < end {
-            if try done() { return true }
-            usleep(50_000)
-        }
-        return try done()
-    }
-
     /// The bulk lane cannot deliver (the platform refuses batches), yet the alarm gets through:
     /// the alarm lane never waits behind the bulk backlog.
     @Test mutating func theAlarmGetsThroughWhileBatchesAreRefused() throws {
-        let stub = try PlatformStub()
-        try stub.mode(batch: "down", alarm: "up")
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "scope": "batches", "retryAfterSec": 1])
         try withTemporaryDirectory { dir in
             let reports = Reports()
             let l = try lanes(stub, dir: dir, reports: reports)
@@ -116,9 +61,8 @@ final class Reports: Sendable {
             try l.withOutbox { try $0.append(bulk); try $0.append([alarm]) }
             l.start()
             defer { l.stop() }
-            #expect(try waitUntil(5) { try stub.state().arrivals.count == 1 })
-            let arrivals = try stub.state().arrivals
-            #expect(arrivals.first?[0] as? String == alarm.eventID.description)
+            #expect(try waitUntil(5) { try stub.arrivedIDs().count == 1 })
+            #expect(try stub.arrivedIDs() == [alarm.eventID.description])
             #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 0)
             #expect(try l.withOutbox { try $0.status().lanes[.bulk]?.depth } == 300)
         }
@@ -127,8 +71,8 @@ final class Reports: Sendable {
     /// An outage with 1000 queued bulk events and then an alarm: when the platform returns,
     /// everything arrives exactly once, and the alarm is not behind the backlog.
     @Test mutating func afterAnOutageEverythingArrivesOnceAndTheAlarmFirst() throws {
-        let stub = try PlatformStub()
-        try stub.mode(batch: "down", alarm: "down")
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "retryAfterSec": 1])
         try withTemporaryDirectory { dir in
             let reports = Reports()
             let l = try lanes(stub, dir: dir, reports: reports)
@@ -147,21 +91,19 @@ final class Reports: Sendable {
             try l.withOutbox { try $0.append([alarm]) }
             l.wake()
             usleep(300_000)
-            try stub.mode(batch: "up", alarm: "up")
-            #expect(try waitUntil(20) { try stub.state().arrivals.count == 1001 })
-            let (arrivals, duplicates) = try stub.state()
-            #expect(Set(arrivals.map { $0[0] as! String }) == Set(all.map(\.eventID.description)), "lost or unknown events")
-            #expect(arrivals.count == 1001)
-            let alarmIndex = try #require(arrivals.firstIndex { $0[0] as? String == alarm.eventID.description })
-            #expect(alarmIndex < 100, "the alarm arrived as number \(alarmIndex + 1), behind the backlog")
-            #expect(duplicates >= 0)
+            try stub.faults(["downForSec": 0])
+            #expect(try waitUntil(20) { try stub.arrivedIDs().count == 1001 })
+            let arrivals = try stub.arrivedIDs()
+            #expect(Set(arrivals) == Set(all.map(\.eventID.description)), "lost or unknown events")
+            #expect(arrivals.count == 1001, "a duplicate was stored")
+            #expect(arrivals.first == alarm.eventID.description, "the alarm arrived as number \((arrivals.firstIndex(of: alarm.eventID.description) ?? -1) + 1), behind the backlog")
             #expect(try waitUntil(5) { try l.withOutbox { try $0.status().lanes.values.map(\.depth).reduce(0, +) } == 0 })
         }
     }
 
     @Test mutating func aRejectedBatchBecomesDeadLettersAndIsReported() throws {
-        let stub = try PlatformStub()
-        try stub.mode(batch: "reject", alarm: "up")
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "scope": "batches", "failStatus": 422])
         try withTemporaryDirectory { dir in
             let reports = Reports()
             let l = try lanes(stub, dir: dir, reports: reports)
@@ -169,14 +111,14 @@ final class Reports: Sendable {
             l.start()
             defer { l.stop() }
             #expect(try waitUntil(5) { try l.withOutbox { try $0.deadLetters().count } == 3 })
-            #expect(try l.withOutbox { try $0.deadLetters().first?.reason } == "HTTP 422: test rejection")
-            #expect(reports.all.withLock { $0.contains(.rejected(count: 3, reason: "HTTP 422: test rejection")) })
+            #expect(try l.withOutbox { try $0.deadLetters().first?.reason } == "HTTP 422: fault injected by vaktpost-receiver (--down-for / --fail-rate): retry later")
+            #expect(reports.all.withLock { $0.contains(.rejected(count: 3, reason: "HTTP 422: fault injected by vaktpost-receiver (--down-for / --fail-rate): retry later")) })
         }
     }
 
     /// A certificate for another hub is refused by the platform: reported, and retried slowly.
     @Test mutating func anotherHubsCertificateIsReportedAsUnauthorized() throws {
-        let stub = try PlatformStub()
+        let stub = try ReceiverProcess()
         try withTemporaryDirectory { dir in
             let reports = Reports()
             let l = try lanes(stub, dir: dir, hub: "hub-0002", reports: reports)
@@ -184,7 +126,7 @@ final class Reports: Sendable {
             l.start()
             defer { l.stop() }
             #expect(waitUntil(5) { reports.all.withLock { $0.contains(.unauthorized(status: 403)) } })
-            #expect(try stub.state().arrivals.isEmpty)
+            #expect(try stub.arrivedIDs().isEmpty)
             #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 1)  // kept, not dropped
         }
     }

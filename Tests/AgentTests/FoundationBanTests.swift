@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import TestSupport
 import VaktpostPosix
 
 /// `import Foundation` pulls ICU into the agent (+44 MB). This fails the build the moment one appears.
