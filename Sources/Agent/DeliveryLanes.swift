@@ -65,13 +65,15 @@ public final class DeliveryLanes: Sendable {
     /// Signalled whenever the alarm lane settles something: the bulk lane may be waiting for it.
     let alarmSettled = DispatchSemaphore(value: 0)
     let bootID: String
+    let boottime: @Sendable () -> UInt64
 
-    public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String,
-                now: @escaping @Sendable () -> WallTime, report: @escaping @Sendable (Report) -> Void) {
+    public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
+                boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
         self.settings = settings
         self.outbox = outbox
         self.bootID = bootID
         self.now = now
+        self.boottime = boottime
         self.report = report
     }
 
@@ -91,16 +93,17 @@ public final class DeliveryLanes: Sendable {
 
     public func stop() {
         for lane in [Lane.alarm, .bulk] {
+            loops[lane]!.requestStop()
             work[lane]!.signal()
-            loops[lane]!.stop()
         }
+        for lane in [Lane.alarm, .bulk] { loops[lane]!.stop() }
     }
 
     // MARK: A lane
 
     func run(_ lane: Lane) {
         let loop = loops[lane]!
-        guard let client = try? HTTPClient(tls: settings.tls) else {
+        guard let client = try? HTTPClient(tls: settings.tls, abandon: { loop.isStopped }) else {
             report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
             return
         }
@@ -178,11 +181,11 @@ public final class DeliveryLanes: Sendable {
     }
 
     func body(for lane: Lane) -> (String, [StoredEvent]) -> [UInt8] {
-        let hubID = settings.hubID, bootID = bootID, sentAt = RFC3339.format(now(), utcOffsetSeconds: 0, fractionDigits: 3)
+        let hubID = settings.hubID, bootID = bootID, sentAt = RFC3339.format(now(), utcOffsetSeconds: 0, fractionDigits: 3), boottime = boottime()
         return { id, events in
             // An alarm goes alone, as its own event; a batch in the EventBatch envelope.
             lane == .alarm ? events[0].payload
-                : BatchProtocol.body(hubID: hubID, batchID: id, sentAt: sentAt, bootID: bootID, boottimeNanoseconds: 0, events: events.map(\.payload))
+                : BatchProtocol.body(hubID: hubID, batchID: id, sentAt: sentAt, bootID: bootID, boottimeNanoseconds: boottime, events: events.map(\.payload))
         }
     }
 
@@ -197,7 +200,14 @@ public final class DeliveryLanes: Sendable {
 
     /// What a 2xx means per event; nil when the answer cannot be read (retry the same batch).
     func outcomes(of batch: OutboxBatch, lane: Lane, response: HTTPResponse) -> [EventID: DeliveryOutcome]? {
-        if lane == .alarm { return [batch.events[0].eventID: .delivered] }  // 202: durably received
+        if lane == .alarm {
+            // 202: durably received. An active alarm or test is then followed until an operator takes it.
+            let event = batch.events[0]
+            if let location = response.header("Location"), location.hasPrefix("/"), Self.awaitsOperator(event) {
+                return [event.eventID: .deliveredFollowing(location: location)]
+            }
+            return [event.eventID: .delivered]
+        }
         guard case .outcomes(let answered) = BatchProtocol.answer(response.body) else { return nil }
         return answered.mapValues { outcome in
             switch outcome {
@@ -205,6 +215,14 @@ public final class DeliveryLanes: Sendable {
             case .rejected(let reason): return .rejected(reason: reason)
             }
         }
+    }
+
+    /// Alarms and tests in state `active` wait for an operator; technical events and endings do
+    /// not (and so an escalation can never escalate itself).
+    static func awaitsOperator(_ event: StoredEvent) -> Bool {
+        guard event.eventClass == .alarm || event.eventClass == .test else { return false }
+        let json = try? JSONValue.parse(String(decoding: event.payload, as: UTF8.self))
+        return json?["state"]?.stringValue == EventState.active.rawValue
     }
 
     func problemText(_ response: HTTPResponse) -> String {

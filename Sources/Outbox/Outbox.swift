@@ -150,6 +150,25 @@ public final class Outbox {
             );
             CREATE TABLE rule_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
             """)
+        // Alarms received by the platform but not yet acknowledged by an operator: kept with their
+        // bytes, so a restart goes on following them and a platform that lost one gets it again.
+        m.add(version: 2, """
+            CREATE TABLE followed_alarms (
+                seq INTEGER PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                lane INTEGER NOT NULL,
+                class TEXT NOT NULL,
+                type TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                sensor TEXT,
+                occurred_ns INTEGER NOT NULL,
+                payload BLOB NOT NULL,
+                location TEXT NOT NULL,
+                accepted_ns INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                escalation_id TEXT
+            );
+            """)
         return m
     }
 
@@ -256,11 +275,15 @@ public final class Outbox {
         try db.cached("""
             INSERT INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """).bind(
-                .integer(Int64(e.seq)), .text(e.eventID.description), .integer(e.lane.code), .text(e.eventClass.rawValue),
-                .text(e.type), .integer(Int64(e.priority)), e.sensor.map(SQLiteValue.text) ?? .null,
-                .integer(e.occurredAt.nanosecondsSinceEpoch), .blob(e.payload)
-            ).run()
+            """).bind(Outbox.columns(e)).run()
+    }
+
+    /// An event's values for the columns every event table shares, in their order:
+    /// seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload.
+    static func columns(_ e: StoredEvent) -> [SQLiteValue] {
+        [.integer(Int64(e.seq)), .text(e.eventID.description), .integer(e.lane.code), .text(e.eventClass.rawValue),
+         .text(e.type), .integer(Int64(e.priority)), e.sensor.map(SQLiteValue.text) ?? .null,
+         .integer(e.occurredAt.nanosecondsSinceEpoch), .blob(e.payload)]
     }
 
     /// Inserts an event of the outbox's own inside a running transaction.
@@ -463,15 +486,17 @@ public final class Outbox {
                 switch outcomes[e.eventID] {
                 case .delivered?:
                     try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+                case .deliveredFollowing(let location)?:
+                    try db.prepare("""
+                        INSERT OR IGNORE INTO followed_alarms (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')
+                        """).bind(Outbox.columns(e) + [.text(location), .integer(now().nanosecondsSinceEpoch)]).run()
+                    try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
                 case .rejected(let reason)?:
                     try db.prepare("""
                         INSERT OR IGNORE INTO dead_letters (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, reason, rejected_ns)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """).bind(
-                            .integer(Int64(e.seq)), .text(e.eventID.description), .integer(e.lane.code), .text(e.eventClass.rawValue),
-                            .text(e.type), .integer(Int64(e.priority)), e.sensor.map(SQLiteValue.text) ?? .null,
-                            .integer(e.occurredAt.nanosecondsSinceEpoch), .blob(e.payload), .text(reason), .integer(now().nanosecondsSinceEpoch)
-                        ).run()
+                        """).bind(Outbox.columns(e) + [.text(reason), .integer(now().nanosecondsSinceEpoch)]).run()
                     try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
                 case nil:
                     try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(.text(e.eventID.description)).run()
@@ -485,6 +510,98 @@ public final class Outbox {
         }
         memory.removeAll { e in outcomes[e.eventID] != nil }
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
+    }
+
+    /// Rewrites queued events that are not yet part of a bulk batch (a bulk batch's bytes never
+    /// change, so its retries under one Idempotency-Key stay identical). Alarm-lane events are
+    /// rewritten even while being retried: each is its own request, deduplicated by eventId.
+    /// The clock correction re-stamps events made before sync. Returns how many changed.
+    @discardableResult
+    public func rewriteQueued(_ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
+        var changed = 0
+        try setSynchronous(full: true)
+        try db.transaction {
+            let update = try db.prepare("UPDATE events SET payload = ?, occurred_ns = ? WHERE seq = ?")
+            let candidates = try fetch(where: "lane = ?", [.integer(Lane.alarm.code)], limit: Int.max) + (try queued(.bulk, limit: Int.max))
+            for e in candidates {
+                guard let (payload, at) = transform(e) else { continue }
+                try update.bind(.blob(payload), .integer(at.nanosecondsSinceEpoch), .integer(Int64(e.seq))).run()
+                changed += 1
+            }
+            // An alarm-lane batch's body is its one event.
+            try db.execute("UPDATE batches SET body = (SELECT payload FROM events WHERE events.batch_id = batches.batch_id) WHERE lane = \(Lane.alarm.code)")
+        }
+        let inBulkBatch = Set(memoryBatches[.bulk]?.events.map(\.eventID) ?? [])
+        for i in memory.indices where !inBulkBatch.contains(memory[i].eventID) {
+            guard let (payload, at) = transform(memory[i]) else { continue }
+            memory[i].payload = payload
+            memory[i].occurredAt = at
+            changed += 1
+        }
+        if var batch = memoryBatches[.alarm], let e = memory.first(where: { $0.eventID == batch.events.first?.eventID }) {
+            batch.events = [e]
+            batch.body = e.payload
+            memoryBatches[.alarm] = batch
+        }
+        try recount()
+        return changed
+    }
+
+    /// Small durable notes of the uplink (the last command seen, the config ETag in force),
+    /// kept with the events so they survive the same way.
+    public func note(_ key: String) throws -> String? {
+        let s = try db.prepare("SELECT text FROM meta WHERE key = ?").bind(.text("note." + key))
+        return try s.step() ? s.text(0) : nil
+    }
+
+    public func setNote(_ key: String, _ text: String?) throws {
+        try setMetaText("note." + key, text)
+    }
+
+    // MARK: Following alarms
+
+    /// Alarms the platform received and no operator has acknowledged yet, oldest first.
+    public func followedAlarms() throws -> [FollowedAlarm] {
+        let s = try db.prepare("""
+            SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status, escalation_id
+            FROM followed_alarms ORDER BY seq
+            """)
+        var out: [FollowedAlarm] = []
+        while try s.step() {
+            let event = StoredEvent(
+                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, lane: Lane(code: s.int64(2)),
+                eventClass: EventClass(rawValue: s.text(3) ?? "") ?? .alarm, type: s.text(4) ?? "", priority: Int(s.int64(5)),
+                sensor: s.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: s.int64(7)), payload: s.blob(8))
+            out.append(FollowedAlarm(event: event, location: s.text(9) ?? "", acceptedAt: WallTime(nanosecondsSinceEpoch: s.int64(10)),
+                                     status: s.text(11) ?? "received", escalation: s.text(12).flatMap(EventID.init)))
+        }
+        return out
+    }
+
+    /// Records the platform's latest status for a followed alarm, and the `alarm.unacknowledged`
+    /// event once it was escalated.
+    public func updateFollowed(_ id: EventID, status: String, escalation: EventID?) throws {
+        try db.prepare("UPDATE followed_alarms SET status = ?, escalation_id = ? WHERE event_id = ?")
+            .bind(.text(status), escalation.map { .text($0.description) } ?? .null, .text(id.description)).run()
+    }
+
+    /// An operator acknowledged it (or the platform closed it): nothing more to follow.
+    public func endFollowing(_ id: EventID) throws {
+        try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
+    }
+
+    /// The platform no longer knows the alarm (404): it goes back to the alarm lane, same id and
+    /// bytes, to be posted again.
+    public func requeueFollowed(_ id: EventID) throws {
+        try setSynchronous(full: true)
+        try db.transaction {
+            try db.prepare("""
+                INSERT OR IGNORE INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
+                SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload FROM followed_alarms WHERE event_id = ?
+                """).bind(.text(id.description)).run()
+            try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
+        }
+        try recount()
     }
 
     // MARK: Reading the queue
@@ -508,7 +625,10 @@ public final class Outbox {
             evictedLog: try db.integer("SELECT value FROM meta WHERE key = 'evicted_log'") ?? 0,
             coalescedState: try db.integer("SELECT value FROM meta WHERE key = 'coalesced_state'") ?? 0,
             inMemory: 0,
-            nextSeq: UInt64(try db.integer("SELECT value FROM meta WHERE key = 'next_seq'") ?? 1))
+            nextSeq: UInt64(try db.integer("SELECT value FROM meta WHERE key = 'next_seq'") ?? 1),
+            // A read-only reader may meet a file from before the table existed.
+            awaitingAcknowledgement: try db.integer("SELECT COUNT(*) FROM sqlite_master WHERE name = 'followed_alarms'") == 1
+                ? Int(try db.integer("SELECT COUNT(*) FROM followed_alarms") ?? 0) : 0)
     }
 
     public func deadLetters() throws -> [DeadLetter] { try Outbox.deadLetters(in: db) }

@@ -53,6 +53,9 @@ public struct OutboxBatch: Equatable, Sendable {
 public enum DeliveryOutcome: Equatable, Sendable {
     /// Accepted or already known (a duplicate): it leaves the outbox.
     case delivered
+    /// Received by the platform (202), whose operators have not yet acknowledged it: it leaves the
+    /// queue for the followed alarms, polled at `location` until acknowledged.
+    case deliveredFollowing(location: String)
     /// Refused as invalid: it moves to the dead letters with the reason, never silently dropped.
     case rejected(reason: String)
 }
@@ -89,6 +92,8 @@ public struct OutboxStatus: Equatable, Sendable {
     /// Events waiting in memory because the disk is full.
     public var inMemory: Int
     public var nextSeq: UInt64
+    /// Alarms the platform received that no operator has acknowledged yet.
+    public var awaitingAcknowledgement: Int = 0
 }
 
 public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -106,3 +111,15 @@ public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Makes the outbox's own technical events (`outbox.pressure`, `outbox.disk_full`,
 /// `outbox.recovered`): the caller knows the clocks and the boot id.
 public typealias TechnicalEventMaker = (_ type: EventType, _ state: EventState, _ correlation: EventID?, _ data: [(String, JSONValue)]) -> Event
+
+/// An alarm the platform has received and the hub follows until an operator acknowledges it.
+public struct FollowedAlarm: Equatable, Sendable {
+    public var event: StoredEvent
+    /// The platform's status resource (`Location` of the 202), relative to the base URL.
+    public var location: String
+    public var acceptedAt: WallTime
+    /// received, presented, acknowledged, closed: the last status the platform gave.
+    public var status: String
+    /// The `alarm.unacknowledged` event raised for it, once escalated (never twice for one alarm).
+    public var escalation: EventID?
+}

@@ -44,7 +44,7 @@ extension Platform {
             var out: [JSONValue] = []
             while try s.step() {
                 let hub = s.text(0)!
-                let interval = s.isNull(4) ? options.heartbeatSeconds : Int(s.int64(4))
+                let interval = s.isNull(4) ? options.heartbeatSeconds ?? 60 : Int(s.int64(4))
                 let last = s.isNull(1) ? nil : WallTime(nanosecondsSinceEpoch: s.int64(1) * 1_000_000)
                 let heartbeat = s.text(2).flatMap { try? JSONValue.parse($0) }
                 // The spec's rule: offline after three missed intervals.

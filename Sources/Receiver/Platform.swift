@@ -39,13 +39,13 @@ public struct Faults: Sendable, Equatable {
 /// The reference response platform: docs/openapi.yaml's server side, over a `ReceiverStore`.
 public final class Platform: Sendable {
     public struct Options: Sendable {
-        /// The interval every hub is told to use, unless set per hub.
-        public var heartbeatSeconds: Int
+        /// The interval every hub is told to use, unless set per hub; nil: hubs keep their own.
+        public var heartbeatSeconds: Int?
         /// When set, alarms are `presented` at once and `acknowledged` this long after receipt,
         /// as if an operator took each one; otherwise an operator does it on the page or the API.
         public var acknowledgeAfter: Duration?
 
-        public init(heartbeatSeconds: Int = 60, acknowledgeAfter: Duration? = nil) {
+        public init(heartbeatSeconds: Int? = nil, acknowledgeAfter: Duration? = nil) {
             self.heartbeatSeconds = heartbeatSeconds
             self.acknowledgeAfter = acknowledgeAfter
         }
@@ -262,7 +262,7 @@ public final class Platform: Sendable {
             defer { pending.reset() }
             _ = try pending.step()
             return .json(200, .object(dropping: [
-                ("serverTime", .string(stamp(now()))), ("nextHeartbeatSec", .int(Int64(seconds))),
+                ("serverTime", .string(stamp(now()))), ("nextHeartbeatSec", seconds.map { .int(Int64($0)) }),
                 ("configEtag", etag.map { .string($0) }), ("commandsPending", .bool(pending.int64(0) > 0)),
             ]))
         }

@@ -57,6 +57,7 @@ public struct CurlError: Error, Equatable, Sendable, CustomStringConvertible {
         case 60: return "the platform's certificate does not verify against ca_file: wrong CA, expired, or issued for another host name"
         case 77: return "ca_file cannot be read: check its path and permissions"
         case 90: return "the platform's public key matches none of the configured pins: the platform changed keys, or this is not the platform"
+        case 42: return "the request was abandoned because the agent is stopping"
         default: return "see the message; the request will be retried"
         }
     }
@@ -70,18 +71,22 @@ public final class HTTPClient {
     private let handle: UnsafeMutableRawPointer
     private let tls: TLSSettings
     private var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
+    private let abandon: (@Sendable () -> Bool)?
 
-    public init(tls: TLSSettings) throws(CurlError) {
+    /// `abandon` is asked several times a second during a request; true ends it at once
+    /// (curl 42), so a stopping agent never waits out a long poll or a slow platform.
+    public init(tls: TLSSettings, abandon: (@Sendable () -> Bool)? = nil) throws(CurlError) {
         guard let h = curl_easy_init() else { throw CurlError(code: 2, message: "curl_easy_init failed") }
         handle = h
         self.tls = tls
+        self.abandon = abandon
     }
 
     deinit { curl_easy_cleanup(handle) }
 
     public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil) throws(CurlError) -> HTTPResponse {
         curl_easy_reset(handle)  // keeps the connection cache
-        let sink = ResponseSink()
+        let sink = ResponseSink(abandon: abandon)
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
         var list: UnsafeMutablePointer<curl_slist>? = nil
@@ -112,6 +117,11 @@ public final class HTTPClient {
         set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_HEADERDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        if abandon != nil {
+            set(CURLOPT_NOPROGRESS, 0)
+            set(CURLOPT_XFERINFOFUNCTION, pointer: unsafeBitCast(ResponseSink.progress as @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32, to: UnsafeRawPointer.self))
+            set(CURLOPT_XFERINFODATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        }
         errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
         errorBuffer.withUnsafeMutableBufferPointer { set(CURLOPT_ERRORBUFFER, pointer: UnsafeRawPointer($0.baseAddress)) }
         guard code == CURLE_OK else { throw CurlError(code: Int32(code.rawValue), message: String(cString: curl_easy_strerror(code))) }
@@ -145,6 +155,15 @@ extension HTTPClient: Sendable {}
 final class ResponseSink {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
+    let abandon: (@Sendable () -> Bool)?
+
+    init(abandon: (@Sendable () -> Bool)?) { self.abandon = abandon }
+
+    static let progress: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = { context, _, _, _, _ in
+        guard let context else { return 0 }
+        let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+        return sink.abandon?() == true ? 1 : 0
+    }
 
     static let write: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, context in
         guard let data, let context else { return 0 }

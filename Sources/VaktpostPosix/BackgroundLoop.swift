@@ -24,8 +24,13 @@ public final class BackgroundLoop: Sendable {
     }
 
     public func stop() {
-        stopped.store(true, ordering: .relaxed)
+        requestStop()
         finished.wait()
+    }
+
+    /// Asks the loop to end without waiting, so several loops can wind down at once.
+    public func requestStop() {
+        stopped.store(true, ordering: .relaxed)
     }
 
     public var isStopped: Bool { stopped.load(ordering: .relaxed) }

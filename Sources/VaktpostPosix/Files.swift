@@ -1,3 +1,4 @@
+import CClockShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -111,6 +112,29 @@ public enum SystemClock {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+extension SystemClock {
+    /// `CLOCK_BOOTTIME`: counts from boot, includes suspend, never jumps. Rule timers and the
+    /// time correction measure on it.
+    public static func boottime() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// `/proc/sys/kernel/random/boot_id`: which boot a boot time belongs to.
+    public static func bootID() -> String {
+        let bytes = (try? Files.read("/proc/sys/kernel/random/boot_id", limit: 64)) ?? []
+        let text = String(decoding: bytes, as: UTF8.self).filter { $0 != "\n" }
+        return text.isEmpty ? "unknown-boot" : text
+    }
+
+    /// Whether the kernel considers the wall clock synchronised (NTP, timesyncd, chrony): the
+    /// `adjtimex()` answer is not `TIME_ERROR` and `STA_UNSYNC` is clear.
+    public static func isSynchronized() -> Bool {
+        vaktpost_clock_synchronized() == 1
     }
 }
 

@@ -48,7 +48,7 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Option(help: "CA that signs hub certificates (PEM).") var clientCA: String
     @Option(help: "SQLite file that keeps what hubs sent.") var db = "receiver.sqlite"
     @Option(help: "Write \"HUB-PORT ADMIN-PORT\" here once listening (for scripts using port 0).") var portFile: String?
-    @Option(help: "Heartbeat interval told to hubs, seconds (30-3600).") var heartbeatSec = 60
+    @Option(help: "Heartbeat interval told to hubs, seconds (30-3600); by default hubs keep their own.") var heartbeatSec: Int?
     @Option(help: "Act as an operator: acknowledge every alarm this many seconds after it arrives.") var ackAfter: Double?
     @Option(help: "Fault: answer every hub request with --fail-status for this many seconds after start.") var downFor: Double = 0
     @Option(help: "Fault: answer this share (0-1) of hub requests with --fail-status at random.") var failRate: Double = 0
@@ -58,7 +58,7 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Flag(help: "Offer HTTP/1.1 only (no HTTP/2 by ALPN).") var http1Only = false
 
     func validate() throws {
-        guard (30...3600).contains(heartbeatSec) else { throw ValidationError("--heartbeat-sec must be 30-3600") }
+        if let heartbeatSec, !(30...3600).contains(heartbeatSec) { throw ValidationError("--heartbeat-sec must be 30-3600") }
         guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1") }
         guard [429, 500, 502, 503].contains(failStatus) else { throw ValidationError("--fail-status must be 429, 500, 502 or 503") }
     }

@@ -116,7 +116,7 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         let (p, _) = try makePlatform(TestClock())
         let hb = ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0001/heartbeat", body: Array("{\"sentAt\":\"x\",\"outbox\":{\"depth\":0,\"oldestAgeS\":0}}".utf8),
                                  certificateHubs: ["hub-0001"])
-        #expect(p.handle(hb).response.json["nextHeartbeatSec"] == .int(60))
+        #expect(p.handle(hb).response.json["nextHeartbeatSec"] == nil, "unless told, the platform leaves the interval to the hub")
         #expect(p.admin(ReceiverRequest(method: "PUT", target: "/api/hubs/hub-0001/heartbeat-interval", body: Array("{\"seconds\": 30}".utf8))).status == 200)
         #expect(p.handle(hb).response.json["nextHeartbeatSec"] == .int(30))
 
@@ -159,10 +159,11 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         #expect(p.handle(batch(id(100), [event(id(1), seq: 1)])).response.status == 200)
     }
 
-    /// The receiver's answers must match the spec's schemas (docs/openapi.yaml).
+    /// The receiver's answers, and the hub's heartbeat and command result, must match the spec's
+    /// schemas (docs/openapi.yaml).
     @Test func theAnswersMatchTheSpec() throws {
         let clock = TestClock()
-        let (p, dir) = try makePlatform(clock, options: .init(acknowledgeAfter: .seconds(1)))
+        let (p, dir) = try makePlatform(clock, options: .init(heartbeatSeconds: 60, acknowledgeAfter: .seconds(1)))
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var samples: [(String, ReceiverResponse)] = []
         samples.append(("BatchResult", p.handle(batch(id(100), [event(id(1), seq: 1), event(id(2), seq: 0)])).response))
@@ -177,6 +178,12 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
                                                                     body: Array("{\"sentAt\":\"x\",\"outbox\":{}}".utf8), certificateHubs: ["hub-0001"])).response))
         samples.append(("Problem", p.handle(ReceiverRequest(method: "GET", target: "/v1/hubs/hub-0001/config", certificateHubs: ["hub-0002"])).response))
         samples.append(("Problem", p.handle(batch(id(100), [event(id(1), seq: 1)])).response))
+        // And what the hub sends: its Heartbeat and a CommandResult.
+        let health = HealthSnapshot(swVersion: "0.1.0", configVersion: "\"abc\"", uptime: .seconds(90), outboxDepth: 3, oldestQueued: clock.now() - .seconds(40),
+                                    highestSeqQueued: 17, sensors: [.init(deviceID: "bed", lastSeen: clock.now(), batteryPercent: 80, rssi: -61, state: "occupied")],
+                                    receivers: [.init(name: "usb300", present: true, version: "2.1")], diskFreePercent: 71.25)
+        samples.append(("Heartbeat", ReceiverResponse(status: 0, body: Array(health.heartbeat(hubID: "hub-0001", bootID: "b", boottimeNanoseconds: 9, now: clock.now(), zone: .utc).serialized.utf8))))
+        samples.append(("CommandResult", ReceiverResponse(status: 0, body: PlatformCommand.result(id: "cmd-1", .refused, detail: [("reason", .string("x"))]))))
         let lines = samples.map { "\($0.0)\t\(String(decoding: $0.1.body, as: UTF8.self))" }.joined(separator: "\n")
         try lines.write(toFile: dir + "/answers.tsv", atomically: true, encoding: .utf8)
         let python = #"""

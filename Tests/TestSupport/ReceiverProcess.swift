@@ -81,9 +81,13 @@ public final class ReceiverProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// A crash and a start on the same ports and database.
-    public func restart() throws {
+    /// A crash and a start on the same ports and database (or, `forgetting`, a new empty one:
+    /// a platform that lost what it had).
+    public func restart(forgetting: Bool = false) throws {
         kill()
+        if forgetting {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: directory + "/receiver.sqlite" + suffix) }
+        }
         for _ in 0..<100 {
             do { return try launch(port: port, adminPort: adminPort) } catch { usleep(50_000) }
         }

@@ -31,6 +31,8 @@ public struct PlatformConfig: Sendable {
     public var clientKey: String?
     public var heartbeat: Duration
     public var connectTimeout: Duration
+    /// An alarm received but not acknowledged by an operator this long after is escalated.
+    public var acknowledgeWithin: Duration
 }
 
 public enum Transport: String, CaseIterable, Sendable {

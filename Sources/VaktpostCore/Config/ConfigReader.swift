@@ -236,7 +236,7 @@ private struct ConfigDecoder {
     mutating func decodePlatform(_ root: TOMLTable) -> PlatformConfig? {
         guard var r = section(root, "platform") else { return nil }
         var p = PlatformConfig(url: "", secondaryURL: nil, caFile: nil, pins: [], clientCert: nil, clientKey: nil,
-                               heartbeat: .seconds(60), connectTimeout: .seconds(10))
+                               heartbeat: .seconds(60), connectTimeout: .seconds(10), acknowledgeWithin: .seconds(60))
         if let (url, at) = r.string("url", required: true, &self) {
             checkURL(url, at: at)
             p.url = url
@@ -277,7 +277,14 @@ private struct ConfigDecoder {
                 p.connectTimeout = d
             }
         }
-        r.finish(allowed: ["url", "secondary_url", "ca_file", "pins", "client_cert", "client_key", "heartbeat", "connect_timeout"], &self)
+        if let (d, at) = r.duration("acknowledge_within", &self) {
+            if d < .seconds(10) || d > .seconds(3600) {
+                error(at, "acknowledge_within \(DurationText.format(d)) is outside 10s-1h", hint: "how long an operator may take before the hub escalates; the default is \"60s\"")
+            } else {
+                p.acknowledgeWithin = d
+            }
+        }
+        r.finish(allowed: ["url", "secondary_url", "ca_file", "pins", "client_cert", "client_key", "heartbeat", "connect_timeout", "acknowledge_within"], &self)
         return p
     }
 

@@ -38,6 +38,7 @@ public struct EventType: Hashable, Comparable, Sendable, CustomStringConvertible
     public static let agentRestarted = EventType("agent.restarted")
     public static let clockUnsynced = EventType("clock.unsynced")
     public static let configRejected = EventType("config.rejected")
+    public static let alarmUnacknowledged = EventType("alarm.unacknowledged")
 
     // The periodic alarm test.
     public static let testAlarm = EventType("test.alarm")
@@ -125,6 +126,9 @@ public enum EventCatalog {
                   meaning: "The hub's clock has not been synchronised for 10 minutes; night windows may be off."),
         EventKind(type: .configRejected, eventClass: .technical, priority: Priority(4), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "A pushed configuration was invalid and was refused; the previous one stays in force."),
+
+        EventKind(type: .alarmUnacknowledged, eventClass: .technical, priority: Priority(8), deviceType: linkMonitor, activeStatus: "0023", clearedStatus: "0112", vkpReason: nil, vkpAlert: nil,
+                  meaning: "The platform received an alarm but no operator acknowledged it in time; the hub also sent it to the secondary platform. Call the response centre."),
 
         EventKind(type: .testAlarm, eventClass: .test, priority: Priority(5), deviceType: localUnit, activeStatus: "0102", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The periodic alarm test (periodisk alarmkontroll)."),

@@ -1,0 +1,468 @@
+import Dispatch
+import Outbox
+import Synchronization
+import Uplink
+import VaktpostCore
+import VaktpostPosix
+
+/// What the platform may ask of the running hub (docs/uplink.md, Configuration and commands).
+/// The daemon implements it; every method may be called from the uplink's threads.
+public protocol HubControl: Sendable {
+    /// Sensors, receivers, version, uptime, disk: the heartbeat and `diagnostics` (outbox and
+    /// clock fields are filled in by the link).
+    func health() -> HealthSnapshot
+    /// Stores a `test.alarm` event (it goes through the alarm lane like any alarm); its id.
+    func raiseTestAlarm() -> EventID?
+    /// Validates a configuration exactly as `vaktpost config check` does and, when valid, puts it
+    /// in force atomically. Nil when applied; otherwise why it was refused (the old one stays).
+    func applyConfig(_ text: String, version: String) -> String?
+}
+
+/// Everything between the hub and its platform beyond the outbox: the two delivery lanes, the
+/// following of received alarms until an operator acknowledges them, heartbeats, commands, link
+/// supervision and the clock correction, each turned into the technical events of the catalog.
+///
+/// Threads: the lanes have theirs; the follower, the heartbeat and the command poll each have
+/// their own loop and their own libcurl handle, so none waits behind another.
+public final class PlatformLink: Sendable {
+    public struct Settings: Sendable {
+        public var uplink: UplinkSettings
+        public var heartbeat: Duration
+        /// An alarm not acknowledged this long after the platform received it is escalated.
+        public var acknowledgeWithin: Duration
+        /// How often received alarms' status is asked for (SCAIP resends every 5-20 s).
+        public var followEvery: Duration
+        /// The long poll for commands (the platform may hold it this long).
+        public var commandWait: Int
+        /// The version of the config in force at start (its ETag when it came from the platform).
+        public var configVersion: String?
+        /// How long the wall clock may stay unsynchronised after start before `clock.unsynced`.
+        public var unsyncedGrace: Duration
+
+        public init(uplink: UplinkSettings, heartbeat: Duration = .seconds(60), acknowledgeWithin: Duration = .seconds(60),
+                    followEvery: Duration = .seconds(5), commandWait: Int = 25, configVersion: String? = nil, unsyncedGrace: Duration = .seconds(600)) {
+            self.uplink = uplink
+            self.heartbeat = heartbeat
+            self.acknowledgeWithin = acknowledgeWithin
+            self.followEvery = followEvery
+            self.commandWait = commandWait
+            self.configVersion = configVersion
+            self.unsyncedGrace = unsyncedGrace
+        }
+    }
+
+    /// What happened, for the log and for whoever waits on it (`vaktpost test-alarm`).
+    public enum Notice: Equatable, Sendable {
+        case acknowledged(EventID, status: AlarmHandling, after: Duration)
+        case escalated(EventID, waited: Duration)
+        case heartbeat(status: Int, interval: Duration)
+        case linkLost(since: WallTime)
+        case linkRestored(downFor: Duration)
+        case command(id: String, outcome: PlatformCommand.Outcome)
+        case configApplied(version: String)
+        case configRefused(version: String, reason: String)
+        case clockCorrected(events: Int)
+    }
+
+    let settings: Settings
+    let outbox: LockedOutbox
+    let clock: HubClock
+    let hub: any HubControl
+    let notice: @Sendable (Notice) -> Void
+    public let events: HubEvents
+    public let lanes: DeliveryLanes
+
+    struct State {
+        var supervisor: LinkSupervisor
+        var heartbeat: Duration
+        var configVersion: String?
+        /// A pushed config that was refused, so the next heartbeat does not fetch it again.
+        var refusedConfig: String?
+        var unauthorized: EventID?
+        var lost: EventID?
+        var clockSynced: Bool
+        var unsyncedSince: WallTime?
+        var unsyncedEvent: EventID?
+        var lastContact: WallTime?
+    }
+    let state: Mutex<State>
+    let loops = (follow: BackgroundLoop(label: "vaktpost.uplink.follow"), heartbeat: BackgroundLoop(label: "vaktpost.uplink.heartbeat"),
+                 commands: BackgroundLoop(label: "vaktpost.uplink.commands"))
+    let heartbeatNow = DispatchSemaphore(value: 0)
+    let commandsNow = DispatchSemaphore(value: 0)
+    let startedAt: WallTime
+
+    public init(settings: Settings, outbox: LockedOutbox, clock: HubClock, hub: any HubControl, notice: @escaping @Sendable (Notice) -> Void = { _ in }) {
+        self.settings = settings
+        self.outbox = outbox
+        self.clock = clock
+        self.hub = hub
+        self.notice = notice
+        startedAt = clock.now()
+        state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.now()), heartbeat: settings.heartbeat,
+                            configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
+                            clockSynced: clock.synced()))
+        // The lanes report to the link; the link's events wake the lanes. Built in two steps
+        // because each needs the other.
+        let relay = ReportRelay()
+        let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.now, boottime: clock.boottime,
+                                  report: { relay.forward($0) })
+        self.lanes = lanes
+        events = HubEvents(outbox: outbox, clock: clock, stored: { lanes.wake() })
+        relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
+    }
+
+    public func start() {
+        lanes.start()
+        loops.follow.start { [self] in followLoop() }
+        loops.heartbeat.start { [self] in heartbeatLoop() }
+        loops.commands.start { [self] in commandLoop() }
+    }
+
+    /// Ends every loop; a request in flight is abandoned within a fraction of a second.
+    public func stop() {
+        for loop in [loops.follow, loops.heartbeat, loops.commands] { loop.requestStop() }
+        heartbeatNow.signal()
+        commandsNow.signal()
+        loops.follow.stop()
+        loops.heartbeat.stop()
+        loops.commands.stop()
+        lanes.stop()
+    }
+
+    /// Events were stored: deliver them now.
+    public func wake() { lanes.wake() }
+
+    public var heartbeatInterval: Duration { state.withLock { $0.heartbeat } }
+    public var configVersion: String? { state.withLock { $0.configVersion } }
+    /// The last successful exchange with the platform; nil before the first.
+    public var lastContact: WallTime? { state.withLock { $0.lastContact } }
+    public var linkUp: Bool { state.withLock { $0.supervisor.lostSince == nil } }
+
+    // MARK: Reports → technical events
+
+    func handle(_ report: DeliveryLanes.Report) {
+        switch report {
+        case .exchanged(let at): exchanged(at: at)
+        case .rejected(let count, let reason):
+            events.raise(.uplinkRejected, data: [("count", .int(Int64(count))), ("reason", .string(reason))])
+        case .unauthorized(let status):
+            let raise = state.withLock { s -> Bool in s.unauthorized == nil }
+            guard raise else { return }
+            let id = events.raise(.uplinkUnauthorized, data: [("status", .int(Int64(status))),
+                                                              ("reason", .string("the platform answered \(status) to the hub's certificate"))])
+            state.withLock { $0.unauthorized = id }
+        }
+    }
+
+    /// A successful exchange: the link is up, a certificate refusal is over.
+    func exchanged(at time: WallTime) {
+        let (change, unauthorized, lost) = state.withLock { s -> (LinkSupervisor.Change?, EventID?, EventID?) in
+            s.lastContact = time
+            let change = s.supervisor.succeeded(at: time)
+            defer { s.unauthorized = nil }
+            let lost = s.lost
+            if change != nil { s.lost = nil }
+            return (change, s.unauthorized, lost)
+        }
+        if let unauthorized { events.raise(.uplinkUnauthorized, .cleared, correlation: unauthorized) }
+        if case .restored(let downFor)? = change {
+            events.raise(.uplinkRestored, correlation: lost, data: [("downForS", .int(downFor.nanoseconds / 1_000_000_000))])
+            notice(.linkRestored(downFor: downFor))
+        }
+    }
+
+    /// The link supervisor's and the clock's periodic checks.
+    func tick() {
+        let now = clock.now()
+        let change = state.withLock { $0.supervisor.tick(at: now) }
+        if case .lost(let since)? = change {
+            let id = events.raise(.uplinkLost, data: [("since", .string(RFC3339.format(since, utcOffsetSeconds: clock.zone.utcOffset(at: since), fractionDigits: 3))),
+                                                      ("missedHeartbeats", .int(3))])
+            state.withLock { $0.lost = id }
+            notice(.linkLost(since: since))
+        }
+        checkClock(now: now)
+    }
+
+    // MARK: Time
+
+    /// When the clock becomes synchronised, re-stamp the events of this boot made before; when it
+    /// stays unsynchronised past the grace, raise `clock.unsynced`.
+    func checkClock(now: WallTime) {
+        let synced = clock.synced()
+        let (becameSynced, raiseUnsynced, clearUnsynced) = state.withLock { s -> (Bool, Bool, EventID?) in
+            defer { s.clockSynced = synced }
+            if synced {
+                s.unsyncedSince = nil
+                let clear = s.unsyncedEvent
+                s.unsyncedEvent = nil
+                return (!s.clockSynced, false, clear)
+            }
+            let since = s.unsyncedSince ?? (s.clockSynced ? now : startedAt)
+            s.unsyncedSince = since
+            return (false, s.unsyncedEvent == nil && now - since >= settings.unsyncedGrace, nil)
+        }
+        if raiseUnsynced {
+            let id = events.raise(.clockUnsynced, data: [("reason", .string("the wall clock has not been synchronised (NTP) for \(DurationText.format(settings.unsyncedGrace))"))])
+            state.withLock { $0.unsyncedEvent = id }
+        }
+        if let clearUnsynced { events.raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
+        if becameSynced { correctClock() }
+    }
+
+    /// Re-stamps queued events of this boot that were made with an unsynchronised clock.
+    @discardableResult
+    public func correctClock() -> Int {
+        let offset = clock.now().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
+        let bootID = clock.bootID, zone = clock.zone
+        let n = (try? outbox.with { try $0.rewriteQueued { TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone) } }) ?? 0
+        if n > 0 { notice(.clockCorrected(events: n)) }
+        return n
+    }
+
+    // MARK: Following received alarms
+
+    func followLoop() {
+        let client = try? HTTPClient(tls: settings.uplink.tls, abandon: { [loops] in loops.follow.isStopped })
+        var lastFollow: WallTime? = nil
+        while !loops.follow.isStopped {
+            tick()
+            // The link and clock checks every second; the platform is asked every `followEvery`.
+            if let client, lastFollow.map({ clock.now() - $0 >= settings.followEvery }) ?? true {
+                followOnce(client)
+                lastFollow = clock.now()
+            }
+            loops.follow.sleep(min(settings.followEvery, .seconds(1)))
+        }
+    }
+
+    func followOnce(_ client: HTTPClient) {
+        guard let followed = try? outbox.with({ try $0.followedAlarms() }) else { return }
+        for alarm in followed {
+            var status = AlarmHandling(rawValue: alarm.status) ?? .received
+            do {
+                let response = try client.send("GET", settings.uplink.baseURL + alarm.location, headers: ["Accept: application/json"])
+                if response.status == 404 {
+                    // The platform lost it: post it again, same id and bytes.
+                    try? outbox.with { try $0.requeueFollowed(alarm.event.eventID) }
+                    lanes.wake()
+                    continue
+                }
+                if (200..<300).contains(response.status), let read = AlarmHandling.parse(response.body) {
+                    status = read
+                    exchanged(at: clock.now())
+                }
+            } catch {
+                // Unreachable: the last known status decides, so a dead link still escalates.
+            }
+            let now = clock.now()
+            switch AlarmFollowUp.decide(status, acceptedAt: alarm.acceptedAt, now: now, acknowledgeWithin: settings.acknowledgeWithin,
+                                        escalated: alarm.escalation != nil) {
+            case .done:
+                try? outbox.with { try $0.endFollowing(alarm.event.eventID) }
+                if let escalation = alarm.escalation {
+                    events.raise(.alarmUnacknowledged, .cleared, correlation: escalation, data: [("alarmEventId", .string(alarm.event.eventID.description)),
+                                                                                               ("status", .string(status.rawValue))])
+                }
+                notice(.acknowledged(alarm.event.eventID, status: status, after: now - alarm.acceptedAt))
+            case .keepFollowing:
+                if status.rawValue != alarm.status {
+                    try? outbox.with { try $0.updateFollowed(alarm.event.eventID, status: status.rawValue, escalation: alarm.escalation) }
+                }
+            case .escalate(let waited):
+                let secondary = sendToSecondary(alarm, client: client)
+                let id = events.raise(.alarmUnacknowledged, data: [
+                    ("alarmEventId", .string(alarm.event.eventID.description)), ("alarmType", .string(alarm.event.type)),
+                    ("status", .string(status.rawValue)), ("waitedS", .int(waited.nanoseconds / 1_000_000_000)), ("secondary", .string(secondary)),
+                ])
+                try? outbox.with { try $0.updateFollowed(alarm.event.eventID, status: status.rawValue, escalation: id ?? alarm.event.eventID) }
+                notice(.escalated(alarm.event.eventID, waited: waited))
+            }
+        }
+    }
+
+    /// Posts the unacknowledged alarm to the secondary platform, once; what happened, for the event.
+    func sendToSecondary(_ alarm: FollowedAlarm, client: HTTPClient) -> String {
+        guard let secondary = settings.uplink.secondaryURL else { return "none configured" }
+        do {
+            let response = try client.send("POST", secondary + "/v1/hubs/\(settings.uplink.hubID)/alarms",
+                                           headers: ["Content-Type: application/json"], body: alarm.event.payload)
+            return (200..<300).contains(response.status) ? "sent (\(response.status))" : "refused (\(response.status))"
+        } catch {
+            return "unreachable: \(error)"
+        }
+    }
+
+    // MARK: Heartbeat
+
+    func heartbeatLoop() {
+        let client = try? HTTPClient(tls: settings.uplink.tls, abandon: { [loops] in loops.heartbeat.isStopped })
+        while !loops.heartbeat.isStopped {
+            if let client { sendHeartbeat(client) }
+            let interval = heartbeatInterval
+            _ = heartbeatNow.wait(timeout: .now() + .nanoseconds(Int(interval.nanoseconds)))
+        }
+    }
+
+    /// The health snapshot with the link's own knowledge filled in.
+    public func health() -> HealthSnapshot {
+        var h = hub.health()
+        if let status = try? outbox.with({ try $0.status() }) {
+            h.outboxDepth = status.lanes.values.reduce(0) { $0 + $1.depth } + status.inMemory
+            h.oldestQueued = status.lanes.values.compactMap(\.oldest).min()
+            h.highestSeqQueued = status.nextSeq > 1 ? status.nextSeq - 1 : nil
+            h.dropped = status.evictedLog
+        }
+        h.clockSynced = clock.synced()
+        h.configVersion = configVersion ?? h.configVersion
+        return h
+    }
+
+    func sendHeartbeat(_ client: HTTPClient) {
+        let now = clock.now()
+        let body = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: now, zone: clock.zone)
+        guard let response = try? client.send("POST", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/heartbeat",
+                                              headers: ["Content-Type: application/json"], body: Array(body.serialized.utf8)) else { return }
+        guard (200..<300).contains(response.status), let reply = HeartbeatReply.parse(response.body) else {
+            if response.status == 401 || response.status == 403 { handle(.unauthorized(status: response.status)) }
+            return
+        }
+        exchanged(at: clock.now())
+        let (interval, fetchConfig) = state.withLock { s -> (Duration, Bool) in
+            if let next = reply.nextInterval {
+                s.heartbeat = next
+                s.supervisor.heartbeat = next
+            }
+            let etag = reply.configETag
+            return (s.heartbeat, etag != nil && etag != s.configVersion && etag != s.refusedConfig)
+        }
+        notice(.heartbeat(status: response.status, interval: interval))
+        if fetchConfig { _ = reloadConfig(client) }
+        if reply.commandsPending { commandsNow.signal() }
+    }
+
+    // MARK: Configuration
+
+    public enum ConfigOutcome: Equatable, Sendable {
+        case applied(version: String)
+        case unchanged(version: String?)
+        case refused(version: String, reason: String)
+        case failed(String)
+    }
+
+    /// `GET .../config` with the ETag in force; a new one is validated and applied by the hub, or
+    /// refused with `config.rejected` while the old one stays.
+    func reloadConfig(_ client: HTTPClient) -> ConfigOutcome {
+        let current = configVersion
+        let response: HTTPResponse
+        do {
+            response = try client.send("GET", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/config",
+                                       headers: ["Accept: application/toml"] + (current.map { ["If-None-Match: \($0)"] } ?? []))
+        } catch {
+            return .failed("the platform is unreachable: \(error)")
+        }
+        if response.status == 304 { return .unchanged(version: current) }
+        guard response.status == 200, let etag = response.header("ETag") else {
+            return .failed("the platform answered \(response.status) without a config")
+        }
+        guard let text = String(validating: response.body, as: UTF8.self) else {
+            return refuse(etag, "the pushed config is not UTF-8 text")
+        }
+        if let reason = hub.applyConfig(text, version: etag) { return refuse(etag, reason) }
+        state.withLock {
+            $0.configVersion = etag
+            $0.refusedConfig = nil
+        }
+        try? outbox.with { try $0.setNote("config_version", etag) }
+        notice(.configApplied(version: etag))
+        return .applied(version: etag)
+    }
+
+    func refuse(_ version: String, _ reason: String) -> ConfigOutcome {
+        state.withLock { $0.refusedConfig = version }
+        events.raise(.configRejected, data: [("configVersion", .string(version)), ("reason", .string(reason))])
+        notice(.configRefused(version: version, reason: reason))
+        return .refused(version: version, reason: reason)
+    }
+
+    // MARK: Commands
+
+    func commandLoop() {
+        var tls = settings.uplink.tls
+        tls.totalTimeout = .seconds(Int64(settings.commandWait) + 15)
+        guard let client = try? HTTPClient(tls: tls, abandon: { [loops] in loops.commands.isStopped }) else { return }
+        var after = Int64((try? outbox.with { try $0.note("command_seq") }).flatMap { $0.flatMap { Int64($0) } } ?? 0)
+        var rng = SystemRandomNumberGenerator()
+        var failures = 0
+        while !loops.commands.isStopped {
+            let url = settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/commands?after=\(after)&wait=\(settings.commandWait)"
+            guard let response = try? client.send("GET", url, headers: ["Accept: application/json"]), response.status == 200 || response.status == 204 else {
+                failures += 1
+                _ = commandsNow.wait(timeout: .now() + .nanoseconds(Int(Backoff.bulk.delay(attempt: failures, using: &rng).nanoseconds)))
+                continue
+            }
+            failures = 0
+            exchanged(at: clock.now())
+            for command in PlatformCommand.list(response.body) ?? [] where command.seq > after {
+                let (outcome, detail) = run(command, client: client)
+                postResult(command, outcome, detail, client: client)
+                after = command.seq
+                try? outbox.with { try $0.setNote("command_seq", String(after)) }
+                notice(.command(id: command.id, outcome: outcome))
+            }
+        }
+    }
+
+    func run(_ command: PlatformCommand, client: HTTPClient) -> (PlatformCommand.Outcome, [(String, JSONValue)]) {
+        switch command.kind {
+        case .testAlarm:
+            guard let id = hub.raiseTestAlarm() else { return (.failed, [("reason", .string("the outbox did not accept the test event"))]) }
+            return (.done, [("eventId", .string(id.description))])
+        case .diagnostics:
+            let h = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: clock.now(), zone: clock.zone)
+            let deadLetters = (try? outbox.with { try $0.status().deadLetters }) ?? 0
+            return (.done, [("health", h), ("deadLetters", .int(Int64(deadLetters))), ("linkUp", .bool(linkUp))])
+        case .setHeartbeat(let seconds):
+            guard let seconds, HeartbeatReply.allowed.contains(seconds) else {
+                return (.refused, [("reason", .string("set-heartbeat needs args.seconds in 30...3600"))])
+            }
+            state.withLock {
+                $0.heartbeat = .seconds(seconds)
+                $0.supervisor.heartbeat = .seconds(seconds)
+            }
+            heartbeatNow.signal()
+            return (.done, [("heartbeatSec", .int(seconds))])
+        case .reloadConfig:
+            switch reloadConfig(client) {
+            case .applied(let v): return (.done, [("configVersion", .string(v))])
+            case .unchanged(let v): return (.done, [("configVersion", v.map { .string($0) } ?? .null), ("unchanged", .bool(true))])
+            case .refused(let v, let reason): return (.refused, [("configVersion", .string(v)), ("reason", .string(reason))])
+            case .failed(let reason): return (.failed, [("reason", .string(reason))])
+            }
+        case .unknown(let kind):
+            return (.refused, [("reason", .string("this hub does not know the command \(kind)"))])
+        }
+    }
+
+    /// The result is idempotent by command id; a few quick tries, then it is given up (the command
+    /// itself already ran, and the platform can ask for diagnostics again).
+    func postResult(_ command: PlatformCommand, _ outcome: PlatformCommand.Outcome, _ detail: [(String, JSONValue)], client: HTTPClient) {
+        let body = PlatformCommand.result(id: command.id, outcome, detail: detail)
+        let url = settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/commands/\(command.id)/result"
+        for attempt in 0..<5 {
+            if let r = try? client.send("POST", url, headers: ["Content-Type: application/json", "Idempotency-Key: \"\(command.id)\""], body: body),
+               (200..<300).contains(r.status) || r.status == 404 { return }
+            loops.commands.sleep(.seconds(1 << attempt))
+        }
+    }
+}
+
+/// Lets the lanes report to a link built after them.
+final class ReportRelay: Sendable {
+    let target = Mutex<(@Sendable (DeliveryLanes.Report) -> Void)?>(nil)
+    func forward(_ report: DeliveryLanes.Report) {
+        let t = target.withLock { $0 }
+        t?(report)
+    }
+}

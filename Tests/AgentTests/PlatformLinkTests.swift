@@ -1,0 +1,254 @@
+import Foundation
+import Outbox
+import Synchronization
+import Testing
+import TestSupport
+import Uplink
+@testable import Agent
+import VaktpostCore
+import VaktpostPosix
+
+/// A stand-in for the daemon's side of the commands: records what the platform asked for.
+final class TestHub: HubControl {
+    let link = Mutex<PlatformLink?>(nil)
+    let applied = Mutex<[String]>([])
+
+    func health() -> HealthSnapshot {
+        HealthSnapshot(swVersion: "test", uptime: .seconds(5), sensors: [.init(deviceID: "bed", lastSeen: wallNow(), batteryPercent: 80, rssi: -60, state: "occupied")],
+                       receivers: [.init(name: "hci0", present: true)], diskFreePercent: 42.5)
+    }
+
+    func raiseTestAlarm() -> EventID? {
+        link.withLock { $0 }?.events.raise(.testAlarm, data: [("reason", .string("platform command"))])
+    }
+
+    func applyConfig(_ text: String, version: String) -> String? {
+        let report = ConfigReader.read(text)
+        if let first = report.diagnostics.first(where: { $0.severity == .error }) { return first.message }
+        applied.withLock { $0.append(version) }
+        return nil
+    }
+}
+
+final class Notices: Sendable {
+    let all = Mutex<[PlatformLink.Notice]>([])
+    func contains(_ match: (PlatformLink.Notice) -> Bool) -> Bool { all.withLock { $0.contains(where: match) } }
+}
+
+/// A hub's whole uplink (lanes, follower, heartbeat, commands, supervision) against the real
+/// receiver on loopback.
+@Suite(.serialized) struct PlatformLinkTests {
+    let zone = try! TimeZoneLoader.load("Europe/Oslo")
+
+    struct Setup {
+        let link: PlatformLink
+        let hub: TestHub
+        let notices: Notices
+        let outbox: LockedOutbox
+    }
+
+    func setUp(_ receiver: ReceiverProcess, dir: String, secondary: ReceiverProcess? = nil, heartbeat: Duration = .seconds(60),
+               acknowledgeWithin: Duration = .seconds(60), clock: HubClock? = nil) throws -> Setup {
+        var rng = SplitMix64(seed: 3)
+        let clock = clock ?? HubClock(zone: zone, bootID: "test-boot", now: wallNow, boottime: { SystemClock.boottime() }, synced: { true })
+        let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow) { type, state, correlation, data in
+            var f = EventFactory(rng: rng, stamp: clock.stamp)
+            f.hubEvent(type, state, at: wallNow(), correlation: correlation, data: data)
+            rng = SplitMix64(seed: 4)
+            return f.take()[0]
+        }
+        let uplink = UplinkSettings(baseURL: receiver.url, secondaryURL: secondary?.url, hubID: "hub-0001", tls: receiver.tls(),
+                                    alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(300)),
+                                    bulkBackoff: Backoff(base: .milliseconds(100), cap: .seconds(1)), idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+        let settings = PlatformLink.Settings(uplink: uplink, heartbeat: heartbeat, acknowledgeWithin: acknowledgeWithin, followEvery: .milliseconds(200), commandWait: 1)
+        let hub = TestHub()
+        let notices = Notices()
+        let locked = LockedOutbox(outbox)
+        let link = PlatformLink(settings: settings, outbox: locked, clock: clock, hub: hub) { n in notices.all.withLock { $0.append(n) } }
+        hub.link.withLock { $0 = link }
+        return Setup(link: link, hub: hub, notices: notices, outbox: locked)
+    }
+
+    func types(_ receiver: ReceiverProcess) throws -> [String] {
+        try receiver.arrivals().events.map { "\($0["type"] as? String ?? "?")/\($0["state"] as? String ?? "?")" }
+    }
+
+    @Test func anAlarmIsFollowedUntilAnOperatorAcknowledgesIt() throws {
+        let receiver = try ReceiverProcess(arguments: ["--ack-after", "1"])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            let alarm = try #require(s.link.events.raise(.fallDetected))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(waitUntil(10) { s.notices.contains { if case .acknowledged(alarm, .acknowledged, _) = $0 { true } else { false } } })
+            #expect(try s.outbox.with { try $0.followedAlarms() }.isEmpty)
+            #expect(try receiver.arrivedIDs() == [alarm.description])
+        }
+    }
+
+    /// No operator within `acknowledgeWithin`: the alarm also goes to the secondary platform and
+    /// `alarm.unacknowledged` is raised, once; when an operator takes it, that ends too.
+    @Test func anUnacknowledgedAlarmIsEscalatedOnce() throws {
+        let primary = try ReceiverProcess()
+        let secondary = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(primary, dir: dir, secondary: secondary, acknowledgeWithin: .seconds(2))
+            let alarm = try #require(s.link.events.raise(.bedNotReturned))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(10) { try types(primary).contains("alarm.unacknowledged/active") })
+            #expect(try secondary.arrivedIDs() == [alarm.description], "the secondary platform has the alarm itself")
+            Thread.sleep(forTimeInterval: 1)
+            #expect(try types(primary).filter { $0 == "alarm.unacknowledged/active" }.count == 1, "escalated once only")
+            try primary.admin("POST", "/api/hubs/hub-0001/alarms/\(alarm)/acknowledge")
+            #expect(try waitUntil(10) { try types(primary).contains("alarm.unacknowledged/cleared") })
+            #expect(try s.outbox.with { try $0.followedAlarms() }.isEmpty)
+        }
+    }
+
+    /// A platform that lost a received alarm (404 on its status) gets it again, same id.
+    @Test func aPlatformThatLostAnAlarmGetsItAgain() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            let alarm = try #require(s.link.events.raise(.fallDetected))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(10) { try receiver.arrivedIDs() == [alarm.description] })
+            try receiver.restart(forgetting: true)
+            #expect(try waitUntil(10) { try receiver.arrivedIDs() == [alarm.description] })
+            #expect(try s.outbox.with { try $0.followedAlarms().map(\.event.eventID) } == [alarm])
+        }
+    }
+
+    @Test func heartbeatsArriveAtTheIntervalAndFollowThePlatform() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1))
+            s.link.start()
+            defer { s.link.stop() }
+            Thread.sleep(forTimeInterval: 3.5)
+            let counted = try receiver.arrivals().heartbeats
+            #expect((3...5).contains(counted), "\(counted) heartbeats in 3.5 s at 1 s")
+            let hubs = try receiver.admin("GET", "/api/hubs") as? [String: Any]
+            let health = ((hubs?["hubs"] as? [[String: Any]])?.first?["health"] as? [String: Any])
+            #expect(health?["swVersion"] as? String == "test")
+            #expect((health?["sensors"] as? [[String: Any]])?.first?["batteryPct"] as? Int == 80)
+            // The platform asks for 30 s: the next reply changes the interval.
+            try receiver.admin("PUT", "/api/hubs/hub-0001/heartbeat-interval", "{\"seconds\": 30}")
+            #expect(waitUntil(3) { s.link.heartbeatInterval == .seconds(30) })
+            let after = try receiver.arrivals().heartbeats
+            Thread.sleep(forTimeInterval: 2)
+            #expect(try receiver.arrivals().heartbeats == after, "no heartbeat within 2 s at 30 s")
+        }
+    }
+
+    @Test func commandsRunOnceAndReportTheirResults() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let good = try String(contentsOfFile: repositoryRoot + "/deploy/vaktpost.example.toml", encoding: .utf8)
+            var s = try setUp(receiver, dir: dir)
+            s.link.start()
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"set-heartbeat\", \"args\": {\"seconds\": 45}}")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"diagnostics\"}")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"test-alarm\"}")
+            let etag = (try receiver.admin("PUT", "/api/hubs/hub-0001/config", good) as? [String: Any])?["etag"] as? String
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reload-config\"}")
+            func results() throws -> [String] {
+                ((try receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []).map { $0["resultStatus"] as? String ?? "-" }
+            }
+            #expect(try waitUntil(15) { try results() == ["done", "done", "done", "done"] }, "\((try? results()) ?? [])")
+            #expect(s.link.heartbeatInterval == .seconds(45))
+            #expect(s.hub.applied.withLock { $0 } == [etag!])
+            #expect(s.link.configVersion == etag)
+            #expect(try waitUntil(5) { try types(receiver).contains("test.alarm/active") })
+
+            // A broken config is refused with config.rejected and the old one stays.
+            try receiver.admin("PUT", "/api/hubs/hub-0001/config", "[hub]\nid = \"hub-0001\"\nnight = \"23:00-\"\n")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reload-config\"}")
+            #expect(try waitUntil(10) { try results().last == "refused" })
+            #expect(try waitUntil(5) { try types(receiver).contains("config.rejected/active") })
+            #expect(s.link.configVersion == etag)
+            s.link.stop()
+
+            // A restart does not run the same commands again.
+            s = try setUp(receiver, dir: dir)
+            s.link.start()
+            defer { s.link.stop() }
+            Thread.sleep(forTimeInterval: 2)
+            #expect(try types(receiver).filter { $0 == "test.alarm/active" }.count == 1)
+            #expect(s.link.configVersion == etag, "the config version in force survives the restart")
+        }
+    }
+
+    @Test func aLostLinkIsReportedAndItsReturnWithTheOutage() throws {
+        let receiver = try ReceiverProcess(arguments: ["--down-for", "3600"])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(waitUntil(8) { s.notices.contains { if case .linkLost = $0 { true } else { false } } })
+            #expect(!s.link.linkUp)
+            try receiver.faults(["downForSec": 0])
+            #expect(waitUntil(10) { s.notices.contains { if case .linkRestored = $0 { true } else { false } } })
+            #expect(try waitUntil(10) { Set(try types(receiver)).isSuperset(of: ["uplink.lost/active", "uplink.restored/active"]) })
+            let restored = try #require(try s.outbox.with { _ in try receiver.arrivals().events.first { $0["type"] as? String == "uplink.restored" } })
+            let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=50") as? [String: Any]
+            let body = (stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["eventId"] as? String == restored["eventId"] as? String }
+            #expect(((body?["data"] as? [String: Any])?["downForS"] as? Int ?? -1) >= 3)
+        }
+    }
+
+    /// Events stamped while the clock was wrong and unsynchronised are re-stamped from boot time
+    /// when it synchronises, keeping the original.
+    @Test func eventsStampedBeforeClockSyncAreCorrected() throws {
+        let receiver = try ReceiverProcess(arguments: ["--down-for", "3600"])
+        let synced = Mutex(false)
+        // Until sync the wall clock is an hour behind.
+        let clock = HubClock(zone: zone, bootID: "test-boot", now: { synced.withLock { $0 } ? wallNow() : wallNow() - .seconds(3600) },
+                             boottime: { SystemClock.boottime() }, synced: { synced.withLock { $0 } })
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, clock: clock)
+            let id = try #require(s.link.events.raise(.sensorBatteryLow, data: [("deviceId", .string("bed"))]))
+            s.link.start()
+            defer { s.link.stop() }
+            synced.withLock { $0 = true }
+            #expect(waitUntil(5) { s.notices.contains { if case .clockCorrected = $0 { true } else { false } } })
+            try receiver.faults(["downForSec": 0])
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(id.description) })
+            let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=50") as? [String: Any]
+            let event = try #require((stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["eventId"] as? String == id.description })
+            let clockField = event["clock"] as? [String: Any]
+            #expect(clockField?["corrected"] as? Bool == true)
+            #expect(clockField?["synced"] as? Bool == false)
+            let at = try #require(RFC3339.parse(event["occurredAt"] as? String ?? "")?.time)
+            #expect(abs((wallNow() - at).nanoseconds) < 30_000_000_000, "re-stamped to the real time")
+            let original = try #require(RFC3339.parse((event["data"] as? [String: Any])?["uncorrectedOccurredAt"] as? String ?? "")?.time)
+            #expect(at - original >= .seconds(3590))
+        }
+    }
+
+    /// Busy answers with Retry-After, random 429s and 503s, and a receiver crash in the middle of
+    /// the backlog: everything arrives, and nothing is stored twice.
+    @Test func throttlingAndAReceiverCrashLoseNothingAndStoreNothingTwice() throws {
+        let receiver = try ReceiverProcess(arguments: ["--fail-rate", "0.3", "--fail-status", "429", "--retry-after", "1"])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            var ids: [String] = []
+            for i in 0..<600 {
+                let id = try #require(s.link.events.raise(i % 100 == 0 ? .sensorTamper : .bedState, i % 100 == 0 ? .active : .update,
+                                                          data: [("n", .int(Int64(i)))]))
+                ids.append(id.description)
+            }
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(waitUntil(10) { (try? receiver.arrivedIDs().count) ?? 0 >= 100 })
+            try receiver.restart()
+            try receiver.faults(["failRate": 0.3, "failStatus": 503, "retryAfterSec": 1])
+            #expect(try waitUntil(40) { try receiver.arrivedIDs().count >= 600 }, "\((try? receiver.arrivedIDs().count) ?? -1) of 600")
+            let arrived = try receiver.arrivedIDs()
+            #expect(arrived.count == Set(arrived).count, "stored twice")
+            #expect(Set(arrived) == Set(ids), "lost")
+        }
+    }
+}
