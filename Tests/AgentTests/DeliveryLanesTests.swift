@@ -101,6 +101,25 @@ final class Reports: Sendable {
         }
     }
 
+    /// 503 with Retry-After: 3 while the platform is back after 1 s: the alarm waits out the 3 s.
+    @Test mutating func retryAfterIsHonouredEvenWhenThePlatformIsBackSooner() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            try stub.faults(["downForSec": 1, "retryAfterSec": 3])
+            let started = wallNow()
+            try l.withOutbox { try $0.append([event(.fallDetected)]) }
+            l.start()
+            defer { l.stop() }
+            #expect(try waitUntil(10) { try stub.arrivedIDs().count == 1 })
+            let arrived = try #require(try stub.arrivals().events.first?["receivedAtMs"] as? Int)
+            let waited = Int64(arrived) - started.millisecondsSinceEpoch
+            #expect(waited >= 2900, "the alarm came back after \(waited) ms, before Retry-After")
+            #expect(waited < 6000)
+        }
+    }
+
     @Test mutating func aRejectedBatchBecomesDeadLettersAndIsReported() throws {
         let stub = try ReceiverProcess()
         try stub.faults(["downForSec": 3600, "scope": "batches", "failStatus": 422])
