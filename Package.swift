@@ -36,10 +36,10 @@ let package = Package(
         // File descriptors, errno, files: the one place the agent touches POSIX directly.
         .target(
             name: "VaktpostPosix",
-            dependencies: ["CClockShim", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CPosixShim", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        // adjtimex() for "is the clock synchronised?": <sys/timex.h> is not in Swift's Glibc module.
-        .target(name: "CClockShim"),
+        // adjtimex(), SO_PEERCRED and sd_notify: what Swift's Glibc module does not reach.
+        .target(name: "CPosixShim"),
 
         // Adapters. They never import each other; they meet in Agent through Core types.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
@@ -60,9 +60,11 @@ let package = Package(
         .executableTarget(
             name: "vaktpost",
             dependencies: [
-                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput", "SerialInput",
+                "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput", "SerialInput", "Uplink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
 

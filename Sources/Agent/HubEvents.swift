@@ -11,12 +11,16 @@ public struct HubClock: Sendable {
     public let now: @Sendable () -> WallTime
     public let boottime: @Sendable () -> UInt64
     public let synced: @Sendable () -> Bool
+    /// Real time, for waiting and measuring (acknowledgement deadlines, link supervision,
+    /// backoff): the same as `now` except on a simulated timeline (demo, tests).
+    public let elapsed: @Sendable () -> WallTime
 
     public init(zone: TimeZoneRules, bootID: String, now: @escaping @Sendable () -> WallTime,
-                boottime: @escaping @Sendable () -> UInt64, synced: @escaping @Sendable () -> Bool) {
+                boottime: @escaping @Sendable () -> UInt64, synced: @escaping @Sendable () -> Bool, elapsed: (@Sendable () -> WallTime)? = nil) {
         self.zone = zone
         self.bootID = bootID
         self.now = now
+        self.elapsed = elapsed ?? now
         self.boottime = boottime
         self.synced = synced
     }

@@ -98,14 +98,14 @@ public final class PlatformLink: Sendable {
         self.clock = clock
         self.hub = hub
         self.notice = notice
-        startedAt = clock.now()
-        state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.now()), heartbeat: settings.heartbeat,
+        startedAt = clock.elapsed()
+        state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
                             configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
                             clockSynced: clock.synced()))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
-        let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.now, boottime: clock.boottime,
+        let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.elapsed, boottime: clock.boottime,
                                   report: { relay.forward($0) })
         self.lanes = lanes
         events = HubEvents(outbox: outbox, clock: clock, stored: { lanes.wake() })
@@ -174,7 +174,7 @@ public final class PlatformLink: Sendable {
 
     /// The link supervisor's and the clock's periodic checks.
     func tick() {
-        let now = clock.now()
+        let now = clock.elapsed()
         let change = state.withLock { $0.supervisor.tick(at: now) }
         if case .lost(let since)? = change {
             let id = events.raise(.uplinkLost, data: [("since", .string(RFC3339.format(since, utcOffsetSeconds: clock.zone.utcOffset(at: since), fractionDigits: 3))),
@@ -214,7 +214,7 @@ public final class PlatformLink: Sendable {
     /// Re-stamps queued events of this boot that were made with an unsynchronised clock.
     @discardableResult
     public func correctClock() -> Int {
-        let offset = clock.now().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
+        let offset = clock.elapsed().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
         let bootID = clock.bootID, zone = clock.zone
         let n = (try? outbox.with { try $0.rewriteQueued { TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone) } }) ?? 0
         if n > 0 { notice(.clockCorrected(events: n)) }
@@ -229,9 +229,9 @@ public final class PlatformLink: Sendable {
         while !loops.follow.isStopped {
             tick()
             // The link and clock checks every second; the platform is asked every `followEvery`.
-            if let client, lastFollow.map({ clock.now() - $0 >= settings.followEvery }) ?? true {
+            if let client, lastFollow.map({ clock.elapsed() - $0 >= settings.followEvery }) ?? true {
                 followOnce(client)
-                lastFollow = clock.now()
+                lastFollow = clock.elapsed()
             }
             loops.follow.sleep(min(settings.followEvery, .seconds(1)))
         }
@@ -251,12 +251,12 @@ public final class PlatformLink: Sendable {
                 }
                 if (200..<300).contains(response.status), let read = AlarmHandling.parse(response.body) {
                     status = read
-                    exchanged(at: clock.now())
+                    exchanged(at: clock.elapsed())
                 }
             } catch {
                 // Unreachable: the last known status decides, so a dead link still escalates.
             }
-            let now = clock.now()
+            let now = clock.elapsed()
             switch AlarmFollowUp.decide(status, acceptedAt: alarm.acceptedAt, now: now, acknowledgeWithin: settings.acknowledgeWithin,
                                         escalated: alarm.escalation != nil) {
             case .done:
@@ -328,7 +328,7 @@ public final class PlatformLink: Sendable {
             if response.status == 401 || response.status == 403 { handle(.unauthorized(status: response.status)) }
             return
         }
-        exchanged(at: clock.now())
+        exchanged(at: clock.elapsed())
         let (interval, fetchConfig) = state.withLock { s -> (Duration, Bool) in
             if let next = reply.nextInterval {
                 s.heartbeat = next
@@ -403,7 +403,7 @@ public final class PlatformLink: Sendable {
                 continue
             }
             failures = 0
-            exchanged(at: clock.now())
+            exchanged(at: clock.elapsed())
             for command in PlatformCommand.list(response.body) ?? [] where command.seq > after {
                 let (outcome, detail) = run(command, client: client)
                 postResult(command, outcome, detail, client: client)

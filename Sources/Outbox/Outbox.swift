@@ -40,6 +40,8 @@ public final class Outbox {
 
     /// Where a damaged database was moved at open, if one was.
     public private(set) var recoveredFrom: String?
+    /// The last user of this file did not close it (crash, power loss, SIGKILL).
+    public private(set) var startedAfterUncleanStop = false
 
     /// Opens (or creates) the outbox. A damaged file is moved aside and replaced, and the new
     /// outbox starts with an `outbox.recovered` event: the agent runs on instead of crash-looping.
@@ -72,6 +74,7 @@ public final class Outbox {
             seq = max(seq, UInt64(max(1, now().millisecondsSinceEpoch)) * 1000)
         } else if existed, try db.integer("SELECT value FROM meta WHERE key = 'clean'") != 1 {
             seq += UInt64(limits.memoryEvents)
+            startedAfterUncleanStop = true
         }
         nextSeq = seq
         pressure = try db.text("SELECT text FROM meta WHERE key = 'pressure_id'").flatMap(EventID.init)

@@ -81,11 +81,15 @@ extension Platform {
 
     func events(hub: String, limit: Int) throws -> [JSONValue] {
         try store.with { db in
-            let s = try db.prepare("SELECT body, lane, received_at FROM events WHERE hub_id = ? ORDER BY arrival DESC LIMIT ?").bind(.text(hub), .integer(Int64(limit)))
+            let s = try db.prepare("SELECT body, lane, received_at, event_id FROM events WHERE hub_id = ? ORDER BY arrival DESC LIMIT ?").bind(.text(hub), .integer(Int64(limit)))
             var out: [JSONValue] = []
             while try s.step() {
-                out.append(.object([("lane", .string(s.text(1)!)), ("receivedAt", .string(stamp(WallTime(nanosecondsSinceEpoch: s.int64(2) * 1_000_000)))),
-                                    ("event", (try? JSONValue.parse(s.text(0)!)) ?? .null)]))
+                // An alarm's handling status beside it, as the operator's screen would show.
+                let status = s.text(1) == "alarm" ? try alarmRecord(hub: hub, eventID: s.text(3)!, db: db)?.json() : nil
+                out.append(.object(dropping: [
+                    ("lane", .string(s.text(1)!)), ("receivedAt", .string(stamp(WallTime(nanosecondsSinceEpoch: s.int64(2) * 1_000_000)))),
+                    ("receivedAtMs", .int(s.int64(2))), ("handling", status), ("event", (try? JSONValue.parse(s.text(0)!)) ?? .null),
+                ]))
             }
             return out
         }

@@ -34,6 +34,8 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
     /// "2" for HTTP/2, "1.1" otherwise.
     public var httpVersion: String
+    /// Whole days until the platform's certificate expires, when the TLS library told.
+    public var certificateExpiry: Int? = nil
 
     /// Header lookup, case-insensitive; the last one when repeated.
     public func header(_ name: String) -> String? {
@@ -113,6 +115,7 @@ public final class HTTPClient {
         if let cert = tls.clientCert { set(CURLOPT_SSLCERT, cert) }
         if let key = tls.clientKey { set(CURLOPT_SSLKEY, key) }
         set(CURLOPT_HTTPHEADER, pointer: UnsafeRawPointer(list))
+        set(CURLOPT_CERTINFO, 1)
         set(CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(ResponseSink.write as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
@@ -144,7 +147,37 @@ public final class HTTPClient {
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         var version = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_HTTP_VERSION, &version)
-        return HTTPResponse(status: status, headers: sink.headers, body: sink.body, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "2" : "1.1")
+        var response = HTTPResponse(status: status, headers: sink.headers, body: sink.body, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "2" : "1.1")
+        response.certificateExpiry = peerCertificateExpiry()
+        return response
+    }
+
+    /// "Expire date: Jan  1 00:00:00 2030 GMT" of the first (the platform's own) certificate,
+    /// from CURLINFO_CERTINFO, as days from now. Only a new connection reports it.
+    func peerCertificateExpiry() -> Int? {
+        var info: UnsafeMutablePointer<curl_certinfo>? = nil
+        guard ccurl_getinfo_ptr(handle, CURLINFO_CERTINFO, &info) == CURLE_OK, let info, info.pointee.num_of_certs > 0,
+              var item = info.pointee.certinfo?[0] else { return nil }
+        while true {
+            let line = String(cString: item.pointee.data)
+            if line.hasPrefix("Expire date:") { return Self.daysUntil(String(line.dropFirst("Expire date:".count))) }
+            guard let next = item.pointee.next else { return nil }
+            item = next
+        }
+    }
+
+    /// OpenSSL's "Jan  1 00:00:00 2030 GMT" as whole days from now.
+    static func daysUntil(_ text: String) -> Int? {
+        let parts = text.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard parts.count >= 4, let m = months.firstIndex(of: String(parts[0])), let d = Int(parts[1]), let y = Int(parts[3]) else { return nil }
+        let hms = parts[2].split(separator: ":").compactMap { Int($0) }
+        guard hms.count == 3 else { return nil }
+        let expiry = CivilDateTime(year: y, month: m + 1, day: d, hour: hms[0], minute: hms[1], second: hms[2]).asUTC
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let left = expiry.secondsSinceEpoch - Int64(ts.tv_sec)
+        return Int(left >= 0 ? left / 86400 : (left - 86399) / 86400)
     }
 }
 

@@ -1,4 +1,4 @@
-import CClockShim
+internal import CPosixShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +22,7 @@ public struct PosixError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var isNotFound: Bool { errno == .noSuchFileOrDirectory }
     public var isPermissionDenied: Bool { errno == .permissionDenied }
+    public var isConnectionRefused: Bool { errno == .connectionRefused }
 }
 
 /// What the agent needs to know about a file before trusting it.

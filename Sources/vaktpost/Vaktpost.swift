@@ -13,20 +13,21 @@ import VaktpostCore
 import VaktpostPosix
 
 @main
-struct Vaktpost: ParsableCommand {
+struct Vaktpost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vaktpost",
         abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
         discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
         version: AgentInfo.version,
-        subcommands: [ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
+        subcommands: [RunCommand.self, StatusCommand.self, CheckCommand.self, TestAlarmCommand.self, SensorsCommand.self, EventsCommand.self,
+                      WipeCommand.self, ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
     )
 
     /// Only the executable chooses where logs go (libraries take a Logger): stderr, with journald
     /// priority prefixes under systemd.
-    static func main() {
+    static func main() async {
         LoggingSystem.bootstrap { JournaldLogHandler(label: $0) }
-        main(nil)
+        await main(nil)
     }
 }
 

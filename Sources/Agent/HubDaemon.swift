@@ -1,0 +1,443 @@
+import BLEInput
+import Logging
+import Outbox
+import SerialInput
+import Synchronization
+import Uplink
+import VaktpostCore
+import VaktpostPosix
+
+/// How `vaktpost run` was asked to run.
+public struct RunOptions: Sendable {
+    public var configPath: String
+    public var socketPath: String
+    /// 0660 with the `vaktpost` group in production; the daemon checks the caller itself as well.
+    public var socketMode: UInt32
+    public var auditLog: String
+    /// Demo and tests: a simulated timeline from this moment, `speed` times faster than real time.
+    public var start: WallTime?
+    public var speed: Double
+
+    public static let defaultSocket = "/run/vaktpost/control.sock"
+    public static let defaultAuditLog = "/var/log/vaktpost/audit.log"
+
+    public init(configPath: String, socketPath: String = defaultSocket, socketMode: UInt32 = 0o660, auditLog: String = defaultAuditLog,
+                start: WallTime? = nil, speed: Double = 1) {
+        self.configPath = configPath
+        self.socketPath = socketPath
+        self.socketMode = socketMode
+        self.auditLog = auditLog
+        self.start = start
+        self.speed = speed
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The running agent: inputs → rule engine → outbox → platform link, one composition.
+///
+/// Threads: every input has its own loop; the rule engine and what it needs sit behind one lock
+/// (`core`), taken for one reading or one timer step at a time, and the events a step produced
+/// are committed to the outbox with the rule state before the lock is released, so a crash
+/// can never separate an alarm from the state that raised it.
+public final class HubDaemon: HubControl {
+    public let options: RunOptions
+    public let config: Config
+    let zone: TimeZoneRules
+    let timeline: Timeline
+    public let clock: HubClock
+    let outbox: LockedOutbox
+    let linkBox = Mutex<PlatformLink?>(nil)
+    /// The uplink; nil when the config has no `[platform]`.
+    public var link: PlatformLink? { linkBox.withLock { $0 } }
+    let engine: RuleEngine
+    let logger: Logger
+    let startedAt: UInt64
+    let historyStore: BTHomeHistoryStore
+
+    struct Core {
+        var state: EngineState
+        var factory: EventFactory
+        var ble: BLERouter
+        var serial: SerialRouter
+        var sensors: [SensorID: HealthSnapshot.SensorHealth]
+        var receivers: [String: HealthSnapshot.Receiver]
+        var bleCondition: ConditionAlarm
+        var serialConditions: [String: ConditionAlarm]
+        /// The latest events, newest last, for `vaktpost events tail`.
+        var recent: [(seq: UInt64, json: JSONValue)] = []
+        /// Active alarms not yet cleared, by event id.
+        var openAlarms: [EventID: JSONValue] = [:]
+        var acknowledgements: [EventID: (status: AlarmHandling, after: Duration)] = [:]
+        var restartRequested = false
+    }
+    let core: Mutex<Core>
+
+    let tickLoop = BackgroundLoop(label: "vaktpost.rules")
+    let controlLoop = BackgroundLoop(label: "vaktpost.control")
+    let replayLoop = BackgroundLoop(label: "vaktpost.ble.replay")
+    let scanner: Mutex<HCIScanner?> = Mutex(nil)
+    let receivers: Mutex<[SerialReceiver]> = Mutex([])
+    let listener: Mutex<UnixListener?> = Mutex(nil)
+    let stopped = Atomic<Bool>(false)
+    let shutdownAsked = Atomic<Bool>(false)
+
+    /// Opens everything the agent needs, or says what is wrong and how to fix it.
+    public init(options: RunOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        let checked = ConfigFile.check(path: options.configPath)
+        guard let config = checked.config, let zone = checked.timeZone else {
+            let first = checked.report.diagnostics.first { $0.severity == .error }
+            throw DaemonError("\(options.configPath): \(first.map { $0.rendered(file: options.configPath) } ?? "invalid") (run `vaktpost config check --config \(options.configPath)`)")
+        }
+        self.config = config
+        self.zone = zone
+        let simulated = options.start != nil || options.speed != 1
+        let timeline = Timeline(start: options.start, speed: options.speed, synced: simulated || SystemClock.isSynchronized())
+        self.timeline = timeline
+        let bootID = SystemClock.bootID()
+        // Simulated time (demo, tests) counts as synchronised: it is exactly what it claims to be.
+        let synced: @Sendable () -> Bool = { simulated || SystemClock.isSynchronized() }
+        let real: @Sendable () -> WallTime = { WallTime(nanosecondsSinceEpoch: SystemClock.now()) }
+        clock = HubClock(zone: zone, bootID: bootID, now: { timeline.now() }, boottime: { SystemClock.boottime() }, synced: synced, elapsed: real)
+        engine = RuleEngine(config: config, zone: zone)
+        startedAt = SystemClock.boottime()
+        let directory = config.outbox.path.contains("/") ? String(config.outbox.path[..<config.outbox.path.lastIndex(of: "/")!]) : "."
+        historyStore = BTHomeHistoryStore(path: directory + "/bthome.json")
+
+        let stamp = clock.stamp
+        let now = clock.now
+        let box: Outbox
+        do {
+            // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
+            box = try Outbox(path: config.outbox.path, limits: OutboxLimits(config.outbox), now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+        } catch {
+            throw DaemonError("cannot open the outbox \(config.outbox.path): \(error). Check that the directory exists and belongs to the agent's user (systemd's StateDirectory=vaktpost makes /var/lib/vaktpost)")
+        }
+        let unclean = box.startedAfterUncleanStop
+        let previousBoot = try? box.note("boot_id")
+        let lastAlive = try? box.note("last_alive")
+        let savedState = (try? box.loadRuleState()) ?? nil
+        outbox = LockedOutbox(box)
+
+        var histories: [String: BTHomeHistory] = [:]
+        do { histories = try historyStore.load() } catch { logger.error("BTHome counters unreadable (\(error)); starting without them") }
+        var sensorHealth: [SensorID: HealthSnapshot.SensorHealth] = [:]
+        for s in config.sensors { sensorHealth[s.id] = HealthSnapshot.SensorHealth(deviceID: s.id.rawValue) }
+        var serialConditions: [String: ConditionAlarm] = [:]
+        for r in config.serial { serialConditions[r.name] = .serialReceiver(r.name) }
+        let first = Core(state: savedState ?? EngineState(), factory: EventFactory(rng: SystemRandomNumberGenerator(), stamp: stamp),
+                         ble: BLERouter(sensors: config.sensors, histories: histories), serial: SerialRouter(sensors: config.sensors),
+                         sensors: sensorHealth, receivers: [:], bleCondition: .bleAdapter(config.ble.adapter), serialConditions: serialConditions)
+        core = Mutex(first)
+
+        if let platform = config.platform {
+            let settings = PlatformLink.Settings(
+                uplink: UplinkSettings(baseURL: platform.url, secondaryURL: platform.secondaryURL, hubID: config.hub.id, tls: TLSSettings(platform)),
+                heartbeat: platform.heartbeat, acknowledgeWithin: platform.acknowledgeWithin, configVersion: Self.fileVersion(options.configPath))
+            let link = PlatformLink(settings: settings, outbox: outbox, clock: clock, hub: self) { [weak self] n in self?.noticed(n) }
+            linkBox.withLock { $0 = link }
+        }
+        if unclean {
+            let reason = previousBoot.map { $0 == bootID } == false
+                ? "the hub restarted (power loss or reboot) while the agent was running"
+                : "the agent stopped without shutting down (crash, SIGKILL or the watchdog)"
+            raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.flatMap { $0 }.map { [("lastAliveAt", .string($0))] } ?? []))
+            logger.warning("started after an unclean stop: \(reason)")
+        }
+        try? outbox.with { try $0.setNote("boot_id", bootID) }
+    }
+
+    /// The outbox's own technical events (pressure, disk full, recovered), stamped like all others.
+    static func ownEventMaker(stamp: @escaping @Sendable (WallTime) -> EventTime, now: @escaping @Sendable () -> WallTime) -> TechnicalEventMaker {
+        let factory = Mutex(EventFactory(rng: SystemRandomNumberGenerator(), stamp: stamp))
+        return { type, state, correlation, data in
+            factory.withLock { f -> Event in
+                f.hubEvent(type, state, at: now(), correlation: correlation, data: data)
+                return f.take()[0]
+            }
+        }
+    }
+
+    /// A version for a config file that did not come from the platform: its content hash.
+    static func fileVersion(_ path: String) -> String? {
+        guard let bytes = try? Files.read(path, limit: 1 << 20) else { return nil }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return "file-" + String(h, radix: 16)
+    }
+
+    // MARK: Running
+
+    public func start() throws {
+        let listener = try UnixListener(path: options.socketPath, mode: options.socketMode)
+        self.listener.withLock { $0 = listener }
+        controlLoop.start { [self] in serveControl() }
+        tickLoop.start { [self] in tickLoopBody() }
+        startInputs()
+        link?.start()
+        SystemdNotify.send("READY=1\nSTATUS=running: \(config.sensors.count) sensors, uplink \(link == nil ? "not configured" : "starting")")
+        logger.notice("vaktpost \(AgentInfo.version) running for hub \(config.hub.id): \(config.sensors.count) sensors, control socket \(options.socketPath)")
+    }
+
+    /// Stops everything, commits what was accepted, marks the stop clean.
+    public func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        SystemdNotify.send("STOPPING=1")
+        scanner.withLock { $0 }?.stop()
+        receivers.withLock { $0 }.forEach { $0.stop() }
+        replayLoop.stop()
+        tickLoop.stop()
+        step()  // timers due by now, committed
+        link?.stop()
+        controlLoop.stop()
+        listener.withLock { $0 = nil }
+        try? historyStore.save(core.withLock { $0.ble.histories })
+        try? outbox.with { o in
+            try o.flushMemory()
+            try o.checkpoint()
+            try o.close()
+        }
+        logger.notice("stopped cleanly")
+    }
+
+    public var restartRequested: Bool { core.withLock { $0.restartRequested } }
+    /// Someone trusted asked over the control socket (`vaktpost wipe`).
+    public var shutdownRequested: Bool { shutdownAsked.load(ordering: .relaxed) }
+    func requestShutdown() { shutdownAsked.store(true, ordering: .relaxed) }
+
+    func startInputs() {
+        let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in
+            guard let self, case .success(let reports) = HCI.advertisingReports(event) else { return }
+            for r in reports { self.heardBLE(r, at: time) }
+        }
+        if let file = config.ble.replay {
+            // A capture instead of the adapter: each record is handed over when the timeline reaches it.
+            let records: [BTSnoopRecord]
+            do { records = try BTSnoopSource.events(path: file) } catch {
+                logger.error("[ble] replay \(file): \(error)")
+                condition(ble: .unavailable(reason: "the replay file \(file) cannot be read: \(error)"))
+                return
+            }
+            replayLoop.start { [self] in
+                for record in records {
+                    while !replayLoop.isStopped && timeline.now() < record.time { replayLoop.sleep(.milliseconds(20)) }
+                    if replayLoop.isStopped { return }
+                    handleHCI(record.event, record.time)
+                }
+            }
+        } else if config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) {
+            let s = HCIScanner(options: .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter),
+                               now: clock.now, onEvent: handleHCI, onCondition: { [weak self] in self?.condition(ble: $0) })
+            scanner.withLock { $0 = s }
+            s.start()
+        }
+        let serial = config.serial.map { r in
+            SerialReceiver(options: .init(r), now: clock.now,
+                           onTelegram: { [weak self] t, time in self?.heardSerial(t, at: time, receiver: r.name) },
+                           onCondition: { [weak self] in self?.condition(serial: $0, receiver: r.name) })
+        }
+        receivers.withLock { $0 = serial }
+        serial.forEach { $0.start() }
+    }
+
+    // MARK: Readings and timers
+
+    func heardBLE(_ report: AdvertisingReport, at time: WallTime) {
+        core.withLock { c in
+            let heard = c.ble.handle(report, at: time, decrypt: AESCCM.decrypt)
+            if let reading = heard.reading { apply(reading, &c) }
+        }
+    }
+
+    func heardSerial(_ telegram: ESP3Telegram, at time: WallTime, receiver: String) {
+        core.withLock { c in
+            let heard = c.serial.handle(telegram, at: time)
+            if !heard.repeated, let reading = heard.reading { apply(reading, &c) }
+        }
+    }
+
+    /// One reading through the engine; its events committed with the new rule state.
+    func apply(_ reading: Reading, _ c: inout Core) {
+        var health = c.sensors[reading.sensor] ?? .init(deviceID: reading.sensor.rawValue)
+        health.lastSeen = reading.receivedAt
+        health.batteryPercent = reading.values.battery ?? health.batteryPercent
+        health.rssi = reading.values.rssi ?? health.rssi
+        health.state = Self.describe(reading.values) ?? health.state
+        c.sensors[reading.sensor] = health
+        engine.handle(reading, state: &c.state, events: &c.factory)
+        commit(&c)
+    }
+
+    static func describe(_ v: ReadingValues) -> String? {
+        if let o = v.occupied { return o ? "occupied" : "vacant" }
+        if let o = v.open { return o ? "open" : "closed" }
+        if let m = v.motion { return m ? "motion" : "still" }
+        if v.fall == true { return "fall" }
+        if v.pressed == true { return "pressed" }
+        return nil
+    }
+
+    /// Inside the core lock: the factory's events and the rule state, in one outbox transaction.
+    func commit(_ c: inout Core) {
+        let events = c.factory.take()
+        guard !events.isEmpty else { return }
+        do {
+            let seqs = try outbox.with { try $0.append(events, ruleState: c.state) }
+            for (event, seq) in zip(events, seqs) { remember(event, seq: seq, &c) }
+            for e in events where e.eventClass == .alarm {
+                logger.critical("ALARM \(e.type.rawValue) \(e.state.rawValue) \(e.sensor?.rawValue ?? "") \(e.room?.rawValue ?? "")")
+            }
+        } catch {
+            // The outbox refused (disk full and memory full): this is the one place events can
+            // be lost, so it is shouted, with what to do.
+            logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
+        }
+        link?.wake()
+    }
+
+    func remember(_ event: Event, seq: UInt64, _ c: inout Core) {
+        var e = event
+        e.seq = seq
+        c.recent.append((seq, e.json))
+        if c.recent.count > 500 { c.recent.removeFirst(c.recent.count - 500) }
+        if e.eventClass == .alarm || e.type == .alarmUnacknowledged {
+            switch e.state {
+            case .active: c.openAlarms[e.eventID] = e.json
+            case .cleared, .cancelled: c.openAlarms[e.correlationID] = nil
+            case .update: break
+            }
+        }
+    }
+
+    /// Stores one event of the hub itself.
+    @discardableResult
+    func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID {
+        core.withLock { c in
+            let id = c.factory.hubEvent(type, state, at: clock.now(), correlation: correlation, data: data)
+            commit(&c)
+            return id
+        }
+    }
+
+    func condition(ble condition: HCIScanner.Condition) {
+        core.withLock { c in
+            c.receivers[config.ble.adapter] = .init(name: config.ble.adapter, present: condition == .available)
+            c.bleCondition.handle(condition, at: clock.now(), events: &c.factory)
+            commit(&c)
+        }
+        if case .unavailable(let reason) = condition { logger.error("\(config.ble.adapter): \(reason)") }
+    }
+
+    func condition(serial condition: SerialReceiver.Condition, receiver: String) {
+        core.withLock { c in
+            switch condition {
+            case .available(_, let version, _): c.receivers[receiver] = .init(name: receiver, present: true, version: version)
+            case .unplugged: c.receivers[receiver] = .init(name: receiver, present: false)
+            }
+            c.serialConditions[receiver]?.handle(condition, at: clock.now(), events: &c.factory)
+            commit(&c)
+        }
+        if case .unplugged(let reason) = condition { logger.error("\(receiver): \(reason)") }
+    }
+
+    /// Timers due by now: the engine advanced to the timeline's present.
+    func step() {
+        core.withLock { c in
+            engine.advance(&c.state, to: timeline.now(), events: &c.factory)
+            commit(&c)
+        }
+    }
+
+    func tickLoopBody() {
+        var lastAlive = SystemClock.boottime()
+        var lastCheckpoint = lastAlive
+        let watchdog = SystemdNotify.watchdogInterval
+        while !tickLoop.isStopped {
+            if let jump = timeline.follow(synced: clock.synced()) {
+                logger.warning("the wall clock moved \(DurationText.format(jump < .zero ? .zero - jump : jump)) \(jump < .zero ? "back" : "forward"); the agent follows it")
+            }
+            step()
+            let now = SystemClock.boottime()
+            if now - lastAlive >= 10_000_000_000 {
+                lastAlive = now
+                let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
+                try? outbox.with { o in
+                    try o.flushMemory()
+                    try o.setNote("last_alive", stamp)
+                }
+                try? historyStore.save(core.withLock { $0.ble.histories })
+                SystemdNotify.send("STATUS=\(statusLine())")
+            }
+            if now - lastCheckpoint >= 300_000_000_000 {
+                lastCheckpoint = now
+                try? outbox.with { try $0.checkpoint() }
+            }
+            // The watchdog is fed only by this loop: if the rules stop running, systemd restarts us.
+            if watchdog != nil { SystemdNotify.send("WATCHDOG=1") }
+            // Sleep to the next timer (simulated time runs faster), at most 250 ms.
+            let next = core.withLock { engine.nextDeadline($0.state) }
+            var sleep = Duration.milliseconds(250)
+            if let next {
+                let wait = (next - timeline.now()) / timeline.speed
+                sleep = max(.milliseconds(5), min(sleep, wait))
+            }
+            tickLoop.sleep(sleep)
+        }
+    }
+
+    func statusLine() -> String {
+        let depth = (try? outbox.with { try $0.status().lanes.values.reduce(0) { $0 + $1.depth } }) ?? -1
+        let open = core.withLock { $0.openAlarms.count }
+        return "\(config.sensors.count) sensors, \(open) open alarms, outbox \(depth), uplink \(link.map { $0.linkUp ? "up" : "DOWN" } ?? "not configured")"
+    }
+
+    func noticed(_ notice: PlatformLink.Notice) {
+        switch notice {
+        case .acknowledged(let id, let status, let after):
+            core.withLock { $0.acknowledgements[id] = (status, after) }
+            logger.notice("alarm \(id) \(status.rawValue) by an operator after \(DurationText.format(after))")
+        case .escalated(let id, let waited):
+            logger.critical("alarm \(id) not acknowledged after \(DurationText.format(waited)): escalated")
+        case .linkLost(let since): logger.error("uplink lost since \(since)")
+        case .linkRestored(let d): logger.notice("uplink restored after \(DurationText.format(d))")
+        case .configRefused(let v, let reason): logger.error("pushed config \(v) refused: \(reason)")
+        case .configApplied(let v): logger.notice("config \(v) from the platform applied; restarting to use it")
+        case .heartbeat, .command, .clockCorrected: break
+        }
+    }
+
+    // MARK: HubControl (what the platform may ask)
+
+    public func health() -> HealthSnapshot {
+        let (sensors, receivers) = core.withLock { c in (config.sensors.compactMap { c.sensors[$0.id] }, Array(c.receivers.values)) }
+        return HealthSnapshot(swVersion: AgentInfo.version, configVersion: Self.fileVersion(options.configPath),
+                              uptime: .nanoseconds(Int64(SystemClock.boottime() - startedAt)), sensors: sensors,
+                              receivers: receivers.sorted { $0.name < $1.name },
+                              diskFreePercent: Files.freeSpace(config.outbox.path)?.percent)
+    }
+
+    public func raiseTestAlarm() -> EventID? {
+        raise(.testAlarm, data: [("reason", .string("periodic alarm test"))])
+    }
+
+    /// A pushed config: validated like `config check`, written atomically, then the agent
+    /// restarts itself onto it (the outbox keeps everything meanwhile).
+    public func applyConfig(_ text: String, version: String) -> String? {
+        let report = ConfigReader.read(text)
+        if let error = report.diagnostics.first(where: { $0.severity == .error }) { return error.rendered(file: "pushed config") }
+        guard let pushed = report.config else { return "the pushed config is not valid" }
+        guard pushed.hub.id == config.hub.id else { return "the pushed config is for hub \(pushed.hub.id), this hub is \(config.hub.id)" }
+        do {
+            try Files.writeAtomically(options.configPath, Array(text.utf8), mode: 0o640)
+        } catch {
+            return "cannot write \(options.configPath): \(error)"
+        }
+        core.withLock { $0.restartRequested = true }
+        return nil
+    }
+}

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Agent
+import ArgumentParser
+import Outbox
+import VaktpostCore
+import VaktpostPosix
+
+/// `--socket` and `--json` for the commands that talk to the running agent.
+struct AgentOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The agent's control socket.", valueName: "PATH"))
+    var socket: String = Files.environment("VAKTPOST_SOCKET") ?? RunOptions.defaultSocket
+
+    @Flag(name: .long, help: "Print JSON instead of text.")
+    var json = false
+
+    func ask(_ command: String, _ fields: [(String, JSONValue)] = []) throws -> JSONValue {
+        do {
+            return try ControlClient.send(.object([("command", .string(command))] + fields), socket: socket)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the running agent: uptime, version, uplink and last contact, outbox, clock, every sensor, open alarms.")
+
+    @OptionGroup var agent: AgentOptions
+
+    func run() throws {
+        let s = try agent.ask("status")
+        print(agent.json ? s.serialized : DaemonReports.status(s), terminator: agent.json ? "\n" : "")
+    }
+}
+
+struct SensorsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sensors",
+        abstract: "List the configured sensors as the running agent hears them: last seen, battery, signal, state.")
+
+    @OptionGroup var agent: AgentOptions
+
+    func run() throws {
+        let s = try agent.ask("sensors")
+        print(agent.json ? s.serialized : DaemonReports.sensors(s), terminator: agent.json ? "\n" : "")
+    }
+}
+
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show the agent's events.", subcommands: [Tail.self])
+
+    struct Tail: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The latest events the agent raised; --follow keeps printing new ones.")
+
+        @OptionGroup var agent: AgentOptions
+
+        @Option(name: [.short, .customLong("lines")], help: "How many of the latest events.")
+        var lines = 20
+
+        @Flag(name: .long, help: "Keep printing new events as they come (Ctrl-C to stop).")
+        var follow = false
+
+        func run() throws {
+            var after: Int64 = 0
+            var limit = lines
+            repeat {
+                let answer = try agent.ask("events", [("after", .int(after)), ("limit", .int(Int64(limit)))])
+                if case .array(let events)? = answer["events"] {
+                    for e in events {
+                        print(agent.json ? e.serialized : DaemonReports.event(e))
+                        after = max(after, e["seq"]?.intValue ?? after)
+                    }
+                }
+                limit = 500
+                if follow { usleep(1_000_000) }
+            } while follow
+        }
+    }
+}
+
+struct TestAlarmCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test-alarm",
+        abstract: "The periodic alarm test: a test event through the alarm lane, until the platform acknowledges it.",
+        discussion: "Prints a receipt with the round-trip time, or says what went wrong and exits 1 when no acknowledgement came in time.")
+
+    @OptionGroup var agent: AgentOptions
+
+    @Option(name: .long, help: "How long to wait for the acknowledgement, in seconds.")
+    var timeout = 120
+
+    func run() throws {
+        let started = SystemClock.boottime()
+        let id = try agent.ask("test-alarm")["eventId"]?.stringValue ?? "?"
+        if !agent.json { print("test alarm \(id) stored; waiting for the platform (up to \(timeout) s)") }
+        var last = ""
+        while SystemClock.boottime() - started < UInt64(timeout) * 1_000_000_000 {
+            let progress = try agent.ask("alarm", [("eventId", .string(id))])
+            let status = progress["status"]?.stringValue ?? "?"
+            if status != last && !agent.json {
+                print("  \(String(format3(Double(SystemClock.boottime() - started) / 1e9))) s  \(status)")
+                last = status
+            }
+            if status == "acknowledged" || status == "closed" {
+                let rtt = Double(SystemClock.boottime() - started) / 1e9
+                if agent.json {
+                    print(JSONValue.object([("eventId", .string(id)), ("status", .string(status)), ("roundTripS", .double(rtt))]).serialized)
+                } else {
+                    print("RECEIPT  test alarm \(id) \(status) by the response centre; round trip \(format3(rtt)) s")
+                }
+                return
+            }
+            usleep(1_000_000)
+        }
+        let hint = last == "queued"
+            ? "the platform never received it: check `vaktpost status` (uplink), the network, and `vaktpost check`"
+            : "the platform received it (\(last)) but no operator acknowledged it: call the response centre"
+        printError("FAILED  test alarm \(id) not acknowledged within \(timeout) s: \(hint)")
+        throw ExitCode(1)
+    }
+}
+
+func format3(_ v: Double) -> String {
+    let ms = Int((v * 1000).rounded())
+    let frac = String(ms % 1000)
+    return "\(ms / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+}
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "The installer's checklist: config, sensors heard, inputs present, platform and certificate, clock, disk.",
+        discussion: "Each line is PASS, WARN or FAIL with what to do. Exits 0 only when every line passes.")
+
+    @OptionGroup var agent: AgentOptions
+
+    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
+    var config: String = ConfigFile.defaultPath
+
+    func run() throws {
+        let list = Checklist.run(configPath: config, socket: agent.socket, now: WallTime(nanosecondsSinceEpoch: SystemClock.now()))
+        print(agent.json ? list.json.serialized : list.text, terminator: agent.json ? "\n" : "")
+        if !list.passed { throw ExitCode(1) }
+    }
+}
+
+struct WipeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wipe",
+        abstract: "Decommission the hub: stop the agent and delete the outbox, rule state, keys and the resident's config.",
+        discussion: """
+            Refuses while alarms are undelivered or unacknowledged unless --force. Prints a receipt of what was deleted
+            (for the municipality's privacy routine). The audit log is kept: it records the wipe.
+            """)
+
+    @OptionGroup var agent: AgentOptions
+
+    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
+    var config: String = ConfigFile.defaultPath
+
+    @Flag(name: .long, help: "Wipe even though alarms have not reached the platform.")
+    var force = false
+
+    func run() throws {
+        let checked = ConfigFile.check(path: config, checkFiles: false)
+        guard let decoded = checked.report.decoded else {
+            printError("error: cannot read \(config); pass --config FILE (the wipe needs it to find the files)")
+            throw ExitCode(1)
+        }
+        let outboxPath = decoded.outbox.path
+        if let status = try? OutboxFile.status(path: outboxPath) {
+            let waiting = (status.lanes[.alarm]?.depth ?? 0) + status.awaitingAcknowledgement
+            if waiting > 0 && !force {
+                printError("refused: \(waiting) alarm-lane event(s) have not reached the platform or are not acknowledged yet. "
+                           + "Wait (vaktpost status), or pass --force to delete them anyway.")
+                throw ExitCode(1)
+            }
+        }
+        // Stop the agent: under systemd for good (it would restart), otherwise over the socket.
+        if access("/run/systemd/system", F_OK) == 0 { _ = system("systemctl disable --now vaktpost.service >/dev/null 2>&1") }
+        if (try? ControlClient.send(.object([("command", .string("shutdown"))]), socket: agent.socket)) != nil {
+            for _ in 0..<100 where (try? UnixConnection.connect(path: agent.socket)) != nil { usleep(100_000) }
+        }
+        let directory = outboxPath.contains("/") ? String(outboxPath[..<outboxPath.lastIndex(of: "/")!]) : "."
+        var files = [outboxPath, outboxPath + "-wal", outboxPath + "-shm", directory + "/bthome.json", directory + "/rules.state.json"]
+        if let key = decoded.platform?.clientKey { files.append(key) }
+        if let cert = decoded.platform?.clientCert { files.append(cert) }
+        files.append(config)
+        var receipt: [JSONValue] = []
+        var failed = false
+        for path in files {
+            let size = (try? Files.status(path))?.size
+            guard let size else {
+                receipt.append(.object([("path", .string(path)), ("result", .string("not present"))]))
+                continue
+            }
+            if unlink(path) == 0 {
+                receipt.append(.object([("path", .string(path)), ("result", .string("deleted")), ("bytes", .int(size))]))
+            } else {
+                failed = true
+                receipt.append(.object([("path", .string(path)), ("result", .string("NOT deleted: errno \(errno)"))]))
+            }
+        }
+        let when = RFC3339.format(WallTime(nanosecondsSinceEpoch: SystemClock.now()), utcOffsetSeconds: 0, fractionDigits: 0)
+        if agent.json {
+            print(JSONValue.object([("hubId", .string(decoded.hub.id)), ("wipedAt", .string(when)), ("files", .array(receipt))]).serialized)
+        } else {
+            print("WIPE RECEIPT  hub \(decoded.hub.id)  \(when)")
+            for r in receipt {
+                print("  \(r["result"]?.stringValue ?? "")  \(r["path"]?.stringValue ?? "")\(r["bytes"]?.intValue.map { " (\($0) bytes)" } ?? "")")
+            }
+            print(failed ? "some files could not be deleted: run as root" : "the agent is stopped and disabled; nothing of the resident remains in these files")
+        }
+        if failed { throw ExitCode(1) }
+    }
+}

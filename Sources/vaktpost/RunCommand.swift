@@ -1,0 +1,102 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Agent
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import VaktpostCore
+import VaktpostPosix
+
+/// `vaktpost run`: the daemon. systemd starts it (deploy/vaktpost.service).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the agent: sensors in, rules, outbox, platform out. systemd starts this (deploy/vaktpost.service).",
+        discussion: """
+            SIGTERM or SIGINT stop it within a few seconds with every accepted event committed. Under systemd it reports
+            READY, STATUS and WATCHDOG. Technicians and support talk to it through `vaktpost status`, `check`, `test-alarm`,
+            `sensors`, `events tail` over the control socket.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
+    var config: String = ConfigFile.defaultPath
+
+    @Option(name: .long, help: ArgumentHelp("The control socket.", valueName: "PATH"))
+    var socket: String = RunOptions.defaultSocket
+
+    @Option(name: .long, help: ArgumentHelp("The control socket's mode, octal.", valueName: "MODE"))
+    var socketMode: String = "660"
+
+    @Option(name: .long, help: ArgumentHelp("Where every control-socket request is recorded with the caller's uid and pid.", valueName: "FILE"))
+    var auditLog: String = RunOptions.defaultAuditLog
+
+    @Option(name: .long, help: ArgumentHelp("Demo and tests: run on a simulated clock starting at this RFC 3339 time.", valueName: "TIME"))
+    var simulateFrom: String?
+
+    @Option(name: .long, help: ArgumentHelp("Demo and tests: the simulated clock runs this many times faster than real time.", valueName: "N"))
+    var speed: Double = 1
+
+    func validate() throws {
+        guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode is octal, e.g. 660") }
+        guard speed >= 1 && speed <= 10_000 else { throw ValidationError("--speed is 1 to 10000") }
+        if let simulateFrom, RFC3339.parse(simulateFrom) == nil { throw ValidationError("--simulate-from wants an RFC 3339 time, e.g. 2026-11-24T01:50:00+01:00") }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "vaktpost")
+        let options = RunOptions(configPath: config, socketPath: socket, socketMode: UInt32(socketMode, radix: 8)!, auditLog: auditLog,
+                                 start: simulateFrom.flatMap { RFC3339.parse($0)?.time }, speed: speed)
+        let daemon: HubDaemon
+        do {
+            daemon = try HubDaemon(options: options, logger: logger)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        let agent = AgentService(daemon: daemon)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        agent.group = group
+        do {
+            try await group.run()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        if daemon.restartRequested {
+            // A config pushed by the platform: start again on it, same pid (systemd keeps tracking us).
+            logger.notice("restarting on the new configuration")
+            let args = CommandLine.arguments.map { strdup($0) } + [nil]
+            execv("/proc/self/exe", args)
+            printError("error: could not restart (errno \(errno)); exiting so systemd starts the agent again")
+            throw ExitCode(75)
+        }
+    }
+}
+
+/// The daemon as a service of the group: started once, stopped on SIGTERM/SIGINT or when the
+/// daemon itself asks (wipe, a new config), in which case the group shuts down around it.
+final class AgentService: Service, @unchecked Sendable {
+    let daemon: HubDaemon
+    var group: ServiceGroup?
+
+    init(daemon: HubDaemon) { self.daemon = daemon }
+
+    func run() async throws {
+        do {
+            try daemon.start()
+        } catch {
+            printError("error: cannot open the control socket \(daemon.options.socketPath): \(error). systemd's RuntimeDirectory=vaktpost makes /run/vaktpost")
+            throw ExitCode(1)
+        }
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully && !daemon.shutdownRequested && !daemon.restartRequested {
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        } onGracefulShutdown: {}
+        daemon.stop()
+    }
+}
