@@ -112,7 +112,7 @@ let package = Package(
             ]
         ),
         // Runs the built `vaktpost` binary the way a technician would.
-        .testTarget(name: "CLITests", dependencies: ["vaktpost", "outbox-probe"]),
+        .testTarget(name: "CLITests", dependencies: ["vaktpost", "outbox-probe", "vaktpost-receiver", "TestSupport"]),
     ]
 )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Footprint of the agent binary: stripped release size with the Swift stdlib linked statically,
 # the shared libraries it needs, and max RSS of short commands (median of RUNS runs).
-# Run it whenever a dependency is added. (Idle RSS of the running daemon comes with the daemon.)
+# Run it whenever a dependency is added. The daemon line: `vaktpost run` with 20 configured
+# sensors (BLE replay, no platform) after IDLE seconds, VmRSS and anonymous memory from /proc.
 #
 #   Benchmarks/footprint.sh [RUNS]        default: 5
 set -euo pipefail
@@ -24,4 +25,18 @@ printf '%-44s %s\n' "links ICU (libicu*)" "$(ldd "$work/vaktpost" | grep -c libi
 printf '%-44s %s\n' "max RSS: vaktpost version" "$(rss "$work/vaktpost" version) KiB"
 printf '%-44s %s\n' "max RSS: vaktpost config check (example)" "$(rss "$work/vaktpost" config check --no-files --config deploy/vaktpost.example.toml) KiB"
 printf '%-44s %s\n' "max RSS: vaktpost replay (Besto)" "$(rss "$work/vaktpost" replay --config Tests/Fixtures/scenarios/home.toml --scenario Tests/Fixtures/scenarios/besto-alarm.jsonl) KiB"
-echo "(targets for the daemon, issue 9: <= 18 MB stripped, <= 12 MB idle RSS)"
+idle=${IDLE:-20}
+mkdir -p "$work/state"
+{
+    printf '[hub]\nid = "hub-bench"\ntimezone = "Europe/Oslo"\n'
+    for i in $(seq 1 20); do printf '[[sensors]]\nid = "s%d"\nrole = "door"\nroom = "hallway"\ntransport = "ble"\naddress = "3C:2E:F5:00:00:%02X"\nfield = "window"\nsupervision = "2h"\n' "$i" "$i"; done
+    printf '[outbox]\npath = "%s/state/outbox.sqlite"\n[ble]\nreplay = "%s/Tests/Fixtures/ble/night-monitor.btsnoop"\n' "$work" "$PWD"
+} > "$work/idle.toml"
+"$work/vaktpost" run --config "$work/idle.toml" --socket "$work/ctl.sock" --audit-log "$work/audit.log" >/dev/null 2>&1 &
+pid=$!
+sleep "$idle"
+printf '%-44s %s\n' "daemon, 20 sensors, after ${idle} s: VmRSS" "$(awk '/^VmRSS/ {print $2}' /proc/$pid/status) KiB"
+printf '%-44s %s\n' "daemon: anonymous memory (RssAnon)" "$(awk '/^RssAnon/ {print $2}' /proc/$pid/status) KiB"
+printf '%-44s %s\n' "daemon: CPU over those seconds" "$(awk '{print ($14+$15)/100 " s"}' /proc/$pid/stat)"
+kill -TERM $pid; wait $pid || true
+echo "(targets for the daemon, issue 9: <= 18 MB stripped, <= 12 MB idle RSS after 10 minutes: IDLE=600)"

@@ -223,8 +223,10 @@ public final class HubDaemon: HubControl {
                 condition(ble: .unavailable(reason: "the replay file \(file) cannot be read: \(error)"))
                 return
             }
+            let startedAt = timeline.now()
             replayLoop.start { [self] in
-                for record in records {
+                // Records from before the agent started happened while it was not listening.
+                for record in records where record.time >= startedAt - .seconds(1) {
                     while !replayLoop.isStopped && timeline.now() < record.time { replayLoop.sleep(.milliseconds(20)) }
                     if replayLoop.isStopped { return }
                     handleHCI(record.event, record.time)

@@ -59,7 +59,7 @@ struct EventsCommand: ParsableCommand {
 
         @OptionGroup var agent: AgentOptions
 
-        @Option(name: [.short, .customLong("lines")], help: "How many of the latest events.")
+        @Option(name: [.customShort("n"), .customLong("lines")], help: "How many of the latest events.")
         var lines = 20
 
         @Flag(name: .long, help: "Keep printing new events as they come (Ctrl-C to stop).")

@@ -43,16 +43,8 @@ import VaktpostPosix
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try lines.joined(separator: "\n").write(toFile: dir + "/events.jsonl", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.python, repositoryRoot + "/docs/openapi.yaml", dir + "/events.jsonl"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runProgram("/usr/bin/env", ["python3", "-c", Self.python, repositoryRoot + "/docs/openapi.yaml", dir + "/events.jsonl"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("checked \(lines.count) events, 0 errors"), "\(text)")
     }
 }
@@ -94,15 +86,8 @@ import VaktpostPosix
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Data(body).write(to: URL(fileURLWithPath: dir + "/batch.json"))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.python, repositoryRoot + "/docs/openapi.yaml", dir + "/batch.json"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(report)")
+        let (status, report) = try runProgram("/usr/bin/env", ["python3", "-c", Self.python, repositoryRoot + "/docs/openapi.yaml", dir + "/batch.json"])
+        #expect(status == 0, "\(report)")
     }
 
     @Test func thePlatformsAnswerReadsIntoOutcomes() throws {

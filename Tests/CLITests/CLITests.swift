@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Runs the built `vaktpost` binary the way a technician does, and reads what it prints.
 /// `swift test` builds it beside this test bundle (this target depends on it).
@@ -9,11 +10,6 @@ struct Run {
     var stderr: String
 }
 
-let repositoryRoot: String = {
-    var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)
-    return parts.joined(separator: "/")
-}()
 
 func vaktpostBinary() throws -> URL {
     let binDir = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()

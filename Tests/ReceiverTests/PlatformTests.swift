@@ -200,16 +200,8 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         print("checked %d answers, %d errors" % (n, bad))
         sys.exit(1 if bad else 0)
         """#
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", python, repositoryRoot + "/docs/openapi.yaml", dir + "/answers.tsv"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runProgram("/usr/bin/env", ["python3", "-c", python, repositoryRoot + "/docs/openapi.yaml", dir + "/answers.tsv"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("checked \(samples.count) answers, 0 errors"), "\(text)")
     }
 }

@@ -145,3 +145,18 @@ public func waitUntil(_ seconds: Double, _ done: () throws -> Bool) rethrows -> 
     }
     return try done()
 }
+
+/// Runs a program to its end; its exit status and everything it printed (stdout and stderr).
+@discardableResult
+public func runProgram(_ tool: String, _ arguments: [String]) throws -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
