@@ -173,36 +173,61 @@ public final class HubDaemon: HubControl {
 
     // MARK: Running
 
+    /// The agent's parts, started in this order and stopped in the reverse one: the rules (and
+    /// the outbox they commit to) outlive everything that feeds them or reads from them.
+    public enum Part: String, CaseIterable, Sendable {
+        case rules, uplink, control, inputs
+    }
+
+    public func start(_ part: Part) throws {
+        switch part {
+        case .rules: tickLoop.start { [self] in tickLoopBody() }
+        case .uplink: link?.start()
+        case .control:
+            let listener = try UnixListener(path: options.socketPath, mode: options.socketMode)
+            self.listener.withLock { $0 = listener }
+            controlLoop.start { [self] in serveControl() }
+        case .inputs:
+            startInputs()
+            SystemdNotify.send("READY=1\nSTATUS=running: \(config.sensors.count) sensors, uplink \(link == nil ? "not configured" : "starting")")
+            logger.notice("vaktpost \(AgentInfo.version) running for hub \(config.hub.id): \(config.sensors.count) sensors, control socket \(options.socketPath)")
+        }
+    }
+
+    public func stop(_ part: Part) {
+        switch part {
+        case .inputs:
+            SystemdNotify.send("STOPPING=1")
+            scanner.withLock { $0 }?.stop()
+            receivers.withLock { $0 }.forEach { $0.stop() }
+            replayLoop.stop()
+        case .control:
+            controlLoop.stop()
+            listener.withLock { $0 = nil }
+        case .uplink:
+            link?.stop()
+        case .rules:
+            tickLoop.stop()
+            step()  // timers due by now, committed
+            try? historyStore.save(core.withLock { $0.ble.histories })
+            try? outbox.with { o in
+                try o.flushMemory()
+                try o.checkpoint()
+                try o.close()
+            }
+            logger.notice("stopped cleanly")
+        }
+    }
+
+    /// Everything at once (tests and tools); `vaktpost run` starts the parts as services.
     public func start() throws {
-        let listener = try UnixListener(path: options.socketPath, mode: options.socketMode)
-        self.listener.withLock { $0 = listener }
-        controlLoop.start { [self] in serveControl() }
-        tickLoop.start { [self] in tickLoopBody() }
-        startInputs()
-        link?.start()
-        SystemdNotify.send("READY=1\nSTATUS=running: \(config.sensors.count) sensors, uplink \(link == nil ? "not configured" : "starting")")
-        logger.notice("vaktpost \(AgentInfo.version) running for hub \(config.hub.id): \(config.sensors.count) sensors, control socket \(options.socketPath)")
+        for part in Part.allCases { try start(part) }
     }
 
     /// Stops everything, commits what was accepted, marks the stop clean.
     public func stop() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        SystemdNotify.send("STOPPING=1")
-        scanner.withLock { $0 }?.stop()
-        receivers.withLock { $0 }.forEach { $0.stop() }
-        replayLoop.stop()
-        tickLoop.stop()
-        step()  // timers due by now, committed
-        link?.stop()
-        controlLoop.stop()
-        listener.withLock { $0 = nil }
-        try? historyStore.save(core.withLock { $0.ble.histories })
-        try? outbox.with { o in
-            try o.flushMemory()
-            try o.checkpoint()
-            try o.close()
-        }
-        logger.notice("stopped cleanly")
+        for part in Part.allCases.reversed() { stop(part) }
     }
 
     public var restartRequested: Bool { core.withLock { $0.restartRequested } }

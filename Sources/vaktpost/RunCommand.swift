@@ -56,10 +56,12 @@ struct RunCommand: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        let agent = AgentService(daemon: daemon)
-        let group = ServiceGroup(configuration: .init(services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        agent.group = group
+        // One service per part; the group shuts them down in reverse order: inputs first, the
+        // rules and their outbox last, so everything accepted is committed.
+        let parts = HubDaemon.Part.allCases.map { AgentPart(daemon: daemon, part: $0) }
+        let group = ServiceGroup(configuration: .init(
+            services: parts.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -77,26 +79,27 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// The daemon as a service of the group: started once, stopped on SIGTERM/SIGINT or when the
-/// daemon itself asks (wipe, a new config), in which case the group shuts down around it.
-final class AgentService: Service, @unchecked Sendable {
+/// One part of the daemon as a service of the group. The group stops them in reverse order
+/// (inputs, control, uplink, rules). When the daemon itself asks to stop (wipe, a new config)
+/// the inputs part returns, which makes the group shut the others down in that same order.
+struct AgentPart: Service {
     let daemon: HubDaemon
-    var group: ServiceGroup?
-
-    init(daemon: HubDaemon) { self.daemon = daemon }
+    let part: HubDaemon.Part
 
     func run() async throws {
         do {
-            try daemon.start()
+            try daemon.start(part)
         } catch {
             printError("error: cannot open the control socket \(daemon.options.socketPath): \(error). systemd's RuntimeDirectory=vaktpost makes /run/vaktpost")
             throw ExitCode(1)
         }
-        await withGracefulShutdownHandler {
-            while !Task.isCancelled && !Task.isShuttingDownGracefully && !daemon.shutdownRequested && !daemon.restartRequested {
+        if part == .inputs {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled && !daemon.shutdownRequested && !daemon.restartRequested {
                 try? await Task.sleep(for: .milliseconds(200))
             }
-        } onGracefulShutdown: {}
-        daemon.stop()
+        } else {
+            try? await gracefulShutdown()
+        }
+        daemon.stop(part)
     }
 }

@@ -60,8 +60,9 @@ final class NightHub {
     }
 
     /// Starts the agent on the shared simulated clock (at its present reading).
-    func startAgent(extra: [String] = []) throws {
+    func startAgent(extra: [String] = [], environment: [String: String] = [:]) throws {
         let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         p.executableURL = URL(fileURLWithPath: builtExecutable("vaktpost"))
         p.arguments = ["run", "--config", config, "--socket", socket, "--audit-log", dir + "/audit.log",
                        "--simulate-from", rfc3339(simulatedNow()), "--speed", String(speed)] + extra
@@ -133,6 +134,38 @@ final class NightHub {
         hub.stopAgent()
         #expect(Date().timeIntervalSince(started) < 5, "SIGTERM must stop the agent within 5 s")
         #expect(hub.agent?.terminationStatus == 0)
+        // After a clean stop, a start is not a restart to report.
+        try hub.startAgent()
+        Thread.sleep(forTimeInterval: 2)
+        #expect(try !hub.stored().contains("agent.restarted/active"))
+        hub.stopAgent()
+    }
+
+    /// systemd's notification protocol, with a datagram socket standing in for systemd.
+    @Test func itTellsSystemdWhenReadyFeedsTheWatchdogAndSaysWhenStopping() throws {
+        let hub = try NightHub()
+        let socket = hub.dir + "/notify.sock"
+        let listener = Process()
+        listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        listener.arguments = ["python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+            out = open(sys.argv[2], "a")
+            while True:
+                out.write(s.recv(4096).decode() + "\\n---\\n"); out.flush()
+            """, socket, hub.dir + "/notify.log"]
+        try listener.run()
+        defer { kill(listener.processIdentifier, SIGKILL); listener.waitUntilExit() }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(20_000) }
+        try hub.startAgent(environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "2000000"])
+        Thread.sleep(forTimeInterval: 1.5)
+        hub.stopAgent()
+        Thread.sleep(forTimeInterval: 0.3)
+        let log = try String(contentsOfFile: hub.dir + "/notify.log", encoding: .utf8)
+        #expect(log.contains("READY=1\nSTATUS=running: 4 sensors"), "\(log)")
+        #expect(log.contains("WATCHDOG=1"), "\(log)")
+        #expect(log.contains("STOPPING=1"), "\(log)")
+        #expect(log.components(separatedBy: "READY=1").count == 2, "READY once")
     }
 
     /// SIGKILL in the middle of the night: what was committed arrives after the restart, nothing
