@@ -4,17 +4,19 @@ agent's bring-up and liveness pings (CO_RD_VERSION, CO_RD_IDBASE, anything else 
 the real stick, and sends scheduled radio telegrams when the agent's simulated clock reaches
 them.
 
-  fake_usb300.py LINK SCHEDULE START SPEED
+  fake_usb300.py LINK SCHEDULE START SPEED [SENTLOG]
 
 LINK      a symlink to create to the pty (the agent's [[serial]] path)
 SCHEDULE  JSON list of {"at": RFC 3339, "hex": ESP3 frame} (scene.py writes one)
 START     the simulated time the agent started at (its --simulate-from), RFC 3339
 SPEED     how many times faster than real time the agent's clock runs
+SENTLOG   optional: append "EPOCH_SECONDS HEX" for every scheduled frame as it is written
 Runs until killed.
 """
 import datetime, json, os, select, sys, time, tty
 
 link, schedule_file, start, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+sent_log = open(sys.argv[5], "a") if len(sys.argv) > 5 else None
 t0_sim = datetime.datetime.fromisoformat(start)
 t0_real = time.time()
 schedule = sorted(((datetime.datetime.fromisoformat(s["at"]) - t0_sim).total_seconds() / speed, bytes.fromhex(s["hex"]))
@@ -70,4 +72,8 @@ while True:
             else:
                 os.write(master, esp3(2, bytes([0])))
     while schedule and schedule[0][0] <= time.time() - t0_real:
-        os.write(master, schedule.pop(0)[1])
+        frame = schedule.pop(0)[1]
+        os.write(master, frame)
+        if sent_log:
+            sent_log.write("%.6f %s\n" % (time.time(), frame.hex()))
+            sent_log.flush()

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BLEInput
 import Logging
 import Outbox
@@ -452,19 +455,33 @@ public final class HubDaemon: HubControl {
         raise(.testAlarm, data: [("reason", .string("periodic alarm test"))])
     }
 
-    /// A pushed config: validated like `config check`, written atomically, then the agent
-    /// restarts itself onto it (the outbox keeps everything meanwhile).
+    /// A pushed config: checked exactly as `vaktpost config check` does (zone file, certificate
+    /// and key files included) from a file beside the current one, which then replaces it in one
+    /// rename; then the agent restarts itself onto it. A config that fails any check is refused
+    /// and the old one stays, so a bad push can never leave the hub unable to start.
     public func applyConfig(_ text: String, version: String) -> String? {
-        let report = ConfigReader.read(text)
-        if let error = report.diagnostics.first(where: { $0.severity == .error }) { return error.rendered(file: "pushed config") }
-        guard let pushed = report.config else { return "the pushed config is not valid" }
-        guard pushed.hub.id == config.hub.id else { return "the pushed config is for hub \(pushed.hub.id), this hub is \(config.hub.id)" }
+        let candidate = options.configPath + ".pushed"
         do {
-            try Files.writeAtomically(options.configPath, Array(text.utf8), mode: 0o640)
+            try Files.writeAtomically(candidate, Array(text.utf8), mode: 0o640)
         } catch {
-            return "cannot write \(options.configPath): \(error)"
+            return "cannot write \(candidate): \(error)"
+        }
+        let checked = ConfigFile.check(path: candidate)
+        guard let pushed = checked.config else {
+            Files.remove(candidate)
+            let first = checked.report.diagnostics.first { $0.severity == .error }
+            return first.map { $0.rendered(file: "pushed config") } ?? "the pushed config is not valid"
+        }
+        guard pushed.hub.id == config.hub.id else {
+            Files.remove(candidate)
+            return "the pushed config is for hub \(pushed.hub.id), this hub is \(config.hub.id)"
+        }
+        guard rename(candidate, options.configPath) == 0 else {
+            Files.remove(candidate)
+            return "cannot replace \(options.configPath) (errno \(errno))"
         }
         core.withLock { $0.restartRequested = true }
         return nil
     }
+
 }

@@ -71,6 +71,12 @@ struct RunCommand: AsyncParsableCommand {
         if daemon.restartRequested {
             // A config pushed by the platform: start again on it, same pid (systemd keeps tracking us).
             logger.notice("restarting on the new configuration")
+            // Ignored signals and the blocked mask survive exec: hand the new image a clean slate,
+            // or it could never be stopped with SIGTERM.
+            var none = sigset_t()
+            sigemptyset(&none)
+            pthread_sigmask(SIG_SETMASK, &none, nil)
+            for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { signal(s, SIG_DFL) }
             let args = CommandLine.arguments.map { strdup($0) } + [nil]
             execv("/proc/self/exe", args)
             printError("error: could not restart (errno \(errno)); exiting so systemd starts the agent again")

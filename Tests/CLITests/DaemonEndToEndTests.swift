@@ -216,6 +216,39 @@ final class NightHub {
         hub.stopAgent()
     }
 
+    /// A config pushed by the platform: a broken one is refused and the agent runs on; a good
+    /// one replaces the file and the agent restarts itself onto it (same pid), reporting the version.
+    @Test func aPushedConfigIsCheckedAppliedAndTheAgentRestartsOntoIt() throws {
+        let hub = try NightHub(speed: 60)
+        try hub.startAgent()
+        let pid = hub.agent!.processIdentifier
+        let good = try String(contentsOfFile: hub.config, encoding: .utf8)
+        let broken = good.replacingOccurrences(of: "timezone = \"Europe/Oslo\"", with: "timezone = \"Europe/Atlantis\"")
+        try hub.receiver.admin("PUT", "/api/hubs/hub-0001/config", broken)
+        try hub.receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reload-config\"}")
+        func results() throws -> [String] {
+            ((try hub.receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []).map { $0["resultStatus"] as? String ?? "-" }
+        }
+        #expect(try waitUntil(40) { try results() == ["refused"] }, "\((try? results()) ?? [])")
+        #expect(try waitUntil(10) { try hub.stored().contains("config.rejected/active") })
+        #expect(try String(contentsOfFile: hub.config, encoding: .utf8) == good, "the old config stays")
+
+        let changed = good.replacingOccurrences(of: "heartbeat = \"30s\"", with: "heartbeat = \"45s\"")
+        let etag = (try hub.receiver.admin("PUT", "/api/hubs/hub-0001/config", changed) as? [String: Any])?["etag"] as? String
+        try hub.receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reload-config\"}")
+        #expect(try waitUntil(40) { try results() == ["refused", "done"] }, "\((try? results()) ?? [])")
+        #expect(try waitUntil(10) { try String(contentsOfFile: hub.config, encoding: .utf8) == changed })
+        #expect(try waitUntil(10) { (try? hub.vaktpost(["status", "--json", "--socket", hub.socket]).out.contains("\"configVersion\":\"\(etag!.replacingOccurrences(of: "\"", with: "\\\""))\"")) == true })
+        #expect(hub.agent!.isRunning && hub.agent!.processIdentifier == pid, "restarted in place")
+        #expect(try waitUntil(5) { (try? hub.vaktpost(["status", "--json", "--socket", hub.socket]).out.contains("\"heartbeatS\":45")) == true },
+                "the restarted agent runs on the new config")
+        // Foundation's Process loses track of a child that exec'd itself: stop it by pid.
+        kill(pid, SIGTERM)
+        let stopped = waitUntil(5) { kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") == true }
+        #expect(stopped, "SIGTERM stops the restarted agent too")
+        hub.agent = nil
+    }
+
     /// A caller the agent does not trust is refused, and the refusal is in the audit log with its uid.
     @Test(.enabled(if: getuid() == 0, "switching to another uid needs root")) func aRefusedCallerIsAudited() throws {
         let hub = try NightHub()

@@ -11,6 +11,8 @@ import VaktpostCore
 //                                        the crash test SIGKILLs it at random moments.
 //   outbox-probe ingest DB EVENTS BATCH  stores EVENTS events in appends of BATCH and prints
 //                                        "events=N batch=B seconds=S events_per_second=R".
+//   outbox-probe backlog DB EVENTS ALARMS  an outage's backlog: EVENTS state events with ALARMS
+//                                        alarms spread among them, for the drain benchmark.
 
 func say(_ line: String) {
     let bytes = Array((line + "\n").utf8)
@@ -43,9 +45,9 @@ func event(_ type: EventType, _ state: EventState = .active, sensor: String? = "
         codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: data)
 }
 
-func open(_ path: String) -> Outbox {
+func open(_ path: String, limits: OutboxLimits = OutboxLimits()) -> Outbox {
     do {
-        return try Outbox(path: path, now: wallNow) { type, state, correlation, data in event(type, state, sensor: nil, correlation: correlation, data: data) }
+        return try Outbox(path: path, limits: limits, now: wallNow) { type, state, correlation, data in event(type, state, sensor: nil, correlation: correlation, data: data) }
     } catch {
         say("error \(error)")
         exit(2)
@@ -54,7 +56,7 @@ func open(_ path: String) -> Outbox {
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
-    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH")
+    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS")
     exit(64)
 }
 
@@ -102,6 +104,27 @@ case "ingest":
     try? outbox.checkpoint()  // the daemon's idle work, outside the timed part
     let stored = batches.count * batchSize
     say("events=\(stored) batch=\(batchSize) appends=\(batches.count) seconds=\(seconds) events_per_second=\(Int(Double(stored) / seconds))")
+case "backlog":
+    guard args.count == 5, let total = Int(args[3]), let alarms = Int(args[4]), alarms >= 0 else {
+        say("usage: outbox-probe backlog DB EVENTS ALARMS")
+        exit(64)
+    }
+    let outbox = open(args[2], limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 2_000_000))
+    let every = alarms > 0 ? max(1, total / alarms) : Int.max
+    var stored = 0
+    while stored < total {
+        let chunk = (stored..<min(total, stored + 1000)).map { i in
+            i % every == every - 1 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))])
+        }
+        do { try outbox.append(chunk) } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        stored += chunk.count
+    }
+    try? outbox.checkpoint()
+    try? outbox.close()
+    say("events=\(stored)")
 default:
     say("unknown mode \(args[1])")
     exit(64)

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Alarm latency, end to end: an EnOcean button press written to the receiver's pty (the fake
+USB300) until the reference receiver has stored the alarm POST, over mutual TLS on loopback,
+through the real agent (release build): ESP3 framing, the rule engine, the outbox's fsync, the
+alarm lane, libcurl, the receiver. Presses are spaced so that none waits behind another.
+
+  Benchmarks/alarm_latency.py [N] [INTERVAL_MS]      default 1000 presses, 50 ms apart
+
+Prints p50/p90/p99/max in milliseconds. Target (issue 9): p99 <= 20 ms.
+"""
+import datetime, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+interval = (int(sys.argv[2]) if len(sys.argv) > 2 else 50) / 1000
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.chdir(root)
+for product in ("vaktpost", "vaktpost-receiver"):
+    subprocess.run(["swift", "build", "-c", "release", "--product", product], check=True, stdout=subprocess.DEVNULL)
+bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True).stdout.strip()
+work = tempfile.mkdtemp(prefix="vaktpost-latency-")
+procs = []
+try:
+    subprocess.run(["deploy/pki.sh", work + "/pki", "hub-0001"], check=True, stdout=subprocess.DEVNULL)
+    procs.append(subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
+                                   "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
+                                   "--db", work + "/receiver.sqlite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    while not os.path.exists(work + "/ports") or not open(work + "/ports").read().strip():
+        time.sleep(0.05)
+    hub_port, admin_port = open(work + "/ports").read().split()
+    start = datetime.datetime.now(datetime.timezone.utc).astimezone()
+    press = "55000707017AF650002989793001FFFFFFFF37009D"      # F6-02-02 rocker BI pressed, sender 00298979
+    release = "55000707017AF600002989792002FFFFFFFF4A0003"    # released: says nothing
+    schedule = []
+    for i in range(n):
+        at = start + datetime.timedelta(seconds=3 + i * interval)
+        schedule += [{"at": at.isoformat(), "hex": press}, {"at": (at + datetime.timedelta(seconds=interval / 2)).isoformat(), "hex": release}]
+    json.dump(schedule, open(work + "/presses.json", "w"))
+    procs.append(subprocess.Popen(["python3", "demo/fake_usb300.py", work + "/usb300", work + "/presses.json", start.isoformat(), "1", work + "/sent.log"],
+                                  stdout=subprocess.DEVNULL))
+    while not os.path.lexists(work + "/usb300"):
+        time.sleep(0.02)
+    os.makedirs(work + "/state")
+    open(work + "/vaktpost.toml", "w").write(f"""
+[hub]
+id = "hub-0001"
+[platform]
+url = "https://localhost:{hub_port}"
+ca_file = "{work}/pki/ca.pem"
+client_cert = "{work}/pki/hub-0001.pem"
+client_key = "{work}/pki/hub-0001.key"
+[[sensors]]
+id = "button"
+role = "button"
+room = "living-room"
+transport = "enocean"
+sender = "00298979"
+eep = "F6-02-02"
+[[rules]]
+id = "button"
+kind = "button"
+sensor = "button"
+[outbox]
+path = "{work}/state/outbox.sqlite"
+[[serial]]
+name = "usb300"
+path = "{work}/usb300"
+""")
+    agent = subprocess.Popen([bindir + "/vaktpost", "run", "--config", work + "/vaktpost.toml", "--socket", work + "/ctl.sock",
+                              "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w"))
+    procs.append(agent)
+    deadline = time.time() + 3 + n * interval + 30
+    events = []
+    while time.time() < deadline:
+        time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/api/arrivals") as r:
+            events = [e for e in json.load(r)["arrivals"] if e["type"] == "button.pressed"]
+        if len(events) >= n:
+            break
+    sent = [float(line.split()[0]) for line in open(work + "/sent.log") if line.split()[1].upper() == press]
+    events.sort(key=lambda e: e["seq"])
+    if len(events) != n or len(sent) != n:
+        sys.exit(f"only {len(events)} alarms of {len(sent)} presses arrived; see {work}/agent.log")
+    lat = sorted(e["receivedAtMs"] - s * 1000 for e, s in zip(events, sent))
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    print(f"alarm latency, press on the pty -> stored by the receiver, {n} alarms, {interval * 1000:.0f} ms apart (ms)")
+    print(f"  p50 {q(0.50):.1f}   p90 {q(0.90):.1f}   p99 {q(0.99):.1f}   max {lat[-1]:.1f}   (target p99 <= 20)")
+finally:
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(work, ignore_errors=True)
