@@ -22,7 +22,9 @@ public struct SerialRouter: Sendable {
         guard let sender = t.senderID, let rorg = t.rorg else { return Heard(telegram: t, sensor: nil, reading: nil, repeated: false) }
         let key = "\(sender) \(rorg) \(Hex.string(t.payload))"
         let repeated = recent[key].map { time - $0 < .seconds(1) } ?? false
-        recent[key] = time
+        // The window runs from the original, not from the latest copy: repeaters' copies come
+        // within it, while a press repeated on purpose every half second still counts each second.
+        if !repeated { recent[key] = time }
         if recent.count > 512 { recent = recent.filter { time - $0.value < .seconds(1) } }
         let sensor = sensors[sender]
         var heard = Heard(telegram: t, sensor: sensor?.id, reading: nil, repeated: repeated)
