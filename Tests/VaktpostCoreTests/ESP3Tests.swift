@@ -146,6 +146,10 @@ extension ESP3Framer {
         #expect(again.repeated && again.reading == nil)
         // The same content two seconds later is a new telegram.
         #expect(router.handle(open, at: t + .seconds(2)).reading != nil)
+        // Copies do not stretch the window: copies at +0.5 s and +0.9 s, a new press at +1.1 s.
+        #expect(router.handle(open, at: t + .milliseconds(2500)).repeated)
+        #expect(router.handle(open, at: t + .milliseconds(2900)).repeated)
+        #expect(router.handle(open, at: t + .milliseconds(3100)).reading != nil)
         let stranger = ESP3Telegram(ESP3Framer().feedAll(Hex.bytes("55000707017AF650002989793001FFFFFFFF37009D")!)[0])
         #expect(router.handle(stranger, at: t).sensor == nil)
     }
