@@ -23,7 +23,7 @@ try:
     subprocess.run(["deploy/pki.sh", work + "/pki", "hub-0001"], check=True, stdout=subprocess.DEVNULL)
     procs.append(subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
                                    "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
-                                   "--db", work + "/receiver.sqlite", "--ack-after", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                   "--db", work + "/receiver.sqlite", "--ack-after", "0"] + os.environ.get("RECEIVER_ARGS", "").split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     while not os.path.exists(work + "/ports") or not open(work + "/ports").read().strip():
         time.sleep(0.05)
     hub_port, admin_port = open(work + "/ports").read().split()
@@ -95,6 +95,9 @@ path = "{work}/usb300"
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
     slow = [(i, round(l)) for i, l in enumerate(e["receivedAtMs"] - s * 1000 for e, s in zip(events, sent)) if l > 50]
     if os.environ.get("SHOW_SLOW"): print("slow:", slow)
+    for line in open(work + "/agent.log"):
+        if "took" in line:
+            print("agent:", line.strip())
     print(f"alarm latency, press on the pty -> stored by the receiver, {n} alarms, {interval * 1000:.0f} ms apart (ms)")
     print(f"  p50 {q(0.50):.1f}   p90 {q(0.90):.1f}   p99 {q(0.99):.1f}   max {lat[-1]:.1f}   (target p99 <= 20)")
 finally:

@@ -391,8 +391,10 @@ public final class HubDaemon: HubControl {
             if let jump = timeline.follow(synced: clock.synced()) {
                 logger.warning("the wall clock moved \(DurationText.format(jump < .zero ? .zero - jump : jump)) \(jump < .zero ? "back" : "forward"); the agent follows it")
             }
+            let began = SystemClock.boottime()
             step()
             let now = SystemClock.boottime()
+            if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             if now - lastAlive >= 10_000_000_000 {
                 lastAlive = now
                 let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
@@ -402,6 +404,8 @@ public final class HubDaemon: HubControl {
                 }
                 try? historyStore.save(core.withLock { $0.ble.histories })
                 SystemdNotify.send("STATUS=\(statusLine())")
+                let spent = SystemClock.boottime() - now
+                if spent > 100_000_000 { logger.warning("the rules loop's housekeeping took \(spent / 1_000_000) ms") }
             }
             if now - lastCheckpoint >= 300_000_000_000 {
                 lastCheckpoint = now
