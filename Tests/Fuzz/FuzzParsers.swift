@@ -5,8 +5,9 @@ import BLEInput
 import VaktpostCore
 
 // Every parser that reads bytes from outside: HCI events, btsnoop captures, BTHome service data
-// (plain and encrypted), config files, scenario files, JSON, ESP3 serial streams. The first input
-// byte picks the parser.
+// (plain and encrypted), config files, scenario files, JSON, ESP3 serial streams, and the
+// platform's replies (batch results, alarm status, heartbeat replies, commands) and the clock
+// correction of stored events. The first input byte picks the parser (0xF0 and up: replies).
 //
 // Fuzzing (main hands over to libFuzzer's driver):
 //   swift build -c release --scratch-path .build-fuzz --product fuzz-parsers \
@@ -19,6 +20,15 @@ let key: [UInt8] = [0x23, 0x1D, 0x39, 0xC1, 0xD7, 0xCC, 0x1A, 0xB1, 0xAE, 0xE2, 
 func exercise(_ input: [UInt8]) {
     guard let selector = input.first else { return }
     let body = Array(input.dropFirst())
+    if selector >= 0xF0 {
+        _ = BatchProtocol.answer(body)
+        _ = AlarmHandling.parse(body)
+        _ = HeartbeatReply.parse(body)
+        _ = PlatformCommand.list(body)
+        _ = TimeCorrection.correct(body, bootID: "b", offsetNanoseconds: 1_790_000_000_000_000_000, zone: .utc)
+        _ = TimeCorrection.correct(body, bootID: "b", offsetNanoseconds: Int64.max, zone: .utc)
+        return
+    }
     switch selector % 7 {
     case 0:
         if case .success(let reports) = HCI.advertisingReports(body) {

@@ -55,5 +55,8 @@ import VaktpostCore
         #expect(TimeCorrection.correct(event(synced: true), bootID: "b1", offsetNanoseconds: offset, zone: .utc) == nil)
         #expect(TimeCorrection.correct(event(synced: false, boot: "b0"), bootID: "b1", offsetNanoseconds: offset, zone: .utc) == nil)
         #expect(TimeCorrection.correct(event(synced: false, corrected: true), bootID: "b1", offsetNanoseconds: offset, zone: .utc) == nil)
+        // Found by fuzzing: an offset that overflows, or lands outside 2000-2200, leaves the event alone.
+        #expect(TimeCorrection.correct(event(synced: false), bootID: "b1", offsetNanoseconds: Int64.max, zone: .utc) == nil)
+        #expect(TimeCorrection.correct(event(synced: false), bootID: "b1", offsetNanoseconds: -5_000_000_000, zone: .utc) == nil)
     }
 }

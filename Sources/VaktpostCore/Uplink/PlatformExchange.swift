@@ -191,7 +191,11 @@ public enum TimeCorrection {
               event["bootId"]?.stringValue == bootID, let clock = event["clock"], clock["synced"]?.boolValue == false,
               clock["corrected"]?.boolValue != true, let boottime = clock["boottimeNs"]?.intValue, let original = event["occurredAt"]
         else { return nil }
-        let wall = WallTime(nanosecondsSinceEpoch: boottime &+ offsetNanoseconds)
+        // A boot time that does not land in a plausible present (damaged, or a clock gone mad) is
+        // left as it was rather than turned into a nonsense stamp. (Fuzzing found the overflow.)
+        let (sum, overflow) = boottime.addingReportingOverflow(offsetNanoseconds)
+        guard boottime >= 0, !overflow, (946_684_800_000_000_000...7_258_118_400_000_000_000).contains(sum) else { return nil }
+        let wall = WallTime(nanosecondsSinceEpoch: sum)
         for i in fields.indices {
             switch fields[i].0 {
             case "occurredAt":
