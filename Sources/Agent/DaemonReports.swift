@@ -94,7 +94,7 @@ public struct Checklist {
 
     /// Runs every check: the config file, the running agent's view of sensors and inputs, the
     /// platform over TLS with the hub's certificate, the clock, the disk.
-    public static func run(configPath: String, socket: String, now: WallTime) -> Checklist {
+    public static func run(configPath: String, socket: String) -> Checklist {
         var c = Checklist()
         let report = ConfigFile.check(path: configPath)
         guard let config = report.config else {
@@ -121,7 +121,7 @@ public struct Checklist {
         c.platformCheck(config)
         if SystemClock.isSynchronized() { c.add(.pass, "the clock is synchronised (NTP)") }
         else { c.add(.warn, "the clock is synchronised (NTP)", "timedatectl; check the network reaches an NTP server. Night windows follow the clock") }
-        if let free = Files.freeSpace(config.outbox.path.contains("/") ? String(config.outbox.path[..<config.outbox.path.lastIndex(of: "/")!]) : ".") {
+        if let free = Files.freeSpace(config.outbox.directory) {
             let text = "disk space for the outbox: \(Int(free.percent)) % free (\(free.bytes >> 20) MiB)"
             if free.percent >= 10 { c.add(.pass, text) }
             else if free.percent >= 5 { c.add(.warn, text, "free space soon: the outbox needs room to hold events through an outage") }

@@ -59,6 +59,8 @@ public final class HubDaemon: HubControl {
     let engine: RuleEngine
     let logger: Logger
     let startedAt: UInt64
+    /// The config file's version, read once: a new config restarts the agent.
+    let fileVersion: String?
     let historyStore: BTHomeHistoryStore
 
     struct Core {
@@ -109,8 +111,8 @@ public final class HubDaemon: HubControl {
         clock = HubClock(zone: zone, bootID: bootID, now: { timeline.now() }, boottime: { SystemClock.boottime() }, synced: synced, elapsed: real)
         engine = RuleEngine(config: config, zone: zone)
         startedAt = SystemClock.boottime()
-        let directory = config.outbox.path.contains("/") ? String(config.outbox.path[..<config.outbox.path.lastIndex(of: "/")!]) : "."
-        historyStore = BTHomeHistoryStore(path: directory + "/bthome.json")
+        fileVersion = Self.fileVersion(options.configPath)
+        historyStore = BTHomeHistoryStore(path: config.outbox.directory + "/bthome.json")
 
         let stamp = clock.stamp
         let now = clock.now
@@ -141,7 +143,7 @@ public final class HubDaemon: HubControl {
         if let platform = config.platform {
             let settings = PlatformLink.Settings(
                 uplink: UplinkSettings(baseURL: platform.url, secondaryURL: platform.secondaryURL, hubID: config.hub.id, tls: TLSSettings(platform)),
-                heartbeat: platform.heartbeat, acknowledgeWithin: platform.acknowledgeWithin, configVersion: Self.fileVersion(options.configPath))
+                heartbeat: platform.heartbeat, acknowledgeWithin: platform.acknowledgeWithin, configVersion: fileVersion)
             let link = PlatformLink(settings: settings, outbox: outbox, clock: clock, hub: self) { [weak self] n in self?.noticed(n) }
             linkBox.withLock { $0 = link }
         }
@@ -169,9 +171,7 @@ public final class HubDaemon: HubControl {
     /// A version for a config file that did not come from the platform: its content hash.
     static func fileVersion(_ path: String) -> String? {
         guard let bytes = try? Files.read(path, limit: 1 << 20) else { return nil }
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return "file-" + String(h, radix: 16)
+        return "file-" + String(ContentHash.fnv1a(bytes), radix: 16)
     }
 
     // MARK: Running
@@ -313,9 +313,11 @@ public final class HubDaemon: HubControl {
     }
 
     /// Inside the core lock: the factory's events and the rule state, in one outbox transaction.
-    func commit(_ c: inout Core) {
+    @discardableResult
+    func commit(_ c: inout Core) -> Bool {
         let events = c.factory.take()
-        guard !events.isEmpty else { return }
+        guard !events.isEmpty else { return true }
+        defer { link?.wake() }
         do {
             let seqs = try outbox.with { try $0.append(events, ruleState: c.state) }
             for (event, seq) in zip(events, seqs) { remember(event, seq: seq, &c) }
@@ -326,8 +328,9 @@ public final class HubDaemon: HubControl {
             // The outbox refused (disk full and memory full): this is the one place events can
             // be lost, so it is shouted, with what to do.
             logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
+            return false
         }
-        link?.wake()
+        return true
     }
 
     func remember(_ event: Event, seq: UInt64, _ c: inout Core) {
@@ -344,13 +347,12 @@ public final class HubDaemon: HubControl {
         }
     }
 
-    /// Stores one event of the hub itself.
+    /// Stores one event of the hub itself (its own, and the platform link's).
     @discardableResult
-    func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID {
+    public func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID? {
         core.withLock { c in
             let id = c.factory.hubEvent(type, state, at: clock.now(), correlation: correlation, data: data)
-            commit(&c)
-            return id
+            return commit(&c) ? id : nil
         }
     }
 
@@ -449,7 +451,7 @@ public final class HubDaemon: HubControl {
 
     public func health() -> HealthSnapshot {
         let (sensors, receivers) = core.withLock { c in (config.sensors.compactMap { c.sensors[$0.id] }, Array(c.receivers.values)) }
-        return HealthSnapshot(swVersion: AgentInfo.version, configVersion: Self.fileVersion(options.configPath),
+        return HealthSnapshot(swVersion: AgentInfo.version, configVersion: fileVersion,
                               uptime: .nanoseconds(Int64(SystemClock.boottime() - startedAt)), sensors: sensors,
                               receivers: receivers.sorted { $0.name < $1.name },
                               diskFreePercent: Files.freeSpace(config.outbox.path)?.percent)

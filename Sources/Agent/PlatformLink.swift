@@ -8,6 +8,10 @@ import VaktpostPosix
 /// What the platform may ask of the running hub (docs/uplink.md, Configuration and commands).
 /// The daemon implements it; every method may be called from the uplink's threads.
 public protocol HubControl: Sendable {
+    /// Stores one technical event of the hub (the link's own: uplink.lost, alarm.unacknowledged,
+    /// ...) the way the hub stores every event; its id, or nil when the outbox refused it.
+    @discardableResult
+    func raise(_ type: EventType, _ state: EventState, correlation: EventID?, data: [(String, JSONValue)]) -> EventID?
     /// Sensors, receivers, version, uptime, disk: the heartbeat and `diagnostics` (outbox and
     /// clock fields are filled in by the link).
     func health() -> HealthSnapshot
@@ -69,7 +73,6 @@ public final class PlatformLink: Sendable {
     let clock: HubClock
     let hub: any HubControl
     let notice: @Sendable (Notice) -> Void
-    public let events: HubEvents
     public let lanes: DeliveryLanes
 
     struct State {
@@ -108,7 +111,6 @@ public final class PlatformLink: Sendable {
         let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.elapsed, boottime: clock.boottime,
                                   report: { relay.forward($0) })
         self.lanes = lanes
-        events = HubEvents(outbox: outbox, clock: clock, stored: { lanes.wake() })
         relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
     }
 
@@ -141,16 +143,22 @@ public final class PlatformLink: Sendable {
 
     // MARK: Reports → technical events
 
+    /// The link's events go through the hub, which commits them like every other event.
+    @discardableResult
+    func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID? {
+        hub.raise(type, state, correlation: correlation, data: data)
+    }
+
     func handle(_ report: DeliveryLanes.Report) {
         switch report {
         case .exchanged(let at): exchanged(at: at)
         case .rejected(let count, let reason):
-            events.raise(.uplinkRejected, data: [("count", .int(Int64(count))), ("reason", .string(reason))])
+            raise(.uplinkRejected, data: [("count", .int(Int64(count))), ("reason", .string(reason))])
         case .unauthorized(let status):
-            let raise = state.withLock { s -> Bool in s.unauthorized == nil }
-            guard raise else { return }
-            let id = events.raise(.uplinkUnauthorized, data: [("status", .int(Int64(status))),
-                                                              ("reason", .string("the platform answered \(status) to the hub's certificate"))])
+            let first = state.withLock { s -> Bool in s.unauthorized == nil }
+            guard first else { return }
+            let id = raise(.uplinkUnauthorized, data: [("status", .int(Int64(status))),
+                                                       ("reason", .string("the platform answered \(status) to the hub's certificate"))])
             state.withLock { $0.unauthorized = id }
         }
     }
@@ -165,9 +173,9 @@ public final class PlatformLink: Sendable {
             if change != nil { s.lost = nil }
             return (change, s.unauthorized, lost)
         }
-        if let unauthorized { events.raise(.uplinkUnauthorized, .cleared, correlation: unauthorized) }
+        if let unauthorized { raise(.uplinkUnauthorized, .cleared, correlation: unauthorized) }
         if case .restored(let downFor)? = change {
-            events.raise(.uplinkRestored, correlation: lost, data: [("downForS", .int(downFor.nanoseconds / 1_000_000_000))])
+            raise(.uplinkRestored, correlation: lost, data: [("downForS", .int(downFor.nanoseconds / 1_000_000_000))])
             notice(.linkRestored(downFor: downFor))
         }
     }
@@ -177,7 +185,7 @@ public final class PlatformLink: Sendable {
         let now = clock.elapsed()
         let change = state.withLock { $0.supervisor.tick(at: now) }
         if case .lost(let since)? = change {
-            let id = events.raise(.uplinkLost, data: [("since", .string(RFC3339.format(since, utcOffsetSeconds: clock.zone.utcOffset(at: since), fractionDigits: 3))),
+            let id = raise(.uplinkLost, data: [("since", .string(RFC3339.format(since, utcOffsetSeconds: clock.zone.utcOffset(at: since), fractionDigits: 3))),
                                                       ("missedHeartbeats", .int(3))])
             state.withLock { $0.lost = id }
             notice(.linkLost(since: since))
@@ -204,10 +212,10 @@ public final class PlatformLink: Sendable {
             return (false, s.unsyncedEvent == nil && now - since >= settings.unsyncedGrace, nil)
         }
         if raiseUnsynced {
-            let id = events.raise(.clockUnsynced, data: [("reason", .string("the wall clock has not been synchronised (NTP) for \(DurationText.format(settings.unsyncedGrace))"))])
+            let id = raise(.clockUnsynced, data: [("reason", .string("the wall clock has not been synchronised (NTP) for \(DurationText.format(settings.unsyncedGrace))"))])
             state.withLock { $0.unsyncedEvent = id }
         }
-        if let clearUnsynced { events.raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
+        if let clearUnsynced { raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
         if becameSynced { correctClock() }
     }
 
@@ -262,7 +270,7 @@ public final class PlatformLink: Sendable {
             case .done:
                 try? outbox.with { try $0.endFollowing(alarm.event.eventID) }
                 if let escalation = alarm.escalation {
-                    events.raise(.alarmUnacknowledged, .cleared, correlation: escalation, data: [("alarmEventId", .string(alarm.event.eventID.description)),
+                    raise(.alarmUnacknowledged, .cleared, correlation: escalation, data: [("alarmEventId", .string(alarm.event.eventID.description)),
                                                                                                ("status", .string(status.rawValue))])
                 }
                 notice(.acknowledged(alarm.event.eventID, status: status, after: now - alarm.acceptedAt))
@@ -272,7 +280,7 @@ public final class PlatformLink: Sendable {
                 }
             case .escalate(let waited):
                 let secondary = sendToSecondary(alarm, client: client)
-                let id = events.raise(.alarmUnacknowledged, data: [
+                let id = raise(.alarmUnacknowledged, data: [
                     ("alarmEventId", .string(alarm.event.eventID.description)), ("alarmType", .string(alarm.event.type)),
                     ("status", .string(status.rawValue)), ("waitedS", .int(waited.nanoseconds / 1_000_000_000)), ("secondary", .string(secondary)),
                 ])
@@ -381,7 +389,7 @@ public final class PlatformLink: Sendable {
 
     func refuse(_ version: String, _ reason: String) -> ConfigOutcome {
         state.withLock { $0.refusedConfig = version }
-        events.raise(.configRejected, data: [("configVersion", .string(version)), ("reason", .string(reason))])
+        raise(.configRejected, data: [("configVersion", .string(version)), ("reason", .string(reason))])
         notice(.configRefused(version: version, reason: reason))
         return .refused(version: version, reason: reason)
     }

@@ -174,9 +174,7 @@ extension Platform {
 
     func putConfig(hub: String, _ body: [UInt8]) throws -> ReceiverResponse {
         // The ETag is the content's hash, so the same file pushed twice is not a change.
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in body { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let etag = "\"" + Hex.string(withUnsafeBytes(of: h.bigEndian) { Array($0) }) + "\""
+        let etag = "\"" + Hex.string(withUnsafeBytes(of: ContentHash.fnv1a(body).bigEndian) { Array($0) }) + "\""
         try store.with { db in
             try db.prepare("INSERT INTO hubs(hub_id, config, config_etag) VALUES(?,?,?) ON CONFLICT(hub_id) DO UPDATE SET config = excluded.config, config_etag = excluded.config_etag")
                 .bind(.text(hub), .text(String(decoding: body, as: UTF8.self)), .text(etag)).run()

@@ -16,3 +16,13 @@ public enum Hex {
     /// Lower-case, two digits a byte.
     public static func string(_ bytes: [UInt8]) -> String { bytes.map(hex2).joined() }
 }
+
+/// FNV-1a, 64 bits: a cheap content fingerprint for config versions and ETags (not a defence
+/// against anyone choosing the content).
+public enum ContentHash {
+    public static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
+    }
+}

@@ -34,7 +34,7 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let s = try agent.ask("status")
-        print(agent.json ? s.serialized : DaemonReports.status(s), terminator: agent.json ? "\n" : "")
+        printReport(json: agent.json, s, text: DaemonReports.status(s))
     }
 }
 
@@ -47,7 +47,7 @@ struct SensorsCommand: ParsableCommand {
 
     func run() throws {
         let s = try agent.ask("sensors")
-        print(agent.json ? s.serialized : DaemonReports.sensors(s), terminator: agent.json ? "\n" : "")
+        printReport(json: agent.json, s, text: DaemonReports.sensors(s))
     }
 }
 
@@ -143,8 +143,8 @@ struct CheckCommand: ParsableCommand {
     var config: String = ConfigFile.defaultPath
 
     func run() throws {
-        let list = Checklist.run(configPath: config, socket: agent.socket, now: WallTime(nanosecondsSinceEpoch: SystemClock.now()))
-        print(agent.json ? list.json.serialized : list.text, terminator: agent.json ? "\n" : "")
+        let list = Checklist.run(configPath: config, socket: agent.socket)
+        printReport(json: agent.json, list.json, text: list.text)
         if !list.passed { throw ExitCode(1) }
     }
 }
@@ -186,7 +186,7 @@ struct WipeCommand: ParsableCommand {
         if (try? ControlClient.send(.object([("command", .string("shutdown"))]), socket: agent.socket)) != nil {
             for _ in 0..<100 where (try? UnixConnection.connect(path: agent.socket)) != nil { usleep(100_000) }
         }
-        let directory = outboxPath.contains("/") ? String(outboxPath[..<outboxPath.lastIndex(of: "/")!]) : "."
+        let directory = decoded.outbox.directory
         var files = [outboxPath, outboxPath + "-wal", outboxPath + "-shm", directory + "/bthome.json", directory + "/rules.state.json"]
         if let key = decoded.platform?.clientKey { files.append(key) }
         if let cert = decoded.platform?.clientCert { files.append(cert) }

@@ -152,6 +152,11 @@ struct ReplayCommand: ParsableCommand {
     }
 }
 
+/// One report, as JSON on one line (`--json`) or as the text for people (which ends its own lines).
+func printReport(json: Bool, _ object: @autoclosure () -> JSONValue, text: @autoclosure () -> String) {
+    if json { print(object().serialized) } else { print(text(), terminator: "") }
+}
+
 func printError(_ line: String) {
     var stderr = StandardError()
     print(line, to: &stderr)
@@ -211,7 +216,7 @@ struct QueueCommand: ParsableCommand {
             let now = WallTime(nanosecondsSinceEpoch: SystemClock.now())
             do {
                 let status = try OutboxFile.status(path: path)
-                print(options.json ? QueueReport.json(status, path: path, now: now).serialized : QueueReport.text(status, path: path, now: now, zone: zone), terminator: options.json ? "\n" : "")
+                printReport(json: options.json, QueueReport.json(status, path: path, now: now), text: QueueReport.text(status, path: path, now: now, zone: zone))
             } catch {
                 printError(explainOutboxError(error, path: path))
                 throw ExitCode(1)
@@ -227,7 +232,7 @@ struct QueueCommand: ParsableCommand {
             let (path, zone) = options.resolve()
             do {
                 let letters = try OutboxFile.deadLetters(path: path)
-                print(options.json ? QueueReport.deadLettersJSON(letters).serialized : QueueReport.deadLettersText(letters, zone: zone), terminator: options.json ? "\n" : "")
+                printReport(json: options.json, QueueReport.deadLettersJSON(letters), text: QueueReport.deadLettersText(letters, zone: zone))
             } catch {
                 printError(explainOutboxError(error, path: path))
                 throw ExitCode(1)
@@ -427,7 +432,7 @@ struct ScanCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        print(options.json ? report.withLock { $0.json.serialized } : report.withLock { $0.text }, terminator: options.json ? "\n" : "")
+        printReport(json: options.json, report.withLock { $0.json }, text: report.withLock { $0.text })
     }
 }
 

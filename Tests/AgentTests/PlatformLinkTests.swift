@@ -9,9 +9,23 @@ import VaktpostCore
 import VaktpostPosix
 
 /// A stand-in for the daemon's side of the commands: records what the platform asked for.
-final class TestHub: HubControl {
+final class LinkRef: Sendable {
     let link = Mutex<PlatformLink?>(nil)
+}
+
+final class TestHub: HubControl {
+    let ref = LinkRef()
     let applied = Mutex<[String]>([])
+    let events: HubEvents
+
+    init(outbox: LockedOutbox, clock: HubClock) {
+        let ref = self.ref
+        events = HubEvents(outbox: outbox, clock: clock, stored: { ref.link.withLock { $0 }?.wake() })
+    }
+
+    func raise(_ type: EventType, _ state: EventState, correlation: EventID?, data: [(String, JSONValue)]) -> EventID? {
+        events.raise(type, state, correlation: correlation, data: data)
+    }
 
     func health() -> HealthSnapshot {
         HealthSnapshot(swVersion: "test", uptime: .seconds(5), sensors: [.init(deviceID: "bed", lastSeen: wallNow(), batteryPercent: 80, rssi: -60, state: "occupied")],
@@ -19,7 +33,7 @@ final class TestHub: HubControl {
     }
 
     func raiseTestAlarm() -> EventID? {
-        link.withLock { $0 }?.events.raise(.testAlarm, data: [("reason", .string("platform command"))])
+        events.raise(.testAlarm, data: [("reason", .string("platform command"))])
     }
 
     func applyConfig(_ text: String, version: String) -> String? {
@@ -61,11 +75,11 @@ final class Notices: Sendable {
                                     alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(300)),
                                     bulkBackoff: Backoff(base: .milliseconds(100), cap: .seconds(1)), idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
         let settings = PlatformLink.Settings(uplink: uplink, heartbeat: heartbeat, acknowledgeWithin: acknowledgeWithin, followEvery: .milliseconds(200), commandWait: 1)
-        let hub = TestHub()
         let notices = Notices()
         let locked = LockedOutbox(outbox)
+        let hub = TestHub(outbox: locked, clock: clock)
         let link = PlatformLink(settings: settings, outbox: locked, clock: clock, hub: hub) { n in notices.all.withLock { $0.append(n) } }
-        hub.link.withLock { $0 = link }
+        hub.ref.link.withLock { $0 = link }
         return Setup(link: link, hub: hub, notices: notices, outbox: locked)
     }
 
@@ -77,7 +91,7 @@ final class Notices: Sendable {
         let receiver = try ReceiverProcess(arguments: ["--ack-after", "1"])
         try withTemporaryDirectory { dir in
             let s = try setUp(receiver, dir: dir)
-            let alarm = try #require(s.link.events.raise(.fallDetected))
+            let alarm = try #require(s.hub.events.raise(.fallDetected))
             s.link.start()
             defer { s.link.stop() }
             #expect(waitUntil(10) { s.notices.contains { if case .acknowledged(alarm, .acknowledged, _) = $0 { true } else { false } } })
@@ -93,7 +107,7 @@ final class Notices: Sendable {
         let secondary = try ReceiverProcess()
         try withTemporaryDirectory { dir in
             let s = try setUp(primary, dir: dir, secondary: secondary, acknowledgeWithin: .seconds(2))
-            let alarm = try #require(s.link.events.raise(.bedNotReturned))
+            let alarm = try #require(s.hub.events.raise(.bedNotReturned))
             s.link.start()
             defer { s.link.stop() }
             #expect(try waitUntil(10) { try types(primary).contains("alarm.unacknowledged/active") })
@@ -111,7 +125,7 @@ final class Notices: Sendable {
         let receiver = try ReceiverProcess()
         try withTemporaryDirectory { dir in
             let s = try setUp(receiver, dir: dir)
-            let alarm = try #require(s.link.events.raise(.fallDetected))
+            let alarm = try #require(s.hub.events.raise(.fallDetected))
             s.link.start()
             defer { s.link.stop() }
             #expect(try waitUntil(10) { try receiver.arrivedIDs() == [alarm.description] })
@@ -209,7 +223,7 @@ final class Notices: Sendable {
                              boottime: { SystemClock.boottime() }, synced: { synced.withLock { $0 } })
         try withTemporaryDirectory { dir in
             let s = try setUp(receiver, dir: dir, clock: clock)
-            let id = try #require(s.link.events.raise(.sensorBatteryLow, data: [("deviceId", .string("bed"))]))
+            let id = try #require(s.hub.events.raise(.sensorBatteryLow, data: [("deviceId", .string("bed"))]))
             s.link.start()
             defer { s.link.stop() }
             synced.withLock { $0 = true }
@@ -236,7 +250,7 @@ final class Notices: Sendable {
             let s = try setUp(receiver, dir: dir)
             var ids: [String] = []
             for i in 0..<600 {
-                let id = try #require(s.link.events.raise(i % 100 == 0 ? .sensorTamper : .bedState, i % 100 == 0 ? .active : .update,
+                let id = try #require(s.hub.events.raise(i % 100 == 0 ? .sensorTamper : .bedState, i % 100 == 0 ? .active : .update,
                                                           data: [("n", .int(Int64(i)))]))
                 ids.append(id.description)
             }

@@ -96,6 +96,12 @@ public struct OutboxConfig: Sendable {
     public var maxRows: Int
 
     public static let defaultPath = "/var/lib/vaktpost/outbox.sqlite"
+
+    /// The directory of the outbox, where the agent keeps its other state files too.
+    public var directory: String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
 }
 
 public enum BLEMode: String, CaseIterable, Sendable {

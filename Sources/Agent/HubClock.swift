@@ -1,5 +1,3 @@
-import Outbox
-import Synchronization
 import VaktpostCore
 import VaktpostPosix
 
@@ -36,40 +34,5 @@ public struct HubClock: Sendable {
         let ago = max(0, (now() - wall).nanoseconds)
         return EventTime(wall: wall, utcOffsetSeconds: zone.utcOffset(at: wall), boottimeNanoseconds: boottime() &- UInt64(min(Int64(boottime()), ago)),
                          bootID: bootID, clockSynced: synced())
-    }
-}
-
-/// Makes and stores the hub's own technical events from any thread: one event factory behind a
-/// lock, straight into the outbox, then `stored` (which wakes the delivery lanes).
-public final class HubEvents: Sendable {
-    private let factory: Mutex<EventFactory>
-    let outbox: LockedOutbox
-    let clock: HubClock
-    let stored: @Sendable () -> Void
-
-    public init(outbox: LockedOutbox, clock: HubClock, stored: @escaping @Sendable () -> Void = {}) {
-        self.outbox = outbox
-        self.clock = clock
-        self.stored = stored
-        let stamp = clock.stamp
-        factory = Mutex(EventFactory(rng: SystemRandomNumberGenerator(), stamp: stamp))
-    }
-
-    /// Stores one event of the hub; its id, or nil when the outbox refused it (the error is the
-    /// outbox's own: the disk is full and memory holds all it may).
-    @discardableResult
-    public func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID? {
-        let now = clock.now()
-        let (id, events) = factory.withLock { f in
-            let id = f.hubEvent(type, state, at: now, correlation: correlation, data: data)
-            return (id, f.take())
-        }
-        do {
-            try outbox.with { _ = try $0.append(events) }
-        } catch {
-            return nil
-        }
-        stored()
-        return id
     }
 }
