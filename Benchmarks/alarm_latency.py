@@ -8,25 +8,18 @@ alarm lane, libcurl, the receiver. Presses are spaced so that none waits behind 
 
 Prints p50/p90/p99/max in milliseconds. Target (issue 9): p99 <= 20 ms.
 """
-import datetime, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import datetime, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+from bench_platform import ROOT as root, build, platform_config, start_receiver, stop
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 interval = (int(sys.argv[2]) if len(sys.argv) > 2 else 50) / 1000
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(root)
-for product in ("vaktpost", "vaktpost-receiver"):
-    subprocess.run(["swift", "build", "-c", "release", "--product", product], check=True, stdout=subprocess.DEVNULL)
-bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True).stdout.strip()
+bindir = build("vaktpost", "vaktpost-receiver")
 work = tempfile.mkdtemp(prefix="vaktpost-latency-")
 procs = []
 try:
-    subprocess.run(["deploy/pki.sh", work + "/pki", "hub-0001"], check=True, stdout=subprocess.DEVNULL)
-    procs.append(subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
-                                   "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
-                                   "--db", work + "/receiver.sqlite", "--ack-after", "0"] + os.environ.get("RECEIVER_ARGS", "").split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    while not os.path.exists(work + "/ports") or not open(work + "/ports").read().strip():
-        time.sleep(0.05)
-    hub_port, admin_port = open(work + "/ports").read().split()
+    receiver, hub_port, admin_port = start_receiver(bindir, work, os.environ.get("RECEIVER_ARGS", "").split())
+    procs.append(receiver)
     start = datetime.datetime.now(datetime.timezone.utc).astimezone()
     # Presses rotate over enough buttons that no sender repeats itself within a second (the
     # agent drops a copy of the same telegram within one second: EnOcean repeaters send copies).
@@ -61,14 +54,7 @@ id = "button-{i}"
 kind = "button"
 sensor = "button-{i}"
 """ for i, s in enumerate(senders))
-    open(work + "/vaktpost.toml", "w").write(f"""
-[hub]
-id = "hub-0001"
-[platform]
-url = "https://localhost:{hub_port}"
-ca_file = "{work}/pki/ca.pem"
-client_cert = "{work}/pki/hub-0001.pem"
-client_key = "{work}/pki/hub-0001.key"
+    open(work + "/vaktpost.toml", "w").write(platform_config(work, hub_port) + f"""
 {buttons_config}
 [outbox]
 path = "{work}/state/outbox.sqlite"
@@ -101,10 +87,5 @@ path = "{work}/usb300"
     print(f"alarm latency, press on the pty -> stored by the receiver, {n} alarms, {interval * 1000:.0f} ms apart (ms)")
     print(f"  p50 {q(0.50):.1f}   p90 {q(0.90):.1f}   p99 {q(0.99):.1f}   max {lat[-1]:.1f}   (target p99 <= 20)")
 finally:
-    for p in reversed(procs):
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop(procs, wait=5)
     shutil.rmtree(work, ignore_errors=True)

@@ -8,36 +8,22 @@ and whether anything was lost or stored twice.
 
 Target (issue 9): >= 10,000 events/s, alarms first.
 """
-import json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+from bench_platform import ROOT as root, build, platform_config, start_receiver, stop
 
 events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 alarms = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(root)
-for product in ("vaktpost", "vaktpost-receiver", "outbox-probe"):
-    subprocess.run(["swift", "build", "-c", "release", "--product", product], check=True, stdout=subprocess.DEVNULL)
-bindir = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True).stdout.strip()
+bindir = build("vaktpost", "vaktpost-receiver", "outbox-probe")
 work = tempfile.mkdtemp(prefix="vaktpost-drain-")
 procs = []
 try:
     os.makedirs(work + "/state")
     subprocess.run([bindir + "/outbox-probe", "backlog", work + "/state/outbox.sqlite", str(events), str(alarms)], check=True, stdout=subprocess.DEVNULL)
     size = os.path.getsize(work + "/state/outbox.sqlite")
-    subprocess.run(["deploy/pki.sh", work + "/pki", "hub-0001"], check=True, stdout=subprocess.DEVNULL)
-    procs.append(subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
-                                   "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
-                                   "--db", work + "/receiver.sqlite", "--ack-after", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    while not os.path.exists(work + "/ports") or not open(work + "/ports").read().strip():
-        time.sleep(0.05)
-    hub_port, admin_port = open(work + "/ports").read().split()
-    open(work + "/vaktpost.toml", "w").write(f"""
-[hub]
-id = "hub-0001"
-[platform]
-url = "https://localhost:{hub_port}"
-ca_file = "{work}/pki/ca.pem"
-client_cert = "{work}/pki/hub-0001.pem"
-client_key = "{work}/pki/hub-0001.key"
+    receiver, hub_port, admin_port = start_receiver(bindir, work)
+    procs.append(receiver)
+    open(work + "/vaktpost.toml", "w").write(platform_config(work, hub_port) + f"""
 [[sensors]]
 id = "bed"
 role = "bed"
@@ -70,10 +56,5 @@ max_rows = 2000000
           f"{' (all before any state event)' if positions and positions[-1] == len(positions) - 1 else ''}")
     print(f"  lost: {events - len(set(ids))}, stored twice: {len(ids) - len(set(ids))}, answered as duplicates: {answer['duplicates']}")
 finally:
-    for p in reversed(procs):
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop(procs)
     shutil.rmtree(work, ignore_errors=True)
