@@ -54,6 +54,8 @@ public final class DeliveryLanes: Sendable {
         case rejected(count: Int, reason: String)
         /// The platform refused the hub's certificate (`uplink.unauthorized`).
         case unauthorized(status: Int)
+        /// An attempt that will be retried, and why (named in `uplink.lost` if the link is lost).
+        case failed(reason: String)
     }
 
     let settings: UplinkSettings
@@ -147,7 +149,10 @@ public final class DeliveryLanes: Sendable {
                 let response = try send(batch, lane: lane, base: base, client: client)
                 switch DeliveryVerdict(status: response.status) {
                 case .delivered:
-                    guard let outcomes = outcomes(of: batch, lane: lane, response: response) else { break }
+                    guard let outcomes = outcomes(of: batch, lane: lane, response: response) else {
+                        report(.failed(reason: Self.unreadable(response)))
+                        break
+                    }
                     try outbox.with { try $0.settle(batch, outcomes: outcomes) }
                     if lane == .alarm { alarmSettled.signal() }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
@@ -169,11 +174,13 @@ public final class DeliveryLanes: Sendable {
                     report(.unauthorized(status: response.status))
                     retryAfter = .seconds(60)  // the certificate may be renewed; no point hammering
                 case .retry:
+                    report(.failed(reason: "HTTP \(response.status): \(problemText(response))"))
                     retryAfter = response.header("Retry-After").flatMap { RetryAfter.parse($0, now: now()) }
                     if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
                 }
             } catch {
                 // Network or TLS failure: the error says what to do; the lane keeps trying.
+                report(.failed(reason: "\(error)"))
             }
             loop.sleep(backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng))
             attempt += 1
@@ -201,7 +208,10 @@ public final class DeliveryLanes: Sendable {
     /// What a 2xx means per event; nil when the answer cannot be read (retry the same batch).
     func outcomes(of batch: OutboxBatch, lane: Lane, response: HTTPResponse) -> [EventID: DeliveryOutcome]? {
         if lane == .alarm {
-            // 202: durably received. An active alarm or test is then followed until an operator takes it.
+            // 202 with the alarm's record: durably received. Any other 2xx body (a captive portal's
+            // page, a proxy's) did not come from the platform: the alarm is not delivered.
+            guard AlarmHandling.parse(response.body) != nil else { return nil }
+            // An active alarm or test is then followed until an operator takes it.
             let event = batch.events[0]
             if let location = response.header("Location"), location.hasPrefix("/"), Self.awaitsOperator(event) {
                 return [event.eventID: .deliveredFollowing(location: location)]
@@ -223,6 +233,12 @@ public final class DeliveryLanes: Sendable {
         guard event.eventClass == .alarm || event.eventClass == .test else { return false }
         let json = try? JSONValue.parse(String(decoding: event.payload, as: UTF8.self))
         return json?["state"]?.stringValue == EventState.active.rawValue
+    }
+
+    /// A 2xx that is not the platform's answer: say what came instead.
+    static func unreadable(_ response: HTTPResponse) -> String {
+        let type = response.header("Content-Type") ?? "no content type"
+        return "HTTP \(response.status) with an answer that is not the platform's (\(type), \(response.body.count) bytes): a captive portal or proxy in the way, or a wrong url"
     }
 
     func problemText(_ response: HTTPResponse) -> String {

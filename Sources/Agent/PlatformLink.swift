@@ -83,6 +83,8 @@ public final class PlatformLink: Sendable {
         var refusedConfig: String?
         var unauthorized: EventID?
         var lost: EventID?
+        /// Why the last attempt failed; named in `uplink.lost`.
+        var lastFailure: String?
         var clockSynced: Bool
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
@@ -160,6 +162,8 @@ public final class PlatformLink: Sendable {
             let id = raise(.uplinkUnauthorized, data: [("status", .int(Int64(status))),
                                                        ("reason", .string("the platform answered \(status) to the hub's certificate"))])
             state.withLock { $0.unauthorized = id }
+        case .failed(let reason):
+            state.withLock { $0.lastFailure = reason }
         }
     }
 
@@ -183,10 +187,10 @@ public final class PlatformLink: Sendable {
     /// The link supervisor's and the clock's periodic checks.
     func tick() {
         let now = clock.elapsed()
-        let change = state.withLock { $0.supervisor.tick(at: now) }
+        let (change, lastFailure) = state.withLock { ($0.supervisor.tick(at: now), $0.lastFailure) }
         if case .lost(let since)? = change {
             let id = raise(.uplinkLost, data: [("since", .string(RFC3339.format(since, utcOffsetSeconds: clock.zone.utcOffset(at: since), fractionDigits: 3))),
-                                                      ("missedHeartbeats", .int(3))])
+                                               ("missedHeartbeats", .int(3)), ("lastError", .string(lastFailure ?? "no answer"))])
             state.withLock { $0.lost = id }
             notice(.linkLost(since: since))
         }
@@ -330,10 +334,17 @@ public final class PlatformLink: Sendable {
     func sendHeartbeat(_ client: HTTPClient) {
         let now = clock.now()
         let body = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: now, zone: clock.zone)
-        guard let response = try? client.send("POST", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/heartbeat",
-                                              headers: ["Content-Type: application/json"], body: Array(body.serialized.utf8)) else { return }
+        let response: HTTPResponse
+        do {
+            response = try client.send("POST", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/heartbeat",
+                                       headers: ["Content-Type: application/json"], body: Array(body.serialized.utf8))
+        } catch {
+            handle(.failed(reason: "\(error)"))
+            return
+        }
         guard (200..<300).contains(response.status), let reply = HeartbeatReply.parse(response.body) else {
             if response.status == 401 || response.status == 403 { handle(.unauthorized(status: response.status)) }
+            else { handle(.failed(reason: (200..<300).contains(response.status) ? DeliveryLanes.unreadable(response) : "HTTP \(response.status) to the heartbeat")) }
             return
         }
         exchanged(at: clock.elapsed())

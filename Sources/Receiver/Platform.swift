@@ -14,6 +14,7 @@ public struct Faults: Sendable, Equatable {
     /// Sent as `Retry-After` (seconds) with every fault answer; none when nil.
     public var retryAfterSeconds: Int?
     /// 503 by default; 429 and 500 are the other useful choices (422 makes the hub dead-letter).
+    /// 200 answers with an HTML page instead of JSON, as a captive portal or a broken proxy does.
     public var failStatus: Int
     /// Which requests the faults hit.
     public var scope: Scope
@@ -91,6 +92,7 @@ public final class Platform: Sendable {
         do {
             switch (request.method, rest.count, rest.first) {
             case ("POST", 1, "events:batch"): return .respond(try batch(hub: hub, request))
+            case ("POST", 1, "events:ndjson"): return .respond(try lines(hub: hub, request))
             case ("POST", 1, "alarms"): return .respond(try alarm(hub: hub, request))
             case ("GET", 2, "alarms"): return .respond(try alarmStatus(hub: hub, eventID: rest[1]))
             case ("POST", 1, "heartbeat"): return .respond(try heartbeat(hub: hub, request))
@@ -113,13 +115,17 @@ public final class Platform: Sendable {
         let f = faults
         switch f.scope {
         case .all: break
-        case .batches: guard post == "events:batch" else { return nil }
+        case .batches: guard post == "events:batch" || post == "events:ndjson" else { return nil }
         case .alarms: guard post == "alarms" else { return nil }
         }
         var failing = f.downUntil.map { now() < $0 } ?? false
         if !failing, f.failRate > 0 { failing = Double.random(in: 0..<1) < f.failRate }
         guard failing else { return nil }
-        let headers = f.retryAfterSeconds.map { ["Retry-After": String($0)] } ?? [:]
+        var headers = f.retryAfterSeconds.map { ["Retry-After": String($0)] } ?? [:]
+        if f.failStatus == 200 {
+            headers["Content-Type"] = "text/html"
+            return ReceiverResponse(status: 200, headers: headers, body: Array("<html><body>Please log in to continue</body></html>".utf8))
+        }
         let title = [429: "Too Many Requests", 503: "Service Unavailable", 422: "Unprocessable Content"][f.failStatus] ?? "Internal Server Error"
         return .problem(f.failStatus, title, "fault injected by vaktpost-receiver (--down-for / --fail-rate): retry later", headers: headers)
     }
@@ -203,6 +209,33 @@ public final class Platform: Sendable {
                 try db.cached("INSERT INTO idempotency(hub_id, key, request, status, response, created_at) VALUES(?,?,?,?,?,?)")
                     .bind(.text(hub), .text(key), .blob(request.body), .integer(200), .blob(Array(answer.serialized.utf8)), .integer(now().millisecondsSinceEpoch)).run()
                 return .json(200, answer)
+            }
+        }
+    }
+
+    /// Events as newline-delimited JSON, one hub-event/1 per line: for a general log forwarder
+    /// (syslog-ng in Benchmarks/peer_syslogng.py) that cannot give each request its own
+    /// Idempotency-Key. Each event is still stored once by eventId; a resent request is answered
+    /// with its events as duplicates. Not part of the hub protocol: hubs use events:batch.
+    func lines(hub: String, _ request: ReceiverRequest) throws -> ReceiverResponse {
+        guard request.body.count <= 1 << 20 else { return .problem(400, "Bad Request", "at most 1 MiB of lines per request") }
+        let text = String(decoding: request.body, as: UTF8.self)
+        var events: [JSONValue] = []
+        for line in text.split(whereSeparator: \.isNewline) where !line.allSatisfy(\.isWhitespace) {
+            guard let event = try? JSONValue.parse(String(line)) else {
+                return .problem(400, "Bad Request", "line \(events.count + 1) is not JSON: send one hub-event/1 object per line")
+            }
+            events.append(event)
+        }
+        return try store.with { db in
+            try db.transaction {
+                var counts = (accepted: 0, duplicate: 0, rejected: 0)
+                for event in events {
+                    if Self.problem(in: event) != nil { counts.rejected += 1; continue }
+                    if try insert(event, hub: hub, lane: "lines", db: db) { counts.accepted += 1 } else { counts.duplicate += 1 }
+                }
+                return .json(200, .object([("accepted", .int(Int64(counts.accepted))), ("duplicate", .int(Int64(counts.duplicate))),
+                                           ("rejected", .int(Int64(counts.rejected))), ("serverTime", .string(stamp(now())))]))
             }
         }
     }

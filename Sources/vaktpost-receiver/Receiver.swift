@@ -37,6 +37,10 @@ struct ReceiverCommand: AsyncParsableCommand {
 
             GET https://HOST:PORT/v1/whoami shows what the receiver sees of a client: the hub ids its
             certificate names, its address, the HTTP version.
+            POST https://HOST:PORT/v1/hubs/{hubId}/events:ndjson takes hub-event/1 objects one per line,
+            each stored once by eventId, for a general log forwarder that cannot send a per-request
+            Idempotency-Key (the syslog-ng peer in Benchmarks/peer_syslogng.py); hubs use events:batch.
+            Fault status 200 (admin API only) answers with an HTML page, as a captive portal does.
             """
     )
 

@@ -120,6 +120,28 @@ final class Reports: Sendable {
         }
     }
 
+    /// A captive portal or proxy answering 200 with its own page: neither the alarm nor the batch
+    /// counts as delivered; both arrive once the platform itself answers.
+    @Test mutating func aTwoHundredThatIsNotThePlatformsAnswerDeliversNothing() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "failStatus": 200])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            let alarm = event(.fallDetected)
+            try l.withOutbox { try $0.append([alarm]); try $0.append((0..<5).map { _ in event(.bedState, .update) }) }
+            l.start()
+            defer { l.stop() }
+            #expect(waitUntil(5) { reports.all.withLock { $0.filter { if case .failed = $0 { true } else { false } }.count >= 3 } })
+            #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 1, "the alarm is still queued")
+            let reason = reports.all.withLock { $0.compactMap { if case .failed(let r) = $0 { r } else { nil } }.first } ?? ""
+            #expect(reason.contains("not the platform's (text/html"), "\(reason)")
+            try stub.faults(["downForSec": 0])
+            #expect(try waitUntil(10) { try stub.arrivedIDs().count == 6 })
+            #expect(try stub.arrivedIDs().first == alarm.eventID.description)
+        }
+    }
+
     @Test mutating func aRejectedBatchBecomesDeadLettersAndIsReported() throws {
         let stub = try ReceiverProcess()
         try stub.faults(["downForSec": 3600, "scope": "batches", "failStatus": 422])

@@ -159,6 +159,42 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         #expect(p.handle(batch(id(100), [event(id(1), seq: 1)])).response.status == 200)
     }
 
+    @Test func linesFromALogForwarderAreStoredOnceByEventId() throws {
+        let clock = TestClock()
+        let (p, dir) = try makePlatform(clock)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = { (body: String) in
+            ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0001/events:ndjson", body: Array(body.utf8), certificateHubs: ["hub-0001"])
+        }
+        let body = [event(id(1), seq: 1), event(id(2), seq: 2), event(id(3), seq: 0)].joined(separator: "\n") + "\n"
+        let first = p.handle(lines(body)).response
+        #expect(first.status == 200)
+        #expect(first.json["accepted"] == .int(2) && first.json["rejected"] == .int(1))
+        // A log forwarder resends a whole request after a lost answer: nothing is stored twice.
+        let again = p.handle(lines(body)).response
+        #expect(again.json["accepted"] == .int(0) && again.json["duplicate"] == .int(2))
+        let broken = p.handle(lines(event(id(4), seq: 4) + "\nnot json\n")).response
+        #expect(broken.status == 400)
+        #expect(String(decoding: broken.body, as: UTF8.self).contains("line 2 is not JSON"))
+        #expect(p.handle(lines(event(id(4), seq: 4))).response.json["accepted"] == .int(1), "a refused request stored nothing")
+        let other = ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0002/events:ndjson", body: Array(body.utf8), certificateHubs: ["hub-0001"])
+        #expect(p.handle(other).response.status == 403)
+    }
+
+    @Test func theGarbageFaultAnswers200WithAPageNotJSON() throws {
+        let clock = TestClock()
+        let (p, dir) = try makePlatform(clock)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        p.faults = Faults(downUntil: clock.now() + .seconds(10), failStatus: 200)
+        let answer = p.handle(batch(id(100), [event(id(1), seq: 1)])).response
+        #expect(answer.status == 200)
+        #expect(answer.headers["Content-Type"] == "text/html")
+        #expect(answer.json == .null, "not JSON")
+        clock.advance(.seconds(10))
+        let after = p.handle(batch(id(100), [event(id(1), seq: 1)])).response
+        #expect(String(decoding: after.body, as: UTF8.self).contains("\"status\":\"accepted\""), "the garbage answer stored nothing")
+    }
+
     /// The receiver's answers, and the hub's heartbeat and command result, must match the spec's
     /// schemas (docs/openapi.yaml).
     @Test func theAnswersMatchTheSpec() throws {
