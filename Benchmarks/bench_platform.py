@@ -10,9 +10,9 @@ def build(*products):
         subprocess.run(["swift", "build", "-c", "release", "--product", product], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
-def start_receiver(bindir, work, extra=()):
-    """A dev PKI in WORK/pki and the receiver (acknowledging at once); (process, hub port, admin port)."""
-    subprocess.run([os.path.join(ROOT, "deploy/pki.sh"), work + "/pki", "hub-0001"], check=True, stdout=subprocess.DEVNULL)
+def start_receiver(bindir, work, extra=(), hubs=("hub-0001",)):
+    """A dev PKI for HUBS in WORK/pki and the receiver (acknowledging at once); (process, hub port, admin port)."""
+    subprocess.run([os.path.join(ROOT, "deploy/pki.sh"), work + "/pki", *hubs], check=True, stdout=subprocess.DEVNULL)
     receiver = subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
                                  "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
                                  "--db", work + "/receiver.sqlite", "--ack-after", "0", *extra],

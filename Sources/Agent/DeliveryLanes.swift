@@ -20,10 +20,14 @@ public struct UplinkSettings: Sendable {
     /// the link returns the alarms go first; past it, bulk goes on (a broken alarm endpoint must
     /// not stop everything else).
     public var alarmsFirstGrace: Duration
+    /// The bulk lane waits up to this long for a fuller batch while the queue holds fewer than
+    /// a batch of fresh events: one request and two outbox writes per batch instead of per event.
+    public var bulkLinger: Duration
 
     public init(baseURL: String, secondaryURL: String? = nil, hubID: String, tls: TLSSettings,
                 alarmBackoff: Backoff = .alarm, bulkBackoff: Backoff = .bulk, idle: Duration = .seconds(1),
-                alarmsFirstGrace: Duration = .seconds(10)) {
+                alarmsFirstGrace: Duration = .seconds(10), bulkLinger: Duration = .milliseconds(500)) {
+        self.bulkLinger = bulkLinger
         self.baseURL = baseURL
         self.secondaryURL = secondaryURL
         self.hubID = hubID
@@ -42,7 +46,7 @@ public struct UplinkSettings: Sendable {
 /// When the link returns after an outage, alarms go first: the bulk lane holds back while the
 /// alarm lane has undelivered events (up to `alarmsFirstGrace`).
 ///
-/// Alarm lane: one event per `POST .../alarms`, backoff 0.5-8 s, never gives up; after 10 s
+/// Alarm lane: one event per `POST .../alarms`, backoff 0.25-2 s, never gives up; after 10 s
 /// without acceptance it alternates with the secondary URL. Bulk lane: stored batches to
 /// `POST .../events:batch` with their Idempotency-Key, backoff 2-300 s. Both honour Retry-After
 /// (the alarm lane at most 30 s of it); 400/422 dead-letter; 401/403 are reported and retried slowly.
@@ -68,6 +72,9 @@ public final class DeliveryLanes: Sendable {
     let alarmSettled = DispatchSemaphore(value: 0)
     let bootID: String
     let boottime: @Sendable () -> UInt64
+    /// Bumped by every successful exchange: a lane backing off retries at once, because the
+    /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff).
+    let platformAnswered = Atomic<Int>(0)
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
@@ -86,6 +93,11 @@ public final class DeliveryLanes: Sendable {
 
     public func start() {
         for lane in [Lane.alarm, .bulk] { loops[lane]!.start { [self] in run(lane) } }
+    }
+
+    /// Something reached the platform (a heartbeat, say): lanes backing off try again now.
+    public func platformIsBack() {
+        platformAnswered.add(1, ordering: .releasing)
     }
 
     /// New events are in the outbox: look now instead of at the next idle check.
@@ -117,8 +129,7 @@ public final class DeliveryLanes: Sendable {
         while !loop.isStopped {
             if lane == .bulk {
                 // Alarms first: hold back while the alarm lane has undelivered events, up to the grace.
-                let waiting = ((try? outbox.with { try $0.status().lanes[.alarm]?.depth }) ?? nil) ?? 0
-                if waiting > 0 {
+                if (try? outbox.with { try $0.hasQueued(.alarm) }) ?? false {
                     let since = alarmsWaitingSince ?? now()
                     alarmsWaitingSince = since
                     if now() - since < settings.alarmsFirstGrace {
@@ -128,6 +139,11 @@ public final class DeliveryLanes: Sendable {
                 } else {
                     alarmsWaitingSince = nil
                 }
+            }
+            if lane == .bulk, settings.bulkLinger > .zero,
+               let wait = try? outbox.with({ try $0.linger(lane: .bulk, fill: 100, upTo: settings.bulkLinger) }), wait > .zero {
+                loop.sleep(wait)
+                continue
             }
             let batch: OutboxBatch?
             do {
@@ -158,6 +174,7 @@ public final class DeliveryLanes: Sendable {
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
                     if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
                     report(.exchanged(at: now()))
+                    platformIsBack()
                     attempt = 0
                     firstTry = nil
                     continue
@@ -182,9 +199,25 @@ public final class DeliveryLanes: Sendable {
                 // Network or TLS failure: the error says what to do; the lane keeps trying.
                 report(.failed(reason: "\(error)"))
             }
-            loop.sleep(backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng))
-            attempt += 1
+            let answered = platformAnswered.load(ordering: .acquiring)
+            if backOff(loop, backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng), until: answered, retryAfter: retryAfter) {
+                attempt = 0
+            } else {
+                attempt += 1
+            }
         }
+    }
+
+    /// Sleeps out a backoff; true when it was cut short because another exchange succeeded
+    /// (never one the platform asked for with Retry-After).
+    func backOff(_ loop: BackgroundLoop, _ delay: Duration, until answered: Int, retryAfter: Duration?) -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + delay
+        while !loop.isStopped, clock.now < end {
+            if retryAfter == nil, platformAnswered.load(ordering: .acquiring) != answered { return true }
+            loop.sleep(min(.milliseconds(50), end - clock.now))
+        }
+        return false
     }
 
     func body(for lane: Lane) -> (String, [StoredEvent]) -> [UInt8] {

@@ -348,6 +348,7 @@ public final class PlatformLink: Sendable {
             return
         }
         exchanged(at: clock.elapsed())
+        lanes.platformIsBack()
         let (interval, fetchConfig) = state.withLock { s -> (Duration, Bool) in
             if let next = reply.nextInterval {
                 s.heartbeat = next

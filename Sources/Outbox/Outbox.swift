@@ -609,6 +609,29 @@ public final class Outbox {
 
     // MARK: Reading the queue
 
+    /// How long to wait for a fuller batch: zero when a batch is already made (resend it), the
+    /// queue holds `fill` events, or its first event is `upTo` old (a backlog never waits).
+    public func linger(lane: Lane, fill: Int, upTo: Duration) throws -> Duration {
+        guard memory.isEmpty, memoryBatches[lane] == nil else { return .zero }
+        let s = try db.cached("""
+            SELECT COUNT(*), MIN(occurred_ns) FROM (SELECT occurred_ns FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)
+            """).bind(.integer(lane.code), .integer(Int64(fill)))
+        defer { s.reset() }
+        guard try s.step(), s.int64(0) > 0, s.int64(0) < fill else { return .zero }
+        if try db.integer("SELECT EXISTS (SELECT 1 FROM batches WHERE lane = \(lane.code))") == 1 { return .zero }
+        let age = now() - WallTime(nanosecondsSinceEpoch: s.int64(1))
+        return age >= upTo || age < .zero ? .zero : upTo - age
+    }
+
+    /// Whether `lane` has an event waiting, from the queue index alone: asked before every bulk
+    /// batch (alarms first), where `status()` would scan a long backlog each time.
+    public func hasQueued(_ lane: Lane) throws -> Bool {
+        if memory.contains(where: { $0.lane == lane }) { return true }
+        let s = try db.cached("SELECT EXISTS (SELECT 1 FROM events WHERE lane = ?)").bind(.integer(lane.code))
+        defer { s.reset() }
+        return try s.step() && s.int64(0) == 1
+    }
+
     public func status() throws -> OutboxStatus {
         var s = try Outbox.status(of: db)
         s.inMemory = memory.count

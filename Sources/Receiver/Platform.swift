@@ -170,7 +170,10 @@ public final class Platform: Sendable {
                       .text(event["type"]!.stringValue!), .text(event["state"]!.stringValue!), .text(event["occurredAt"]!.stringValue!),
                       .text(lane), .integer(now().millisecondsSinceEpoch), .text(event.serialized)).run()
         if db.changes == 1 { return true }
-        try db.cached("INSERT INTO counters(name, value) VALUES('duplicates', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1").run()
+        // In total (the page) and per hub (a benchmark comparing two forwarders in one run).
+        for name in ["duplicates", "duplicates/" + hub] {
+            try db.cached("INSERT INTO counters(name, value) VALUES(?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1").bind(.text(name)).run()
+        }
         return false
     }
 

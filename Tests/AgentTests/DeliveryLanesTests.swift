@@ -40,11 +40,12 @@ final class Reports: Sendable {
                      codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: [])
     }
 
-    func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports) throws -> DeliveryLanes {
+    func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports,
+               bulkBackoff: Backoff = Backoff(base: .milliseconds(200), cap: .seconds(1))) throws -> DeliveryLanes {
         let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow) { _, _, _, _ in fatalError("no outbox events expected") }
         let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(hub: hub),
                                       alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
-                                      bulkBackoff: Backoff(base: .milliseconds(200), cap: .seconds(1)), idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+                                      bulkBackoff: bulkBackoff, idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
         return DeliveryLanes(settings: settings, outbox: LockedOutbox(outbox), bootID: "b", now: wallNow) { r in reports.all.withLock { $0.append(r) } }
     }
 
@@ -139,6 +140,54 @@ final class Reports: Sendable {
             try stub.faults(["downForSec": 0])
             #expect(try waitUntil(10) { try stub.arrivedIDs().count == 6 })
             #expect(try stub.arrivedIDs().first == alarm.eventID.description)
+        }
+    }
+
+    /// Fresh events trickling in wait up to the linger (0.5 s) and go as one request; an
+    /// alarm among them does not wait.
+    @Test mutating func freshEventsGoTogetherAfterTheLingerAndAlarmsAtOnce() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            l.start()
+            defer { l.stop() }
+            let started = wallNow()
+            for _ in 0..<5 {
+                try l.withOutbox { try $0.append([event(.bedState, .update)]) }
+                l.wake()
+                usleep(40_000)
+            }
+            let alarm = event(.fallDetected)
+            try l.withOutbox { try $0.append([alarm]) }
+            l.wake()
+            #expect(try waitUntil(2) { try stub.arrivedIDs().count == 1 })
+            #expect(try stub.arrivedIDs() == [alarm.eventID.description], "the alarm did not wait for the batch")
+            #expect(try waitUntil(3) { try stub.arrivedIDs().count == 6 })
+            #expect(wallNow() - started >= .milliseconds(450), "the batch went before the linger")
+            let exchanges = reports.all.withLock { $0.filter { if case .exchanged = $0 { true } else { false } }.count }
+            #expect(exchanges == 2, "one alarm and one batch, not one request per event (\(exchanges))")
+        }
+    }
+
+    /// The bulk lane is deep in a long backoff when the platform returns; a successful
+    /// exchange elsewhere (here: the heartbeat's call) makes it try again at once.
+    @Test mutating func aBackedOffLaneTriesAgainAsSoonAsThePlatformAnswers() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "scope": "batches"])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports, bulkBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
+            try l.withOutbox { try $0.append((0..<10).map { _ in event(.bedState, .update) }) }
+            l.start()
+            defer { l.stop() }
+            #expect(waitUntil(5) { reports.all.withLock { $0.contains { if case .failed = $0 { true } else { false } } } })
+            usleep(300_000)
+            try stub.faults(["downForSec": 0])
+            usleep(500_000)
+            #expect(try stub.arrivedIDs().isEmpty, "still backing off")
+            l.platformIsBack()
+            #expect(try waitUntil(3) { try stub.arrivedIDs().count == 10 })
         }
     }
 
