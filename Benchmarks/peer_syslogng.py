@@ -94,6 +94,7 @@ try:
     senders = ["0510%04X" % s for s in range(SENSORS)]
     count = int(rate * seconds)
     is_alarm = lambda i: i % 100 == 99
+    buttons = int(1.5 * rate / 100) + 1
     schedule, lines = [], []
     # Each sensor's first telegram only tells the agent its state (no event): send those first.
     for n, sender in enumerate(senders):
@@ -102,8 +103,10 @@ try:
     for i in range(count):
         at = start + datetime.timedelta(seconds=i / rate)
         if is_alarm(i):
-            # Press and release of one of two buttons in turn; the release makes no event.
-            b = "00AB%04X" % (i // 100 % 2)
+            # Press and release of the buttons in turn, none twice within 1.5 s (the agent takes a
+            # repeat of the same telegram within a second for a repeater's copy); the release
+            # makes no event.
+            b = "00AB%04X" % (i // 100 % buttons)
             schedule += [{"at": at.isoformat(), "hex": rocker(b, 0x50, 0x30).hex()},
                          {"at": (at + datetime.timedelta(seconds=0.5 / rate)).isoformat(), "hex": rocker(b, 0x00, 0x20).hex()}]
         else:
@@ -138,7 +141,7 @@ log {{ source(s_events); destination(d_platform); flags(flow-control); }};
     sensors = "".join(f'[[sensors]]\nid = "motion-{n}"\nrole = "motion"\nroom = "living-room"\ntransport = "enocean"\nsender = "{s}"\neep = "A5-07-01"\n'
                       for n, s in enumerate(senders))
     buttons = "".join(f'[[sensors]]\nid = "button-{b}"\nrole = "button"\nroom = "living-room"\ntransport = "enocean"\nsender = "00AB{b:04X}"\neep = "F6-02-02"\n'
-                      f'[[rules]]\nid = "button-{b}"\nkind = "button"\nsensor = "button-{b}"\n' for b in range(2))
+                      f'[[rules]]\nid = "button-{b}"\nkind = "button"\nsensor = "button-{b}"\n' for b in range(buttons))
     open(work + "/vaktpost.toml", "w").write(platform_config(work, hub_port) + sensors + buttons + f"""
 [outbox]
 path = "{work}/state/outbox.sqlite"
@@ -146,7 +149,9 @@ path = "{work}/state/outbox.sqlite"
 name = "usb300"
 path = "{work}/usb300"
 """)
-    procs.append(subprocess.Popen(["python3", "demo/fake_usb300.py", work + "/usb300", work + "/stream.json", start.isoformat(), "1"],
+    # START is the time the fake's clock begins at: now, so that each frame goes at its "at".
+    procs.append(subprocess.Popen(["python3", "demo/fake_usb300.py", work + "/usb300", work + "/stream.json",
+                                   datetime.datetime.now(datetime.timezone.utc).isoformat(), "1"],
                                   stdout=subprocess.DEVNULL))
     while not os.path.lexists(work + "/usb300"):
         time.sleep(0.02)

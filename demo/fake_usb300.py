@@ -13,14 +13,14 @@ SPEED     how many times faster than real time the agent's clock runs
 SENTLOG   optional: append "EPOCH_SECONDS HEX" for every scheduled frame as it is written
 Runs until killed.
 """
-import datetime, json, os, select, sys, time, tty
+import collections, datetime, json, os, select, sys, time, tty
 
 link, schedule_file, start, speed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 sent_log = open(sys.argv[5], "a") if len(sys.argv) > 5 else None
 t0_sim = datetime.datetime.fromisoformat(start)
 t0_real = time.time()
-schedule = sorted(((datetime.datetime.fromisoformat(s["at"]) - t0_sim).total_seconds() / speed, bytes.fromhex(s["hex"]))
-                  for s in json.load(open(schedule_file)))
+schedule = collections.deque(sorted(((datetime.datetime.fromisoformat(s["at"]) - t0_sim).total_seconds() / speed, bytes.fromhex(s["hex"]))
+                                    for s in json.load(open(schedule_file))))
 
 def crc8(data):
     crc = 0
@@ -72,7 +72,7 @@ while True:
             else:
                 os.write(master, esp3(2, bytes([0])))
     while schedule and schedule[0][0] <= time.time() - t0_real:
-        frame = schedule.pop(0)[1]
+        frame = schedule.popleft()[1]
         os.write(master, frame)
         if sent_log:
             sent_log.write("%.6f %s\n" % (time.time(), frame.hex()))

@@ -49,6 +49,7 @@ public struct DaemonError: Error, CustomStringConvertible {
 public final class HubDaemon: HubControl {
     public let options: RunOptions
     public let config: Config
+    let sensorConfigs: [SensorID: SensorConfig]
     let zone: TimeZoneRules
     let timeline: Timeline
     public let clock: HubClock
@@ -78,6 +79,7 @@ public final class HubDaemon: HubControl {
         var openAlarms: [EventID: JSONValue] = [:]
         var acknowledgements: [EventID: (status: AlarmHandling, after: Duration)] = [:]
         var restartRequested = false
+        var floods = FloodWatch()
     }
     let core: Mutex<Core>
 
@@ -100,6 +102,7 @@ public final class HubDaemon: HubControl {
             throw DaemonError("\(options.configPath): \(first.map { $0.rendered(file: options.configPath) } ?? "invalid") (run `vaktpost config check --config \(options.configPath)`)")
         }
         self.config = config
+        sensorConfigs = Dictionary(config.sensors.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.zone = zone
         let simulated = options.start != nil || options.speed != 1
         let timeline = Timeline(start: options.start, speed: options.speed, synced: simulated || SystemClock.isSynchronized())
@@ -300,7 +303,11 @@ public final class HubDaemon: HubControl {
         health.state = Self.describe(reading.values) ?? health.state
         c.sensors[reading.sensor] = health
         engine.handle(reading, state: &c.state, events: &c.factory)
+        if let sensor = sensorConfigs[reading.sensor] { c.floods.heard(sensor, at: reading.receivedAt, events: &c.factory) }
         commit(&c)
+        // A reading may have started a timer (a debounce, the 30 minutes): the rules loop
+        // must not sleep past it.
+        tickLoop.wake()
     }
 
     static func describe(_ v: ReadingValues) -> String? {
@@ -381,6 +388,7 @@ public final class HubDaemon: HubControl {
     func step() {
         core.withLock { c in
             engine.advance(&c.state, to: timeline.now(), events: &c.factory)
+            c.floods.tick(at: timeline.now(), sensors: sensorConfigs, events: &c.factory)
             commit(&c)
         }
     }
@@ -390,8 +398,10 @@ public final class HubDaemon: HubControl {
         var lastCheckpoint = lastAlive
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
-            if let jump = timeline.follow(synced: clock.synced()) {
-                logger.warning("the wall clock moved \(DurationText.format(jump < .zero ? .zero - jump : jump)) \(jump < .zero ? "back" : "forward"); the agent follows it")
+            if let step = timeline.follow(synced: clock.synced()) {
+                let jump = step.size, followed = step == .followed(jump)
+                logger.warning("the wall clock moved \(DurationText.format(jump < .zero ? .zero - jump : jump)) \(jump < .zero ? "back" : "forward"); \(followed ? "it is synchronised, so the agent follows it" : "it is not synchronised, so the agent keeps its own time")")
+                raise(.clockStepped, data: [("stepS", .int(jump.nanoseconds / 1_000_000_000)), ("followed", .bool(followed))])
             }
             let began = SystemClock.boottime()
             step()
@@ -415,9 +425,10 @@ public final class HubDaemon: HubControl {
             }
             // The watchdog is fed only by this loop: if the rules stop running, systemd restarts us.
             if watchdog != nil { SystemdNotify.send("WATCHDOG=1") }
-            // Sleep to the next timer (simulated time runs faster), at most 250 ms.
+            // Sleep to the next timer (simulated time runs faster), at most 1 s; a reading wakes
+            // the loop at once (it may have set a sooner timer).
             let next = core.withLock { engine.nextDeadline($0.state) }
-            var sleep = Duration.milliseconds(250)
+            var sleep = Duration.seconds(1)
             if let next {
                 let wait = (next - timeline.now()) / timeline.speed
                 sleep = max(.milliseconds(5), min(sleep, wait))

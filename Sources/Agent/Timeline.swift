@@ -14,6 +14,19 @@ public final class Timeline: Sendable {
         var wall: WallTime
         var boot: UInt64
         var synced: Bool
+        /// The wall clock's distance from the timeline when a step was last reported while
+        /// unsynchronised (the timeline does not follow those; each is reported once).
+        var noticed: Duration = .zero
+    }
+
+    /// A wall-clock step of more than a minute, for `clock.stepped`.
+    public enum Step: Equatable, Sendable {
+        /// The clock is synchronised, so the step was deliberate: the timeline moved with it.
+        case followed(Duration)
+        /// The clock is not synchronised: the timeline goes on by boot time, as before.
+        case ignored(Duration)
+
+        public var size: Duration { switch self { case .followed(let d), .ignored(let d): d } }
     }
 
     let anchor: Mutex<Anchor>
@@ -37,20 +50,32 @@ public final class Timeline: Sendable {
         return a.wall + .nanoseconds(Int64(elapsed))
     }
 
-    /// Follows the wall clock when it becomes trustworthy or was set on purpose; the size of
-    /// the jump when it moved, nil when not.
+    /// Follows the wall clock when it becomes trustworthy (first synchronisation: returns nil,
+    /// that is the clock being set, not stepped) or was set on purpose (a synchronised clock
+    /// moving more than a minute); reports a step of an unsynchronised clock without following it.
     @discardableResult
-    public func follow(synced: Bool) -> Duration? {
+    public func follow(synced: Bool) -> Step? {
         guard !isSimulated else { return nil }
         let current = now()
         let real = wall()
-        return anchor.withLock { a -> Duration? in
+        return anchor.withLock { a -> Step? in
             defer { a.synced = synced }
             let drift = real - current
-            let firstSync = synced && !a.synced
-            guard firstSync || (synced && (drift > .seconds(60) || drift < .seconds(-60))) else { return nil }
-            a = Anchor(wall: real, boot: boottime(), synced: synced)
-            return drift
+            let minute = Duration.seconds(60)
+            if synced && !a.synced {
+                a = Anchor(wall: real, boot: boottime(), synced: synced)
+                return nil
+            }
+            if synced, drift > minute || drift < .zero - minute {
+                a = Anchor(wall: real, boot: boottime(), synced: synced)
+                return .followed(drift)
+            }
+            let unnoticed = drift - a.noticed
+            if !synced, unnoticed > minute || unnoticed < .zero - minute {
+                a.noticed = drift
+                return .ignored(unnoticed)
+            }
+            return nil
         }
     }
 }

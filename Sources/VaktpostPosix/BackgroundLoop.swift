@@ -9,6 +9,9 @@ import Synchronization
 public final class BackgroundLoop: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    /// Cuts a `sleep` short: signalled by `requestStop()` and `wake()`, at most once pending.
+    private let alarmClock = DispatchSemaphore(value: 0)
+    private let woken = Atomic<Bool>(false)
     private let queue: DispatchQueue
 
     public init(label: String) {
@@ -31,18 +34,24 @@ public final class BackgroundLoop: Sendable {
     /// Asks the loop to end without waiting, so several loops can wind down at once.
     public func requestStop() {
         stopped.store(true, ordering: .relaxed)
+        wake()
+    }
+
+    /// Ends the current (or next) `sleep` early: there is new work.
+    public func wake() {
+        if !woken.exchange(true, ordering: .acquiringAndReleasing) { alarmClock.signal() }
     }
 
     public var isStopped: Bool { stopped.load(ordering: .relaxed) }
 
-    /// Sleeps up to `duration`, in steps short enough that `stop()` is not kept waiting.
+    /// Sleeps up to `duration`, or until `stop()` or `wake()`. One blocking wait, not a poll:
+    /// an idle hub should not wake up for nothing (issue 9 measures its idle CPU).
     public func sleep(_ duration: Duration) {
-        var left = duration
-        while left > .zero && !isStopped {
-            let step = min(left, .milliseconds(200))
-            let (seconds, attoseconds) = step.components
-            usleep(useconds_t(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-            left -= step
+        guard duration > .zero, !isStopped else { return }
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds >= Int64(Int.max / 1_000_000_000) ? Int.max : Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        if alarmClock.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success {
+            woken.store(false, ordering: .releasing)
         }
     }
 }

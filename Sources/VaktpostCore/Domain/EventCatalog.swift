@@ -24,6 +24,7 @@ public struct EventType: Hashable, Comparable, Sendable, CustomStringConvertible
     public static let sensorSilent = EventType("sensor.silent")
     public static let sensorBatteryLow = EventType("sensor.battery_low")
     public static let sensorTamper = EventType("sensor.tamper")
+    public static let sensorFlooding = EventType("sensor.flooding")
 
     // Technical alarms of the hub itself.
     public static let bleAdapterUnavailable = EventType("ble.adapter_unavailable")
@@ -37,6 +38,7 @@ public struct EventType: Hashable, Comparable, Sendable, CustomStringConvertible
     public static let outboxRecovered = EventType("outbox.recovered")
     public static let agentRestarted = EventType("agent.restarted")
     public static let clockUnsynced = EventType("clock.unsynced")
+    public static let clockStepped = EventType("clock.stepped")
     public static let configRejected = EventType("config.rejected")
     public static let alarmUnacknowledged = EventType("alarm.unacknowledged")
 
@@ -100,6 +102,8 @@ public enum EventCatalog {
                   meaning: "The sensor's battery is below its threshold. Replace it on the next visit."),
         EventKind(type: .sensorTamper, eventClass: .technical, priority: Priority(5), deviceType: nil, activeStatus: "0125", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The sensor was opened or moved."),
+        EventKind(type: .sensorFlooding, eventClass: .technical, priority: Priority(3), deviceType: nil, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
+                  meaning: "The sensor sends far more readings than a real one (over 20 a second): broken, stuck, or its frames replayed. Its readings are still handled; check it on site."),
 
         // Technical alarms of the hub.
         EventKind(type: .bleAdapterUnavailable, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
@@ -124,6 +128,8 @@ public enum EventCatalog {
                   meaning: "The agent started after an unclean stop (crash, power loss, watchdog)."),
         EventKind(type: .clockUnsynced, eventClass: .technical, priority: Priority(3), deviceType: systemMonitor, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The hub's clock has not been synchronised for 10 minutes; night windows may be off."),
+        EventKind(type: .clockStepped, eventClass: .technical, priority: Priority(3), deviceType: systemMonitor, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
+                  meaning: "The hub's wall clock jumped by more than a minute (stepS). If the clock is synchronised (followed: true) the agent follows it, which moves pending rule timers by the step; otherwise it keeps its own time (boot time) and nothing moves."),
         EventKind(type: .configRejected, eventClass: .technical, priority: Priority(4), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "A pushed configuration was invalid and was refused; the previous one stays in force."),
 
