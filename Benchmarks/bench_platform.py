@@ -42,3 +42,93 @@ def stop(processes, wait=10):
             p.wait(wait)
         except subprocess.TimeoutExpired:
             p.kill()
+
+# The event stream the uplink benchmarks and the reliability harness feed the agent: EnOcean
+# motion sensors changing state (every telegram a change, so one event each) and button presses
+# (alarms), sent by demo/fake_usb300.py on a pty.
+
+SENSORS = 20
+
+def esp3(ptype, data, optional):
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "demo"))
+    from scene import esp3 as frame
+    return frame(ptype, data, optional)
+
+def motion(sender, on, counter):
+    """A5-07-01; DB2 (unused by the profile) carries a counter so that no telegram repeats itself
+    within a second (the agent drops such copies: EnOcean repeaters send them)."""
+    data = bytes([0xA5, 0x00, counter & 0xFF, 0xFF if on else 0x00, 0x08]) + bytes.fromhex(sender) + bytes([0x00])
+    return esp3(0x01, data, bytes([0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
+
+def rocker(sender, db0, status):
+    return esp3(0x01, bytes([0xF6, db0]) + bytes.fromhex(sender) + bytes([status]), bytes([1, 255, 255, 255, 255, 60, 0]))
+
+MOTION_SENDERS = ["0510%04X" % s for s in range(SENSORS)]
+
+def button_sender(b):
+    return "00AB%04X" % b
+
+def stream(start, rate, count, alarm_every=100):
+    """COUNT items at RATE per second from START (a datetime): a button press every ALARM_EVERY-th,
+    motion changes otherwise. Returns (schedule for fake_usb300, [(at, is_alarm)], buttons).
+    Each sensor's first telegram only tells the agent its state: those go a second before."""
+    import datetime
+    buttons = max(2, int(1.5 * rate / alarm_every) + 1)  # no button twice within 1.5 s
+    schedule, items, moves = [], [], 0
+    for n, sender in enumerate(MOTION_SENDERS):
+        schedule.append({"at": (start - datetime.timedelta(seconds=1) + datetime.timedelta(milliseconds=10 * n)).isoformat(),
+                         "hex": motion(sender, False, 255).hex()})
+    for i in range(count):
+        at = start + datetime.timedelta(seconds=i / rate)
+        alarm = i % alarm_every == alarm_every - 1
+        if alarm:
+            b = button_sender(i // alarm_every % buttons)
+            schedule += [{"at": at.isoformat(), "hex": rocker(b, 0x50, 0x30).hex()},
+                         {"at": (at + datetime.timedelta(seconds=0.5 / rate)).isoformat(), "hex": rocker(b, 0x00, 0x20).hex()}]
+        else:
+            sensor, nth = moves % SENSORS, moves // SENSORS
+            schedule.append({"at": at.isoformat(), "hex": motion(MOTION_SENDERS[sensor], nth % 2 == 0, nth).hex()})
+            moves += 1
+        items.append((at, alarm))
+    return schedule, items, buttons
+
+def stream_config(buttons):
+    """[[sensors]] and [[rules]] for the stream's motion sensors and buttons."""
+    motion_sensors = "".join(f'[[sensors]]\nid = "motion-{n}"\nrole = "motion"\nroom = "living-room"\ntransport = "enocean"\nsender = "{s}"\neep = "A5-07-01"\n'
+                             for n, s in enumerate(MOTION_SENDERS))
+    return motion_sensors + "".join(
+        f'[[sensors]]\nid = "button-{b}"\nrole = "button"\nroom = "living-room"\ntransport = "enocean"\nsender = "{button_sender(b)}"\neep = "F6-02-02"\n'
+        f'[[rules]]\nid = "button-{b}"\nkind = "button"\nsensor = "button-{b}"\n' for b in range(buttons))
+
+def start_fake_usb300(work, schedule, name="usb300", start=None, speed=1):
+    """The fake stick on WORK/NAME sending SCHEDULE; START: the time its clock begins at (now)."""
+    import datetime, json
+    json.dump(schedule, open(f"{work}/{name}.json", "w"))
+    start = start or datetime.datetime.now(datetime.timezone.utc)
+    p = subprocess.Popen(["python3", os.path.join(ROOT, "demo/fake_usb300.py"), f"{work}/{name}", f"{work}/{name}.json", start.isoformat(), str(speed)],
+                         stdout=subprocess.DEVNULL)
+    while not os.path.lexists(f"{work}/{name}"):
+        time.sleep(0.02)
+    return p
+
+def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log"):
+    return subprocess.Popen([bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock",
+                             "--audit-log", f"{work}/audit.log", *args], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{log}", "a"),
+                            env=env)
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+def rss_kib(pid):
+    """VmRSS and RssAnon of a live process, KiB; (0, 0) when it is gone."""
+    try:
+        status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status"))
+        return int(status["VmRSS"].split()[0]), int(status["RssAnon"].split()[0])
+    except (OSError, KeyError):
+        return 0, 0

@@ -23,7 +23,8 @@ was back, and events lost or sent more than once.
 Needs root only for apt: apt-get install -y syslog-ng-core syslog-ng-mod-http
 """
 import datetime, json, os, shutil, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time, uuid
-from bench_platform import ROOT as root, build, platform_config, start_receiver, stop
+from bench_platform import (ROOT as root, SENSORS, build, free_port, platform_config, rss_kib, start_agent, start_fake_usb300,
+                            start_receiver, stop, stream, stream_config)
 
 rate = float(sys.argv[1]) if len(sys.argv) > 1 else 250
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -33,30 +34,10 @@ outage = os.environ.get("OUTAGE", "stop")
 if not shutil.which("syslog-ng"):
     sys.exit("syslog-ng is not installed: apt-get install -y syslog-ng-core syslog-ng-mod-http")
 os.chdir(root)
-sys.path.insert(0, os.path.join(root, "demo"))
-from scene import esp3
 
 bindir = build("vaktpost", "vaktpost-receiver")
 work = tempfile.mkdtemp(prefix="vaktpost-peer-", dir=os.environ.get("TMPDIR", "/var/tmp"))
 procs = []
-SENSORS = 20
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-def motion(sender, on, counter):
-    # A5-07-01; DB2 (unused by the profile) carries a counter so that no telegram repeats itself
-    # within a second (the agent drops such copies: EnOcean repeaters send them).
-    data = bytes([0xA5, 0x00, counter & 0xFF, 0xFF if on else 0x00, 0x08]) + bytes.fromhex(sender) + bytes([0x00])
-    return esp3(0x01, data, bytes([0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
-
-def rocker(sender, db0, status):
-    return esp3(0x01, bytes([0xF6, db0]) + bytes.fromhex(sender) + bytes([status]), bytes([1, 255, 255, 255, 255, 60, 0]))
-
 def line_event(i, at, alarm):
     """The event the agent would make for stream item i, as syslog-ng forwards it."""
     kind = ("alarm", "button.pressed", "active", "0005") if alarm else ("state", "motion.state", "update", "0119" if (i // SENSORS) % 2 == 0 else "0070")
@@ -73,12 +54,10 @@ class Sampler(threading.Thread):
         self.pid, self.rss, self.anon, self.running = pid, [], [], True
     def run(self):
         while self.running:
-            try:
-                status = dict(l.split(":", 1) for l in open(f"/proc/{self.pid}/status"))
-                self.rss.append(int(status["VmRSS"].split()[0]))
-                self.anon.append(int(status["RssAnon"].split()[0]))
-            except (OSError, KeyError):
-                pass
+            rss, anon = rss_kib(self.pid)
+            if rss:
+                self.rss.append(rss)
+                self.anon.append(anon)
             time.sleep(0.5)
 
 def proc_numbers(pid):
@@ -91,31 +70,9 @@ try:
     receiver, hub_port, admin_port = start_receiver(bindir, work, ["--heartbeat-sec", "30"], hubs=("hub-0001", "hub-0002"))
     procs.append(receiver)
     start = datetime.datetime.now(datetime.timezone.utc).astimezone() + datetime.timedelta(seconds=4)
-    senders = ["0510%04X" % s for s in range(SENSORS)]
     count = int(rate * seconds)
-    is_alarm = lambda i: i % 100 == 99
-    buttons = int(1.5 * rate / 100) + 1
-    schedule, lines = [], []
-    # Each sensor's first telegram only tells the agent its state (no event): send those first.
-    for n, sender in enumerate(senders):
-        schedule.append({"at": (start - datetime.timedelta(seconds=1) + datetime.timedelta(milliseconds=10 * n)).isoformat(), "hex": motion(sender, False, 255).hex()})
-    moves = 0
-    for i in range(count):
-        at = start + datetime.timedelta(seconds=i / rate)
-        if is_alarm(i):
-            # Press and release of the buttons in turn, none twice within 1.5 s (the agent takes a
-            # repeat of the same telegram within a second for a repeater's copy); the release
-            # makes no event.
-            b = "00AB%04X" % (i // 100 % buttons)
-            schedule += [{"at": at.isoformat(), "hex": rocker(b, 0x50, 0x30).hex()},
-                         {"at": (at + datetime.timedelta(seconds=0.5 / rate)).isoformat(), "hex": rocker(b, 0x00, 0x20).hex()}]
-        else:
-            # Every motion telegram is a change for its sensor: on, off, on, ...
-            sensor, nth = moves % SENSORS, moves // SENSORS
-            schedule.append({"at": at.isoformat(), "hex": motion(senders[sensor], nth % 2 == 0, nth).hex()})
-            moves += 1
-        lines.append((at, line_event(i, at, is_alarm(i))))
-    json.dump(schedule, open(work + "/stream.json", "w"))
+    schedule, items, buttons = stream(start, rate, count)
+    lines = [(at, line_event(i, at, alarm)) for i, (at, alarm) in enumerate(items)]
 
     # syslog-ng, configured as its documentation recommends for no loss: a reliable disk-buffer,
     # flow control back to the source, and a retry interval as short as the agent's.
@@ -138,25 +95,15 @@ log {{ source(s_events); destination(d_platform); flags(flow-control); }};
     procs.append(sng)
 
     os.makedirs(work + "/state")
-    sensors = "".join(f'[[sensors]]\nid = "motion-{n}"\nrole = "motion"\nroom = "living-room"\ntransport = "enocean"\nsender = "{s}"\neep = "A5-07-01"\n'
-                      for n, s in enumerate(senders))
-    buttons = "".join(f'[[sensors]]\nid = "button-{b}"\nrole = "button"\nroom = "living-room"\ntransport = "enocean"\nsender = "00AB{b:04X}"\neep = "F6-02-02"\n'
-                      f'[[rules]]\nid = "button-{b}"\nkind = "button"\nsensor = "button-{b}"\n' for b in range(buttons))
-    open(work + "/vaktpost.toml", "w").write(platform_config(work, hub_port) + sensors + buttons + f"""
+    open(work + "/vaktpost.toml", "w").write(platform_config(work, hub_port) + stream_config(buttons) + f"""
 [outbox]
 path = "{work}/state/outbox.sqlite"
 [[serial]]
 name = "usb300"
 path = "{work}/usb300"
 """)
-    # START is the time the fake's clock begins at: now, so that each frame goes at its "at".
-    procs.append(subprocess.Popen(["python3", "demo/fake_usb300.py", work + "/usb300", work + "/stream.json",
-                                   datetime.datetime.now(datetime.timezone.utc).isoformat(), "1"],
-                                  stdout=subprocess.DEVNULL))
-    while not os.path.lexists(work + "/usb300"):
-        time.sleep(0.02)
-    agent = subprocess.Popen([bindir + "/vaktpost", "run", "--config", work + "/vaktpost.toml", "--socket", work + "/ctl.sock",
-                              "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w"))
+    procs.append(start_fake_usb300(work, schedule))
+    agent = start_agent(bindir, work)
     procs.append(agent)
     for _ in range(100):
         try:

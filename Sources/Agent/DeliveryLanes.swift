@@ -75,6 +75,9 @@ public final class DeliveryLanes: Sendable {
     /// Bumped by every successful exchange: a lane backing off retries at once, because the
     /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff).
     let platformAnswered = Atomic<Int>(0)
+    /// The alarm lane's attempts and settled events, for the bulk lane's alarms-first rule.
+    let alarmAttempts = Atomic<Int>(0)
+    let alarmProgress = Atomic<Int>(0)
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
@@ -117,7 +120,11 @@ public final class DeliveryLanes: Sendable {
 
     func run(_ lane: Lane) {
         let loop = loops[lane]!
-        guard let client = try? HTTPClient(tls: settings.tls, abandon: { loop.isStopped }) else {
+        var tls = settings.tls
+        // An alarm waits for no slow platform: after 10 s the attempt is over and the next one
+        // (every other one to the secondary) begins.
+        if lane == .alarm { tls.totalTimeout = min(tls.totalTimeout, .seconds(10)) }
+        guard let client = try? HTTPClient(tls: tls, abandon: { loop.isStopped }) else {
             report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
             return
         }
@@ -127,19 +134,7 @@ public final class DeliveryLanes: Sendable {
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
         while !loop.isStopped {
-            if lane == .bulk {
-                // Alarms first: hold back while the alarm lane has undelivered events, up to the grace.
-                if (try? outbox.with { try $0.hasQueued(.alarm) }) ?? false {
-                    let since = alarmsWaitingSince ?? now()
-                    alarmsWaitingSince = since
-                    if now() - since < settings.alarmsFirstGrace {
-                        _ = alarmSettled.wait(timeout: .now() + .milliseconds(200))
-                        continue
-                    }
-                } else {
-                    alarmsWaitingSince = nil
-                }
-            }
+            if lane == .bulk, alarmsFirst(since: &alarmsWaitingSince, loop: loop) { continue }
             if lane == .bulk, settings.bulkLinger > .zero,
                let wait = try? outbox.with({ try $0.linger(lane: .bulk, fill: 100, upTo: settings.bulkLinger) }), wait > .zero {
                 loop.sleep(wait)
@@ -170,7 +165,7 @@ public final class DeliveryLanes: Sendable {
                         break
                     }
                     try outbox.with { try $0.settle(batch, outcomes: outcomes) }
-                    if lane == .alarm { alarmSettled.signal() }
+                    if lane == .alarm { alarmDone(progress: true) }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
                     if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
                     report(.exchanged(at: now()))
@@ -181,7 +176,7 @@ public final class DeliveryLanes: Sendable {
                 case .reject:
                     let reason = "HTTP \(response.status): \(problemText(response))"
                     try outbox.with { try $0.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: reason)) })) }
-                    if lane == .alarm { alarmSettled.signal() }
+                    if lane == .alarm { alarmDone(progress: true) }
                     report(.rejected(count: batch.events.count, reason: reason))
                     report(.exchanged(at: now()))
                     attempt = 0
@@ -199,6 +194,7 @@ public final class DeliveryLanes: Sendable {
                 // Network or TLS failure: the error says what to do; the lane keeps trying.
                 report(.failed(reason: "\(error)"))
             }
+            if lane == .alarm { alarmDone(progress: false) }
             let answered = platformAnswered.load(ordering: .acquiring)
             if backOff(loop, backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng), until: answered, retryAfter: retryAfter) {
                 attempt = 0
@@ -206,6 +202,45 @@ public final class DeliveryLanes: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    /// The alarm lane finished an attempt; `progress` when it settled its event.
+    func alarmDone(progress: Bool) {
+        if progress { alarmProgress.add(1, ordering: .releasing) }
+        alarmAttempts.add(1, ordering: .releasing)
+        alarmSettled.signal()
+    }
+
+    /// Alarms first: while alarm-lane events wait, the bulk lane holds back (true: look again).
+    /// It goes on only when the alarm lane has made no progress for `alarmsFirstGrace` and,
+    /// asked to try once more right now, still did not get through: a broken alarm endpoint
+    /// must not stop everything else, but no batch may slip ahead of the alarms just because
+    /// its backoff happened to end first when the platform came back.
+    func alarmsFirst(since: inout WallTime?, loop: BackgroundLoop) -> Bool {
+        guard (try? outbox.with({ try $0.hasQueued(.alarm) })) ?? false else {
+            since = nil
+            return false
+        }
+        let progress = alarmProgress.load(ordering: .acquiring)
+        let start = since ?? now()
+        since = start
+        if now() - start < settings.alarmsFirstGrace {
+            _ = alarmSettled.wait(timeout: .now() + .milliseconds(200))
+            if alarmProgress.load(ordering: .acquiring) != progress { since = now() }
+            return true
+        }
+        let attempts = alarmAttempts.load(ordering: .acquiring)
+        platformIsBack()  // cuts the alarm lane's backoff short (not a Retry-After)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(12)
+        while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) == attempts, clock.now < deadline {
+            _ = alarmSettled.wait(timeout: .now() + .milliseconds(100))
+        }
+        if alarmProgress.load(ordering: .acquiring) != progress {
+            since = now()
+            return true
+        }
+        return false
     }
 
     /// Sleeps out a backoff; true when it was cut short because another exchange succeeded

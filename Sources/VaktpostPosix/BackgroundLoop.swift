@@ -12,6 +12,7 @@ public final class BackgroundLoop: Sendable {
     /// Cuts a `sleep` short: signalled by `requestStop()` and `wake()`, at most once pending.
     private let alarmClock = DispatchSemaphore(value: 0)
     private let woken = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
     private let queue: DispatchQueue
 
     public init(label: String) {
@@ -20,14 +21,18 @@ public final class BackgroundLoop: Sendable {
 
     /// Runs `body` once on the loop's queue; `body` checks `isStopped` between blocking steps.
     public func start(_ body: @escaping @Sendable () -> Void) {
+        started.store(true, ordering: .releasing)
         queue.async { [finished] in
             body()
             finished.signal()
         }
     }
 
+    /// Returns at once for a loop never started (a daemon whose start failed halfway must
+    /// still be able to stop).
     public func stop() {
         requestStop()
+        guard started.load(ordering: .acquiring) else { return }
         finished.wait()
     }
 

@@ -102,6 +102,27 @@ final class Reports: Sendable {
         }
     }
 
+    /// Alarms waited longer than the grace (the whole outage): when the platform returns, still
+    /// every alarm arrives before any batch, though the bulk lane's backoff may end first.
+    @Test mutating func afterALongOutageTheAlarmsStillGoFirst() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            let alarms = (0..<20).map { _ in event(.fallDetected) }
+            try l.withOutbox { try $0.append((0..<300).map { _ in event(.bedState, .update) }); try $0.append(alarms) }
+            l.start()
+            defer { l.stop() }
+            usleep(5_000_000)  // past the 3 s grace: the bulk lane has been trying too
+            try stub.faults(["downForSec": 0])
+            #expect(try waitUntil(20) { try stub.arrivedIDs().count == 320 })
+            let arrivals = try stub.arrivedIDs()
+            let last = arrivals.lastIndex { id in alarms.contains { $0.eventID.description == id } } ?? -1
+            #expect(last == 19, "the last alarm arrived as number \(last + 1), behind batches")
+        }
+    }
+
     /// 503 with Retry-After: 3 while the platform is back after 1 s: the alarm waits out the 3 s.
     @Test mutating func retryAfterIsHonouredEvenWhenThePlatformIsBackSooner() throws {
         let stub = try ReceiverProcess()

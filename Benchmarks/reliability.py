@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+"""The reliability harness: the real agent (release build) against the reference receiver over
+mutual TLS on loopback, fed by the fake USB300 on a pty, under the conditions a hub meets in
+the field. Each part prints one line per check and ends with "N passed, N failed"; the exit
+status is 1 when anything failed.
+
+  Benchmarks/reliability.py kills [N]       SIGKILL the daemon at N random moments under load
+                                           (default 1000): nothing it had stored is lost, nothing
+                                           is stored twice by the receiver, the outbox is intact
+  Benchmarks/reliability.py outage [SPEED]  a 24-hour outage at SPEED times real time (default
+                                           720: two minutes), one event a second and an alarm
+                                           every ten minutes, a 24 MiB outbox: everything arrives
+                                           or is accounted for by the capacity policy, alarms first
+  Benchmarks/reliability.py faults          at once, one agent and receiver each: the receiver
+                                           answering 500, 429, slowly, with garbage; the disk
+                                           full during an outage; the wall clock jumping an hour
+                                           forward and back; one sensor flooding 1,000 frames/s.
+                                           The agent stays up, its memory stays bounded, each
+                                           condition arrives as its technical event, and every
+                                           event arrives
+
+Needs root for `faults` (a small tmpfs for the full disk) and libfaketime for the clock
+(apt-get install -y faketime).
+"""
+import datetime, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
+from bench_platform import (ROOT as root, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
+                            start_fake_usb300, start_receiver, stop, stream, stream_config)
+
+results = []
+
+def check(ok, what, quiet=False):
+    """One check; QUIET ones are printed only when they fail (a thousand kills)."""
+    results.append(bool(ok))
+    if not ok or not quiet:
+        print(f"{'PASS' if ok else 'FAIL'}  {what}", flush=True)
+    return ok
+
+def finish():
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    sys.exit(0 if passed == len(results) else 1)
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+def readonly(path):
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+def receiver_events(work, hub="hub-0001"):
+    """(type, state, occurred_at, body) of every event the receiver stored for HUB, in arrival order."""
+    with readonly(work + "/receiver.sqlite") as c:
+        return c.execute("SELECT type, state, occurred_at, body, event_id FROM events WHERE hub_id = ? ORDER BY rowid", (hub,)).fetchall()
+
+def admin(port, method, path, body=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.load(r)
+
+def outbox_empty(path):
+    try:
+        with readonly(path) as c:
+            left = c.execute("SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM batches)").fetchone()[0]
+            followed = c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'followed_alarms'").fetchone()[0]
+            if followed:
+                left += c.execute("SELECT COUNT(*) FROM followed_alarms").fetchone()[0]
+            return left == 0
+    except sqlite3.Error:
+        return False
+
+def wait_until(condition, seconds, step=0.5):
+    end = time.time() + seconds
+    while time.time() < end:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+def hub_config(work, hub_port, buttons, outbox, extra=""):
+    return platform_config(work, hub_port) + 'heartbeat = "30s"\n' + stream_config(buttons) + f"""
+[outbox]
+path = "{outbox}"
+{extra}
+[[serial]]
+name = "usb300"
+path = "{work}/usb300"
+"""
+
+# MARK: kills
+
+def kills(n):
+    bindir = build("vaktpost", "vaktpost-receiver")
+    work = tempfile.mkdtemp(prefix="vaktpost-kills-", dir=os.environ.get("TMPDIR", "/var/tmp"))
+    procs = []
+    rng = random.Random(2026)
+    try:
+        # One request in ten refused: batches are retried and settled across the kills too.
+        receiver, hub_port, admin_port = start_receiver(bindir, work, ["--fail-rate", "0.1"])
+        procs.append(receiver)
+        rate, seconds = 100, n * 0.7 + 60
+        schedule, items, buttons = stream(now() + datetime.timedelta(seconds=2), rate, int(rate * seconds), alarm_every=50)
+        os.makedirs(work + "/state")
+        outbox = work + "/state/outbox.sqlite"
+        open(work + "/vaktpost.toml", "w").write(hub_config(work, hub_port, buttons, outbox))
+        fake = start_fake_usb300(work, schedule)
+        procs.append(fake)
+        committed, next_seq, bad_kills, started = {}, 0, set(), time.time()
+        for k in range(n):
+            agent = start_agent(bindir, work)
+            time.sleep(rng.uniform(0.05, 1.0))
+            agent.send_signal(signal.SIGKILL)
+            agent.wait()
+            try:
+                with readonly(outbox) as c:
+                    ok = c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                    ids = [r[0] for r in c.execute("SELECT event_id FROM events UNION ALL SELECT event_id FROM dead_letters")]
+                    if c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'followed_alarms'").fetchone()[0]:
+                        ids += [r[0] for r in c.execute("SELECT event_id FROM followed_alarms")]
+                    seq = (c.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone() or [0])[0]
+            except sqlite3.Error as e:
+                ok, ids, seq = not os.path.exists(outbox), [], next_seq  # killed before the outbox existed
+                if not ok:
+                    print(f"kill {k + 1}: the outbox does not open: {e}")
+            if not ok or seq < next_seq:
+                bad_kills.add(k + 1)
+            next_seq = max(next_seq, seq)
+            for i in ids:
+                committed.setdefault(i, k + 1)
+            if (k + 1) % 100 == 0:
+                print(f"  {k + 1} kills, {len(committed)} events seen stored, {time.time() - started:.0f} s", flush=True)
+        stop([fake])
+        procs.remove(fake)
+        # The last start: let it deliver everything, then stop it properly.
+        agent = start_agent(bindir, work)
+        procs.append(agent)
+        drained = wait_until(lambda: outbox_empty(outbox), 300)
+        stop([agent])
+        procs.remove(agent)
+        stored = receiver_events(work)
+        ids = [r[4] for r in stored]
+        lost = [i for i in committed if i not in set(ids)]
+        lost_by_kill = {committed[i] for i in lost}
+        with readonly(work + "/receiver.sqlite") as c:
+            resent = (c.execute("SELECT value FROM counters WHERE name = 'duplicates/hub-0001'").fetchone() or [0])[0]
+        restarts = sum(1 for r in stored if r[0] == "agent.restarted")
+        # One check per kill: the outbox intact, seq not back, everything it held delivered in the end.
+        for k in range(1, n + 1):
+            check(k not in bad_kills and k not in lost_by_kill,
+                  f"kill {k}: {'outbox damaged or seq went back' if k in bad_kills else 'an event it had stored never arrived'}", quiet=True)
+        print(f"{'PASS' if not bad_kills and not lost_by_kill else 'FAIL'}  {n - len(bad_kills | lost_by_kill)} of {n} kills: "
+              "the outbox intact (integrity_check ok), seq never went back, everything it held delivered in the end")
+        check(drained, "after the last start the outbox drained (nothing left queued or in a batch)")
+        check(not lost, f"every event seen stored after a kill arrived: {len(committed)} seen, {len(lost)} lost")
+        check(len(ids) == len(set(ids)), f"the receiver stored each event once: {len(ids)} stored, {resent} resends answered as duplicates")
+        check(restarts >= 1, f"unclean stops reported: {restarts} agent.restarted events for {n} kills")
+        motion_and_alarms = sum(1 for r in stored if r[0] in ("motion.state", "button.pressed"))
+        print(f"  {n} kills in {time.time() - started:.0f} s; the receiver holds {motion_and_alarms} stream events, {len(stored)} in all")
+    finally:
+        stop(procs)
+        shutil.rmtree(work, ignore_errors=True)
+
+# MARK: outage
+
+def outage(speed):
+    bindir = build("vaktpost", "vaktpost-receiver")
+    work = tempfile.mkdtemp(prefix="vaktpost-outage-", dir=os.environ.get("TMPDIR", "/var/tmp"))
+    procs = []
+    try:
+        receiver, hub_port, admin_port = start_receiver(bindir, work, ["--down-for", "100000"])
+        procs.append(receiver)
+        os.makedirs(work + "/state")
+        outbox = work + "/state/outbox.sqlite"
+        # One event per simulated second for 24 hours, an alarm every 10 minutes; the stream
+        # starts an hour into the simulation (5 s real at 720x), when the agent is surely up.
+        sim_start = now().replace(microsecond=0)
+        day = 86_400
+        schedule, items, buttons = stream(sim_start + datetime.timedelta(hours=1), 1, day, alarm_every=600)
+        open(work + "/vaktpost.toml", "w").write(hub_config(work, hub_port, buttons, outbox, 'max_bytes = "24MiB"'))
+        procs.append(start_fake_usb300(work, schedule, start=sim_start, speed=speed))
+        agent = start_agent(bindir, work, args=["--simulate-from", sim_start.isoformat(), "--speed", str(speed)])
+        procs.append(agent)
+        real_end = time.time() + (day + 3600 + 60) / speed
+        peak = 0
+        while time.time() < real_end and agent.poll() is None:
+            peak = max(peak, rss_kib(agent.pid)[0])
+            time.sleep(0.5)
+        check(agent.poll() is None, f"the agent ran through the 24-hour outage ({(day + 3660) / speed:.0f} s at {speed}x), peak RSS {peak / 1024:.1f} MiB")
+        with readonly(outbox) as c:
+            queued = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            size = os.path.getsize(outbox) + os.path.getsize(outbox + "-wal")
+        print(f"  at the outage's end: {queued} events queued, outbox {size / 2**20:.1f} MiB on disk")
+        back = time.time()
+        admin(admin_port, "POST", "/api/faults", {"downForSec": 0})
+        drained = wait_until(lambda: outbox_empty(outbox), 300)
+        drain_s = time.time() - back
+        stop([agent])
+        procs.remove(agent)
+        check(drained, f"the backlog drained after the platform returned ({drain_s:.0f} s)")
+        with readonly(outbox) as c:
+            coalesced = (c.execute("SELECT value FROM meta WHERE key = 'coalesced_state'").fetchone() or [0])[0]
+            evicted = (c.execute("SELECT value FROM meta WHERE key = 'evicted_log'").fetchone() or [0])[0]
+        stored = receiver_events(work)
+        types = [r[0] for r in stored]
+        alarms = sum(1 for _, a in items if a)
+        motions = len(items) - alarms
+        check(types.count("button.pressed") == alarms, f"every alarm arrived: {types.count('button.pressed')} of {alarms}")
+        first_state = next((i for i, t in enumerate(types) if t == "motion.state"), len(types))
+        last_alarm = max((i for i, t in enumerate(types) if t == "button.pressed"), default=-1)
+        check(last_alarm < first_state, f"alarms first: the last alarm arrived as number {last_alarm + 1}, the first state event as {first_state + 1}")
+        check(types.count("motion.state") + coalesced == motions,
+              f"state events: {types.count('motion.state')} arrived + {coalesced} coalesced by the capacity policy = {types.count('motion.state') + coalesced} of {motions}")
+        check("outbox.pressure" in types if coalesced or evicted else True, "the capacity policy's work was reported (outbox.pressure)")
+        check("uplink.lost" in types and "uplink.restored" in types, "the outage arrived as uplink.lost and uplink.restored")
+        check(len({r[4] for r in stored}) == len(stored), f"nothing stored twice ({len(stored)} events)")
+    finally:
+        stop(procs)
+        shutil.rmtree(work, ignore_errors=True)
+
+# MARK: faults
+
+FAULT_WINDOW = (10, 115)   # seconds from the start: long enough for uplink.lost (3 x 30 s heartbeats)
+RUN_FOR = 160
+
+class Scenario:
+    """One agent with its own receiver, stream and fault."""
+    def __init__(self, name, bindir, base):
+        self.name, self.bindir = name, bindir
+        self.work = os.path.join(base, name)
+        os.makedirs(self.work + "/state")
+        self.procs, self.rss, self.alive = [], [], True
+        self.outbox = self.work + "/state/outbox.sqlite"
+        self.env = None
+        self.extra_schedule, self.extra_config = [], ""
+        self.rate = 20
+
+    def start(self):
+        self.receiver, self.hub_port, self.admin_port = start_receiver(self.bindir, self.work, ["--heartbeat-sec", "30"])
+        self.procs.append(self.receiver)
+        self.schedule, self.items, buttons = stream(now() + datetime.timedelta(seconds=3), self.rate, int(self.rate * (RUN_FOR - 25)), alarm_every=50)
+        open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config))
+        self.procs.append(start_fake_usb300(self.work, self.schedule + self.extra_schedule))
+        self.agent = start_agent(self.bindir, self.work, env=self.env)
+        self.procs.append(self.agent)
+
+    def sample(self):
+        if self.agent.poll() is not None:
+            self.alive = False
+        else:
+            self.rss.append(rss_kib(self.agent.pid)[0])
+
+    def at(self, second):
+        """Called once a second with the seconds since the start."""
+
+    def verify(self, events):
+        """The scenario's own checks, given the receiver's events."""
+
+    def fault(self, switches):
+        admin(self.admin_port, "POST", "/api/faults", switches)
+
+class ReceiverFault(Scenario):
+    def __init__(self, name, bindir, base, switches, expect):
+        super().__init__(name, bindir, base)
+        self.switches, self.expect = switches, expect
+
+    def at(self, second):
+        if second == FAULT_WINDOW[0]:
+            self.fault({**self.switches, "downForSec": FAULT_WINDOW[1] - FAULT_WINDOW[0]})
+        if second == FAULT_WINDOW[1]:
+            self.fault({"downForSec": 0, "delayMs": 0})
+
+    def verify(self, events):
+        lost = [json.loads(r[3]) for r in events if r[0] == "uplink.lost"]
+        why = lost[0].get("data", {}).get("lastError", "") if lost else ""
+        check(lost and self.expect in why, f"{self.name}: uplink.lost names the cause: {why[:100]!r}")
+        check(any(r[0] == "uplink.restored" for r in events), f"{self.name}: uplink.restored when the receiver recovered")
+
+class SlowReceiver(ReceiverFault):
+    def at(self, second):
+        # A delay of 35 s is past every request's deadline (alarms 10 s, batches 30 s).
+        if second == FAULT_WINDOW[0]:
+            self.fault({"delayMs": 35_000})
+        if second == FAULT_WINDOW[1]:
+            self.fault({"delayMs": 0})
+
+class DiskFull(Scenario):
+    """The outbox on a 24 MiB tmpfs; during an outage a file fills it, later it is removed."""
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", self.work + "/state"], check=True)
+
+    def at(self, second):
+        if second == 10:
+            self.fault({"downForSec": 80})
+        if second == 20:
+            subprocess.run(["dd", "if=/dev/zero", f"of={self.work}/state/filler", "bs=1M", "count=64"], stderr=subprocess.DEVNULL)
+        if second == 70:
+            os.remove(f"{self.work}/state/filler")
+
+    def verify(self, events):
+        full = [r for r in events if r[0] == "outbox.disk_full"]
+        check([r[1] for r in full] == ["active", "cleared"], f"{self.name}: outbox.disk_full raised and cleared ({[r[1] for r in full]})")
+
+    def cleanup(self):
+        subprocess.run(["umount", "-l", self.work + "/state"], stderr=subprocess.DEVNULL)
+
+class ClockJumps(Scenario):
+    """The agent under libfaketime: its wall clock jumps an hour forward, then back."""
+    LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.offset_file = self.work + "/faketime"
+        open(self.offset_file, "w").write("+0\n")
+        self.env = {**os.environ, "LD_PRELOAD": self.LIB, "FAKETIME_TIMESTAMP_FILE": self.offset_file,
+                    "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"}
+
+    def at(self, second):
+        if second == 30:
+            open(self.offset_file, "w").write("+3600\n")
+        if second == 60:
+            open(self.offset_file, "w").write("+0\n")
+
+    def verify(self, events):
+        steps = [json.loads(r[3]).get("data", {}) for r in events if r[0] == "clock.stepped"]
+        sizes = [s.get("stepS", 0) for s in steps]
+        check(len(sizes) == 2 and abs(sizes[0] - 3600) < 30 and abs(sizes[1] + 3600) < 30,
+              f"{self.name}: clock.stepped for +1 h and -1 h (stepS {sizes}, followed {[s.get('followed') for s in steps]})")
+        # The agent keeps its own time (boot time) while the clock is unsynchronised: the events'
+        # times never jump with the wall clock.
+        times = [datetime.datetime.fromisoformat(r[2].replace("Z", "+00:00")).timestamp() for r in events if r[0] == "motion.state"]
+        jumps = [b - a for a, b in zip(times, times[1:]) if abs(b - a) > 60]
+        check(not jumps, f"{self.name}: event times never jumped ({len(times)} state events, jumps {jumps[:3]})")
+
+class Flood(Scenario):
+    """A configured motion sensor of its own sends 1,000 telegrams a second for 15 s, each a
+    change (so 15,000 events), on top of the stream."""
+    SENDER = "0599AAAA"
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        t = now() + datetime.timedelta(seconds=30)
+        self.extra_config = f'[[sensors]]\nid = "flood"\nrole = "motion"\nroom = "hallway"\ntransport = "enocean"\nsender = "{self.SENDER}"\neep = "A5-07-01"\n'
+        # First its state (no event), then the flood.
+        self.extra_schedule = [{"at": (t - datetime.timedelta(seconds=5)).isoformat(), "hex": motion(self.SENDER, False, 255).hex()}] + [
+            {"at": (t + datetime.timedelta(milliseconds=i)).isoformat(), "hex": motion(self.SENDER, i % 2 == 0, i).hex()} for i in range(15_000)]
+        self.before = 0
+
+    def at(self, second):
+        if second == 28:
+            self.before = max(self.rss[-20:] or [0])
+
+    def verify(self, events):
+        flood = [r for r in events if r[0] == "sensor.flooding"]
+        check([r[1] for r in flood] == ["active", "cleared"], f"{self.name}: sensor.flooding raised and cleared ({[r[1] for r in flood]})")
+        growth = (max(self.rss) - self.before) / 1024
+        check(growth < 16, f"{self.name}: memory stayed bounded (RSS {self.before / 1024:.1f} MiB before, peak {max(self.rss) / 1024:.1f} MiB)")
+
+def faults():
+    if os.geteuid() != 0:
+        sys.exit("faults needs root: the full disk is a small tmpfs")
+    if not os.path.exists(ClockJumps.LIB):
+        sys.exit("faults needs libfaketime for the clock jumps: apt-get install -y faketime")
+    bindir = build("vaktpost", "vaktpost-receiver")
+    base = tempfile.mkdtemp(prefix="vaktpost-faults-", dir=os.environ.get("TMPDIR", "/var/tmp"))
+    scenarios = [
+        ReceiverFault("http-500", bindir, base, {"failStatus": 500}, "HTTP 500"),
+        ReceiverFault("http-429", bindir, base, {"failStatus": 429, "retryAfterSec": 5}, "HTTP 429"),
+        SlowReceiver("slow", bindir, base, {}, "Timeout"),
+        ReceiverFault("garbage", bindir, base, {"failStatus": 200}, "not the platform's"),
+        DiskFull("disk-full", bindir, base),
+        ClockJumps("clock-jumps", bindir, base),
+        Flood("flooding", bindir, base),
+    ]
+    try:
+        for s in scenarios:
+            s.start()
+        t0 = now()
+        for second in range(RUN_FOR):
+            for s in scenarios:
+                s.sample()
+                s.at(second)
+            time.sleep(max(0, (t0 + datetime.timedelta(seconds=second + 1) - now()).total_seconds()))
+        for s in scenarios:
+            drained = wait_until(lambda: outbox_empty(s.outbox), 120)
+            check(s.alive and s.agent.poll() is None, f"{s.name}: the agent stayed up (peak RSS {max(s.rss) / 1024:.1f} MiB)")
+            check(drained, f"{s.name}: everything queued was delivered afterwards")
+            stop([s.agent])
+            events = receiver_events(s.work)
+            types = [r[0] for r in events]
+            want = len(s.items) + max(0, len(s.extra_schedule) - 1)
+            got = types.count("motion.state") + types.count("button.pressed")
+            with readonly(s.outbox) as c:
+                dropped = sum((c.execute("SELECT value FROM meta WHERE key = ?", (k,)).fetchone() or [0])[0] for k in ("coalesced_state", "evicted_log"))
+            ids = [r[4] for r in events]
+            alarms = sum(1 for _, a in s.items if a)
+            check(types.count("button.pressed") == alarms, f"{s.name}: every alarm arrived ({types.count('button.pressed')} of {alarms})")
+            check(got + dropped == want and len(ids) == len(set(ids)),
+                  f"{s.name}: {got} stream events arrived + {dropped} dropped by the capacity policy = {got + dropped} of {want}, none stored twice")
+            s.verify(events)
+    finally:
+        for s in scenarios:
+            stop(s.procs)
+            if hasattr(s, "cleanup"):
+                s.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+if __name__ == "__main__":
+    os.chdir(root)
+    part = sys.argv[1] if len(sys.argv) > 1 else ""
+    if part == "kills":
+        kills(int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
+    elif part == "outage":
+        outage(float(sys.argv[2]) if len(sys.argv) > 2 else 720)
+    elif part == "faults":
+        faults()
+    else:
+        sys.exit(__doc__)
+    finish()
