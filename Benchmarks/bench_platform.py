@@ -56,9 +56,10 @@ def esp3(ptype, data, optional):
     return frame(ptype, data, optional)
 
 def motion(sender, on, counter):
-    """A5-07-01; DB2 (unused by the profile) carries a counter so that no telegram repeats itself
-    within a second (the agent drops such copies: EnOcean repeaters send them)."""
-    data = bytes([0xA5, 0x00, counter & 0xFF, 0xFF if on else 0x00, 0x08]) + bytes.fromhex(sender) + bytes([0x00])
+    """A5-07-01; DB3 and DB2 (unused here: DB0 says no supply voltage) carry a 16-bit counter so
+    that no telegram repeats itself within a second (the agent drops such copies: EnOcean
+    repeaters send them)."""
+    data = bytes([0xA5, (counter >> 8) & 0xFF, counter & 0xFF, 0xFF if on else 0x00, 0x08]) + bytes.fromhex(sender) + bytes([0x00])
     return esp3(0x01, data, bytes([0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
 
 def rocker(sender, db0, status):

@@ -54,7 +54,7 @@ extension HubDaemon {
 
     func audit(_ peer: PeerCredentials, command: String, outcome: String) {
         let line = JSONValue.object([
-            ("time", .string(RFC3339.format(clock.elapsed(), utcOffsetSeconds: zone.utcOffset(at: clock.elapsed()), fractionDigits: 3))),
+            ("time", .string(RFC3339.format(clock.wall(), utcOffsetSeconds: zone.utcOffset(at: clock.wall()), fractionDigits: 3))),
             ("uid", .int(Int64(peer.uid))), ("gid", .int(Int64(peer.gid))), ("pid", .int(Int64(peer.pid))),
             ("command", .string(command)), ("outcome", .string(outcome)),
         ]).serialized

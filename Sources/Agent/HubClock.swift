@@ -10,15 +10,21 @@ public struct HubClock: Sendable {
     public let boottime: @Sendable () -> UInt64
     public let synced: @Sendable () -> Bool
     /// Real time, for waiting and measuring (acknowledgement deadlines, link supervision,
-    /// backoff): the same as `now` except on a simulated timeline (demo, tests).
+    /// backoff): the same as `now` except on a simulated timeline (demo, tests). The daemon's
+    /// runs on boot time, so that a wall-clock step does not stretch or shrink a wait.
     public let elapsed: @Sendable () -> WallTime
+    /// The system's wall clock as it is right now, steps and all: for re-stamping events when
+    /// it synchronises and for the audit log.
+    public let wall: @Sendable () -> WallTime
 
     public init(zone: TimeZoneRules, bootID: String, now: @escaping @Sendable () -> WallTime,
-                boottime: @escaping @Sendable () -> UInt64, synced: @escaping @Sendable () -> Bool, elapsed: (@Sendable () -> WallTime)? = nil) {
+                boottime: @escaping @Sendable () -> UInt64, synced: @escaping @Sendable () -> Bool, elapsed: (@Sendable () -> WallTime)? = nil,
+                wall: (@Sendable () -> WallTime)? = nil) {
         self.zone = zone
         self.bootID = bootID
         self.now = now
         self.elapsed = elapsed ?? now
+        self.wall = wall ?? elapsed ?? now
         self.boottime = boottime
         self.synced = synced
     }

@@ -20,6 +20,10 @@ public struct RunOptions: Sendable {
     /// Demo and tests: a simulated timeline from this moment, `speed` times faster than real time.
     public var start: WallTime?
     public var speed: Double
+    /// Tests: the wall clock and its synchronisation instead of the system's (a clock step
+    /// cannot be made for real without CAP_SYS_TIME).
+    public var wallClock: (@Sendable () -> WallTime)?
+    public var wallClockSynced: (@Sendable () -> Bool)?
 
     public static let defaultSocket = "/run/vaktpost/control.sock"
     public static let defaultAuditLog = "/var/log/vaktpost/audit.log"
@@ -107,13 +111,18 @@ public final class HubDaemon: HubControl {
         sensorConfigs = Dictionary(config.sensors.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.zone = zone
         let simulated = options.start != nil || options.speed != 1
-        let timeline = Timeline(start: options.start, speed: options.speed, synced: simulated || SystemClock.isSynchronized())
+        let wall = options.wallClock ?? { WallTime(nanosecondsSinceEpoch: SystemClock.now()) }
+        let systemSynced = options.wallClockSynced ?? { SystemClock.isSynchronized() }
+        let timeline = Timeline(start: options.start, speed: options.speed, wall: wall, synced: simulated || systemSynced())
         self.timeline = timeline
         let bootID = SystemClock.bootID()
         // Simulated time (demo, tests) counts as synchronised: it is exactly what it claims to be.
-        let synced: @Sendable () -> Bool = { simulated || SystemClock.isSynchronized() }
-        let real: @Sendable () -> WallTime = { WallTime(nanosecondsSinceEpoch: SystemClock.now()) }
-        clock = HubClock(zone: zone, bootID: bootID, now: { timeline.now() }, boottime: { SystemClock.boottime() }, synced: synced, elapsed: real)
+        let synced: @Sendable () -> Bool = { simulated || systemSynced() }
+        // For durations (link supervision, backoff): boot time from the start, so that a
+        // wall-clock step does not make the link look lost for an hour.
+        let startWall = wall(), startBoot = SystemClock.boottime()
+        let real: @Sendable () -> WallTime = { startWall + .nanoseconds(Int64(SystemClock.boottime() &- startBoot)) }
+        clock = HubClock(zone: zone, bootID: bootID, now: { timeline.now() }, boottime: { SystemClock.boottime() }, synced: synced, elapsed: real, wall: wall)
         engine = RuleEngine(config: config, zone: zone)
         startedAt = SystemClock.boottime()
         fileVersion = Self.fileVersion(options.configPath)
@@ -220,7 +229,12 @@ public final class HubDaemon: HubControl {
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             try? historyStore.save(core.withLock { $0.ble.histories })
             try? outbox.with { o in
-                try o.flushMemory()
+                do {
+                    try o.flushMemory()
+                } catch {
+                    // Nowhere to write them: say so, loudly, with what to do.
+                    logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written (\(error)); free space on the hub's disk")
+                }
                 try o.checkpoint()
                 try o.close()
             }
@@ -430,6 +444,7 @@ public final class HubDaemon: HubControl {
                 lastAlive = now
                 let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
                 try? outbox.with { o in
+                    try? o.checkpoint(walOver: 1 << 20)
                     try o.flushMemory()
                     try o.setNote("last_alive", stamp)
                 }

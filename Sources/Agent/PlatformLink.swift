@@ -226,7 +226,7 @@ public final class PlatformLink: Sendable {
     /// Re-stamps queued events of this boot that were made with an unsynchronised clock.
     @discardableResult
     public func correctClock() -> Int {
-        let offset = clock.elapsed().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
+        let offset = clock.wall().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
         let bootID = clock.bootID, zone = clock.zone
         let n = (try? outbox.with { try $0.rewriteQueued { TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone) } }) ?? 0
         if n > 0 { notice(.clockCorrected(events: n)) }
@@ -417,14 +417,20 @@ public final class PlatformLink: Sendable {
         var failures = 0
         while !loops.commands.isStopped {
             let url = settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/commands?after=\(after)&wait=\(settings.commandWait)"
-            guard let response = try? client.send("GET", url, headers: ["Accept: application/json"]), response.status == 200 || response.status == 204 else {
+            // 204: nothing new; 200 must carry the command list (a captive portal's page is not an
+            // answer, and must not count as contact nor make this loop spin).
+            let response = try? client.send("GET", url, headers: ["Accept: application/json"])
+            let commands = response.flatMap { $0.status == 204 ? [] : $0.status == 200 ? PlatformCommand.list($0.body) : nil }
+            guard let response, let commands else {
                 failures += 1
+                if let response, (200..<300).contains(response.status) { handle(.failed(reason: DeliveryLanes.unreadable(response))) }
                 _ = commandsNow.wait(timeout: .now() + .nanoseconds(Int(Backoff.bulk.delay(attempt: failures, using: &rng).nanoseconds)))
                 continue
             }
+            _ = response
             failures = 0
             exchanged(at: clock.elapsed())
-            for command in PlatformCommand.list(response.body) ?? [] where command.seq > after {
+            for command in commands where command.seq > after {
                 let (outcome, detail) = run(command, client: client)
                 postResult(command, outcome, detail, client: client)
                 after = command.seq

@@ -62,9 +62,11 @@ public final class Outbox {
         }
         db = connection
         // WAL: readers (the CLI) never block the writer. 2 MB page cache. Checkpoints are the
-        // daemon's idle work (`checkpoint()`); the automatic one is only a backstop at 32 MB of WAL,
-        // so a burst of appends pays one fsync each, not checkpoint fsyncs on top.
-        try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000")
+        // daemon's housekeeping (`checkpoint(walOver:)` every 10 s); the automatic one is only a
+        // backstop at 4 MB of WAL, so a burst of appends pays one fsync each, not checkpoint
+        // fsyncs on top. The WAL is kept small because it is disk space: on a nearly full card
+        // a WAL allowed to grow to 32 MB was itself what filled the disk (Benchmarks/reliability.py).
+        try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 1000")
         try Outbox.migrator.migrate(db)
         if let pages = limits.maxPages { try db.execute("PRAGMA max_page_count = \(pages)") }
 
@@ -185,20 +187,26 @@ public final class Outbox {
         if !memory.isEmpty { try? flushMemory() }
         var stored = events.map(prepare)
         if memory.isEmpty {
-            do {
-                try setSynchronous(full: stored.contains { $0.lane == .alarm })
-                try db.transaction {
-                    for e in stored { try insert(e) }
-                    rows += stored.count
-                    bytes += stored.reduce(0) { $0 + Int64($1.payload.count) }
-                    if let ruleState { try saveRuleState(ruleState) }
-                    try setMeta("next_seq", Int64(nextSeq))
-                    try enforceCapacity()
+            for attempt in 0..<2 {
+                do {
+                    try setSynchronous(full: stored.contains { $0.lane == .alarm })
+                    try db.transaction {
+                        for e in stored { try insert(e) }
+                        rows += stored.count
+                        bytes += stored.reduce(0) { $0 + Int64($1.payload.count) }
+                        if let ruleState { try saveRuleState(ruleState) }
+                        try setMeta("next_seq", Int64(nextSeq))
+                        try enforceCapacity()
+                    }
+                    return stored.map(\.seq)
+                } catch let error as SQLiteError where error.isFull {
+                    // Rolled back. The seqs stay taken (never reused). The WAL itself may be
+                    // what fills the disk (it grows to 32 MB between idle checkpoints): fold it
+                    // into the database, truncate it, try once more; else to memory below.
+                    try? reloadAfterRollback()
+                    if attempt == 0, (try? checkpoint()) != nil { continue }
+                    break
                 }
-                return stored.map(\.seq)
-            } catch let error as SQLiteError where error.isFull {
-                // Rolled back. The seqs stay taken (never reused); the events go to memory below.
-                try? reloadAfterRollback()
             }
         }
         let incomingAlarms = stored.filter { $0.lane == .alarm }.count
@@ -218,6 +226,8 @@ public final class Outbox {
 
     /// Tries again to write what waits in memory. Called by every `append`; the daemon also
     /// calls it on a timer so a quiet hub notices when space returns.
+    public var inMemoryCount: Int { memory.count }
+
     public func flushMemory() throws {
         guard !memory.isEmpty else { return }
         let cleared = diskFull.map { prepare(makeEvent(.outboxDiskFull, .cleared, $0, [("written", .int(Int64(memory.count)))])) }
@@ -225,6 +235,16 @@ public final class Outbox {
         try setSynchronous(full: true)
         do {
             try writeMemory(pending)
+        } catch let error as SQLiteError where error.isFull {
+            try? reloadAfterRollback()
+            // As in `append`: a truncated WAL may be room enough.
+            guard (try? checkpoint()) != nil else { throw error }
+            do {
+                try writeMemory(pending)
+            } catch {
+                try? reloadAfterRollback()
+                throw error
+            }
         } catch {
             try? reloadAfterRollback()
             throw error
@@ -392,6 +412,13 @@ public final class Outbox {
     /// should not land on an alarm's write path.
     public func checkpoint() throws {
         try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// `checkpoint()` when the WAL has grown past `bytes`.
+    public func checkpoint(walOver bytes: Int64) throws {
+        var st = stat()
+        guard stat(path + "-wal", &st) == 0, Int64(st.st_size) > bytes else { return }
+        try checkpoint()
     }
 
     // MARK: Rule state
