@@ -46,7 +46,7 @@ public struct UplinkSettings: Sendable {
 /// When the link returns after an outage, alarms go first: the bulk lane holds back while the
 /// alarm lane has undelivered events (up to `alarmsFirstGrace`).
 ///
-/// Alarm lane: one event per `POST .../alarms`, backoff 0.25-2 s, never gives up; after 10 s
+/// Alarm lane: one event per `POST .../alarms`, backoff 0.25-1 s, never gives up; after 10 s
 /// without acceptance it alternates with the secondary URL. Bulk lane: stored batches to
 /// `POST .../events:batch` with their Idempotency-Key, backoff 2-300 s. Both honour Retry-After
 /// (the alarm lane at most 30 s of it); 400/422 dead-letter; 401/403 are reported and retried slowly.

@@ -457,7 +457,10 @@ public final class Outbox {
         var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty)
         if !batch.inMemory {
             do {
-                try setSynchronous(full: true)
+                // A bulk batch's bookkeeping needs no fsync of its own: if power loss takes it,
+                // its events are batched again under a new key and the platform answers the
+                // ones it already has as duplicates (per eventId). Alarms stay fully synced.
+                try setSynchronous(full: lane == .alarm)
                 try db.transaction { try storeBatch(batch) }
             } catch let error as SQLiteError where error.isFull {
                 batch.inMemory = true  // still sendable; its bytes live in memory until settled
@@ -510,7 +513,8 @@ public final class Outbox {
     /// with the reason, and events it did not answer for go back to the queue for a new batch.
     public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
         let onlyInMemory = Set(memory.map(\.eventID))
-        try setSynchronous(full: true)
+        // As for making the batch: a lost settle is a resend the platform answers as duplicates.
+        try setSynchronous(full: batch.lane == .alarm)
         try db.transaction {
             for e in batch.events {
                 switch outcomes[e.eventID] {

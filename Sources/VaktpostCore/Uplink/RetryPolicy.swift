@@ -5,9 +5,9 @@ public struct Backoff: Sendable, Equatable {
     public var base: Duration
     public var cap: Duration
 
-    /// Alarms: start at 0.25 s, never wait more than 2 s, never give up. An alarm waiting is
+    /// Alarms: start at 0.25 s, never wait more than 1 s, never give up. An alarm waiting is
     /// rare and one small request; how soon it arrives after the platform returns is what counts.
-    public static let alarm = Backoff(base: .milliseconds(250), cap: .seconds(2))
+    public static let alarm = Backoff(base: .milliseconds(250), cap: .seconds(1))
     /// Batches: start at 2 s, up to 5 minutes.
     public static let bulk = Backoff(base: .seconds(2), cap: .seconds(300))
 
