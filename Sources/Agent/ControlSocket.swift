@@ -18,7 +18,8 @@ extension HubDaemon {
     func serveControl() {
         while !controlLoop.isStopped {
             guard let listener = listener.withLock({ $0 }) else { return }
-            guard let connection = try? listener.accept(milliseconds: 250) else { continue }
+            // 1 s: how long a stop may wait for this loop; shorter only wakes an idle hub more.
+            guard let connection = try? listener.accept(milliseconds: 1000) else { continue }
             serve(connection)
         }
     }

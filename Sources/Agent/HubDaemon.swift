@@ -256,7 +256,15 @@ public final class HubDaemon: HubControl {
     public var restartRequested: Bool { core.withLock { $0.restartRequested } }
     /// Someone trusted asked over the control socket (`vaktpost wipe`).
     public var shutdownRequested: Bool { shutdownAsked.load(ordering: .relaxed) }
-    func requestShutdown() { shutdownAsked.store(true, ordering: .relaxed) }
+    func requestShutdown() {
+        shutdownAsked.store(true, ordering: .relaxed)
+        stopWanted.continuation.yield()
+    }
+
+    /// Yields when the daemon itself wants to stop (wipe, a new config): `vaktpost run` waits on
+    /// it instead of polling, so an idle hub does not wake for nothing.
+    public var stopRequests: AsyncStream<Void> { stopWanted.stream }
+    let stopWanted = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
     func startInputs() {
         let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in
@@ -429,6 +437,8 @@ public final class HubDaemon: HubControl {
     func tickLoopBody() {
         var lastAlive = SystemClock.boottime()
         var lastCheckpoint = lastAlive
+        var lastAliveNote = UInt64(0)
+        var savedHistories: [String: BTHomeHistory]? = nil
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
             if let step = timeline.follow(synced: clock.synced()) {
@@ -442,13 +452,19 @@ public final class HubDaemon: HubControl {
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             if now - lastAlive >= 10_000_000_000 {
                 lastAlive = now
-                let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
                 try? outbox.with { o in
                     try? o.checkpoint(walOver: 1 << 20)
                     try o.flushMemory()
-                    try o.setNote("last_alive", stamp)
                 }
-                try? historyStore.save(core.withLock { $0.ble.histories })
+                // What an idle hub writes: the last-alive mark once a minute (it dates an unclean
+                // stop), the BTHome counters only when they moved; not two fsyncs every 10 s.
+                if now - lastAliveNote >= 60_000_000_000 {
+                    lastAliveNote = now
+                    let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
+                    try? outbox.with { try $0.setNote("last_alive", stamp) }
+                }
+                let histories = core.withLock { $0.ble.histories }
+                if histories != savedHistories, (try? historyStore.save(histories)) != nil { savedHistories = histories }
                 SystemdNotify.send("STATUS=\(statusLine())")
                 let spent = SystemClock.boottime() - now
                 if spent > 100_000_000 { logger.warning("the rules loop's housekeeping took \(spent / 1_000_000) ms") }
@@ -536,6 +552,7 @@ public final class HubDaemon: HubControl {
             return "cannot replace \(options.configPath) (errno \(errno))"
         }
         core.withLock { $0.restartRequested = true }
+        stopWanted.continuation.yield()
         return nil
     }
 

@@ -100,8 +100,13 @@ struct AgentPart: Service {
             throw ExitCode(1)
         }
         if part == .inputs {
-            while !Task.isShuttingDownGracefully && !Task.isCancelled && !daemon.shutdownRequested && !daemon.restartRequested {
-                try? await Task.sleep(for: .milliseconds(200))
+            // Until systemd asks (SIGTERM) or the daemon does (wipe, a new config): whichever first.
+            let daemon = self.daemon
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await gracefulShutdown() }
+                group.addTask { for await _ in daemon.stopRequests { return } }
+                await group.next()
+                group.cancelAll()
             }
         } else {
             try? await gracefulShutdown()
