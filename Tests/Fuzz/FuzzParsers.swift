@@ -17,9 +17,13 @@ import VaktpostCore
 
 let key: [UInt8] = [0x23, 0x1D, 0x39, 0xC1, 0xD7, 0xCC, 0x1A, 0xB1, 0xAE, 0xE2, 0x24, 0xCD, 0x09, 0x6D, 0xB9, 0x32]
 
+/// `FUZZ_PARSER=N` pins the parser (0-6 as `selector % 7`, 240 for the replies) and hands it the
+/// whole input, so each parser can be given its own 10 M runs (Benchmarks/fuzz_each.sh).
+let pinnedParser: UInt8? = getenv("FUZZ_PARSER").flatMap { UInt8(String(cString: $0)) }
+
 func exercise(_ input: [UInt8]) {
-    guard let selector = input.first else { return }
-    let body = Array(input.dropFirst())
+    guard let selector = pinnedParser ?? input.first else { return }
+    let body = pinnedParser == nil ? Array(input.dropFirst()) : input
     if selector >= 0xF0 {
         _ = BatchProtocol.answer(body)
         _ = AlarmHandling.parse(body)
