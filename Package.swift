@@ -57,11 +57,12 @@ let package = Package(
             ]
         ),
 
+        // No swift-argument-parser here: it brings FoundationEssentials (3.6 MB); the agent parses
+        // its own command line (Sources/vaktpost/CommandLineParser.swift).
         .executableTarget(
             name: "vaktpost",
             dependencies: [
                 "Agent", "VaktpostCore", "VaktpostPosix", "Outbox", "SQLiteStore", "BLEInput", "SerialInput", "Uplink",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

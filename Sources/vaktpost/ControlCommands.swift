@@ -2,18 +2,23 @@
 import Glibc
 #endif
 import Agent
-import ArgumentParser
 import Outbox
 import VaktpostCore
 import VaktpostPosix
 
 /// `--socket` and `--json` for the commands that talk to the running agent.
-struct AgentOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The agent's control socket.", valueName: "PATH"))
-    var socket: String = Files.environment("VAKTPOST_SOCKET") ?? RunOptions.defaultSocket
+struct AgentOptions {
+    static let options: [OptionSpec] = [
+        .value("socket", "PATH", "The agent's control socket; also $VAKTPOST_SOCKET.", default: RunOptions.defaultSocket),
+        .flag("json", "Print JSON instead of text."),
+    ]
+    let socket: String
+    let json: Bool
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
-    var json = false
+    init(_ a: ParsedArguments) {
+        socket = a.string("socket") ?? Files.environment("VAKTPOST_SOCKET") ?? RunOptions.defaultSocket
+        json = a.flag("json")
+    }
 
     func ask(_ command: String, _ fields: [(String, JSONValue)] = []) throws -> JSONValue {
         do {
@@ -25,12 +30,13 @@ struct AgentOptions: ParsableArguments {
     }
 }
 
-struct StatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show the running agent: uptime, version, uplink and last contact, outbox, clock, every sensor, open alarms.")
+struct StatusCommand: Command {
+    static let name = "status"
+    static let abstract = "Show the running agent: uptime, version, uplink and last contact, outbox, clock, every sensor, open alarms."
+    static let options = AgentOptions.options
 
-    @OptionGroup var agent: AgentOptions
+    let agent: AgentOptions
+    init(_ a: ParsedArguments) { agent = AgentOptions(a) }
 
     func run() throws {
         let s = try agent.ask("status")
@@ -38,12 +44,13 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-struct SensorsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sensors",
-        abstract: "List the configured sensors as the running agent hears them: last seen, battery, signal, state.")
+struct SensorsCommand: Command {
+    static let name = "sensors"
+    static let abstract = "List the configured sensors as the running agent hears them: last seen, battery, signal, state."
+    static let options = AgentOptions.options
 
-    @OptionGroup var agent: AgentOptions
+    let agent: AgentOptions
+    init(_ a: ParsedArguments) { agent = AgentOptions(a) }
 
     func run() throws {
         let s = try agent.ask("sensors")
@@ -51,19 +58,29 @@ struct SensorsCommand: ParsableCommand {
     }
 }
 
-struct EventsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show the agent's events.", subcommands: [Tail.self])
+struct EventsCommand: CommandGroup {
+    static let name = "events"
+    static let abstract = "Show the agent's events."
+    static var subcommands: [any Command.Type] { [Tail.self] }
 
-    struct Tail: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The latest events the agent raised; --follow keeps printing new ones.")
+    struct Tail: Command {
+        static let name = "tail"
+        static let abstract = "The latest events the agent raised; --follow keeps printing new ones."
+        static let options = AgentOptions.options + [
+            .value("lines", short: "n", "N", "How many of the latest events.", default: "20"),
+            .flag("follow", "Keep printing new events as they come (Ctrl-C to stop)."),
+        ]
 
-        @OptionGroup var agent: AgentOptions
+        let agent: AgentOptions
+        let lines: Int
+        let follow: Bool
 
-        @Option(name: [.customShort("n"), .customLong("lines")], help: "How many of the latest events.")
-        var lines = 20
-
-        @Flag(name: .long, help: "Keep printing new events as they come (Ctrl-C to stop).")
-        var follow = false
+        init(_ a: ParsedArguments) throws {
+            agent = AgentOptions(a)
+            lines = try a.number("lines", default: 20)
+            follow = a.flag("follow")
+            guard lines >= 1 else { throw ValidationError("--lines must be at least 1") }
+        }
 
         func run() throws {
             var after: Int64 = 0
@@ -83,16 +100,20 @@ struct EventsCommand: ParsableCommand {
     }
 }
 
-struct TestAlarmCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "test-alarm",
-        abstract: "The periodic alarm test: a test event through the alarm lane, until the platform acknowledges it.",
-        discussion: "Prints a receipt with the round-trip time, or says what went wrong and exits 1 when no acknowledgement came in time.")
+struct TestAlarmCommand: Command {
+    static let name = "test-alarm"
+    static let abstract = "The periodic alarm test: a test event through the alarm lane, until the platform acknowledges it."
+    static let discussion = "Prints a receipt with the round-trip time, or says what went wrong and exits 1 when no acknowledgement came in time."
+    static let options = AgentOptions.options + [.value("timeout", "SECONDS", "How long to wait for the acknowledgement.", default: "120")]
 
-    @OptionGroup var agent: AgentOptions
+    let agent: AgentOptions
+    let timeout: Int
 
-    @Option(name: .long, help: "How long to wait for the acknowledgement, in seconds.")
-    var timeout = 120
+    init(_ a: ParsedArguments) throws {
+        agent = AgentOptions(a)
+        timeout = try a.number("timeout", default: 120)
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
 
     func run() throws {
         let started = SystemClock.boottime()
@@ -131,16 +152,19 @@ func format3(_ v: Double) -> String {
     return "\(ms / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
 }
 
-struct CheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "The installer's checklist: config, sensors heard, inputs present, platform and certificate, clock, disk.",
-        discussion: "Each line is PASS, WARN or FAIL with what to do. Exits 0 only when every line passes.")
+struct CheckCommand: Command {
+    static let name = "check"
+    static let abstract = "The installer's checklist: config, sensors heard, inputs present, platform and certificate, clock, disk."
+    static let discussion = "Each line is PASS, WARN or FAIL with what to do. Exits 0 only when every line passes."
+    static let options = AgentOptions.options + [.value("config", "FILE", "The config file.", default: ConfigFile.defaultPath)]
 
-    @OptionGroup var agent: AgentOptions
+    let agent: AgentOptions
+    let config: String
 
-    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
-    var config: String = ConfigFile.defaultPath
+    init(_ a: ParsedArguments) {
+        agent = AgentOptions(a)
+        config = a.string("config") ?? ConfigFile.defaultPath
+    }
 
     func run() throws {
         let list = Checklist.run(configPath: config, socket: agent.socket)
@@ -149,22 +173,27 @@ struct CheckCommand: ParsableCommand {
     }
 }
 
-struct WipeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "wipe",
-        abstract: "Decommission the hub: stop the agent and delete the outbox, rule state, keys and the resident's config.",
-        discussion: """
+struct WipeCommand: Command {
+    static let name = "wipe"
+    static let abstract = "Decommission the hub: stop the agent and delete the outbox, rule state, keys and the resident's config."
+    static let discussion = """
             Refuses while alarms are undelivered or unacknowledged unless --force. Prints a receipt of what was deleted
             (for the municipality's privacy routine). The audit log is kept: it records the wipe.
-            """)
+            """
+    static let options = AgentOptions.options + [
+        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
+        .flag("force", "Wipe even though alarms have not reached the platform."),
+    ]
 
-    @OptionGroup var agent: AgentOptions
+    let agent: AgentOptions
+    let config: String
+    let force: Bool
 
-    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
-    var config: String = ConfigFile.defaultPath
-
-    @Flag(name: .long, help: "Wipe even though alarms have not reached the platform.")
-    var force = false
+    init(_ a: ParsedArguments) {
+        agent = AgentOptions(a)
+        config = a.string("config") ?? ConfigFile.defaultPath
+        force = a.flag("force")
+    }
 
     func run() throws {
         let checked = ConfigFile.check(path: config, checkFiles: false)

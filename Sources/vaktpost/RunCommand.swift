@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Agent
-import ArgumentParser
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -10,36 +9,37 @@ import VaktpostCore
 import VaktpostPosix
 
 /// `vaktpost run`: the daemon. systemd starts it (deploy/vaktpost.service).
-struct RunCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Run the agent: sensors in, rules, outbox, platform out. systemd starts this (deploy/vaktpost.service).",
-        discussion: """
+struct RunCommand: Command {
+    static let name = "run"
+    static let abstract = "Run the agent: sensors in, rules, outbox, platform out. systemd starts this (deploy/vaktpost.service)."
+    static let discussion = """
             SIGTERM or SIGINT stop it within a few seconds with every accepted event committed. Under systemd it reports
             READY, STATUS and WATCHDOG. Technicians and support talk to it through `vaktpost status`, `check`, `test-alarm`,
             `sensors`, `events tail` over the control socket.
             """
-    )
+    static let options: [OptionSpec] = [
+        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
+        .value("socket", "PATH", "The control socket.", default: RunOptions.defaultSocket),
+        .value("socket-mode", "MODE", "The control socket's mode, octal.", default: "660"),
+        .value("audit-log", "FILE", "Where every control-socket request is recorded with the caller's uid and pid.", default: RunOptions.defaultAuditLog),
+        .value("simulate-from", "TIME", "Demo and tests: run on a simulated clock starting at this RFC 3339 time."),
+        .value("speed", "N", "Demo and tests: the simulated clock runs this many times faster than real time.", default: "1"),
+    ]
 
-    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
-    var config: String = ConfigFile.defaultPath
+    let config: String
+    let socket: String
+    let socketMode: String
+    let auditLog: String
+    let simulateFrom: String?
+    let speed: Double
 
-    @Option(name: .long, help: ArgumentHelp("The control socket.", valueName: "PATH"))
-    var socket: String = RunOptions.defaultSocket
-
-    @Option(name: .long, help: ArgumentHelp("The control socket's mode, octal.", valueName: "MODE"))
-    var socketMode: String = "660"
-
-    @Option(name: .long, help: ArgumentHelp("Where every control-socket request is recorded with the caller's uid and pid.", valueName: "FILE"))
-    var auditLog: String = RunOptions.defaultAuditLog
-
-    @Option(name: .long, help: ArgumentHelp("Demo and tests: run on a simulated clock starting at this RFC 3339 time.", valueName: "TIME"))
-    var simulateFrom: String?
-
-    @Option(name: .long, help: ArgumentHelp("Demo and tests: the simulated clock runs this many times faster than real time.", valueName: "N"))
-    var speed: Double = 1
-
-    func validate() throws {
+    init(_ a: ParsedArguments) throws {
+        config = a.string("config") ?? ConfigFile.defaultPath
+        socket = a.string("socket") ?? RunOptions.defaultSocket
+        socketMode = a.string("socket-mode") ?? "660"
+        auditLog = a.string("audit-log") ?? RunOptions.defaultAuditLog
+        simulateFrom = a.string("simulate-from")
+        speed = try a.number("speed", default: 1.0)
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode is octal, e.g. 660") }
         guard speed >= 1 && speed <= 10_000 else { throw ValidationError("--speed is 1 to 10000") }
         if let simulateFrom, RFC3339.parse(simulateFrom) == nil { throw ValidationError("--simulate-from wants an RFC 3339 time, e.g. 2026-11-24T01:50:00+01:00") }

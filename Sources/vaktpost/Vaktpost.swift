@@ -4,7 +4,6 @@ import Glibc
 import Agent
 import BLEInput
 import SerialInput
-import ArgumentParser
 import Logging
 import Synchronization
 import Outbox
@@ -13,50 +12,58 @@ import VaktpostCore
 import VaktpostPosix
 
 @main
-struct Vaktpost: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "vaktpost",
-        abstract: "Edge agent for digital supervision: bed, door and fall sensors to the response platform.",
-        discussion: "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml).",
-        version: AgentInfo.version,
-        subcommands: [RunCommand.self, StatusCommand.self, CheckCommand.self, TestAlarmCommand.self, SensorsCommand.self, EventsCommand.self,
-                      WipeCommand.self, ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
-    )
+struct Vaktpost: CommandGroup {
+    static let name = "vaktpost"
+    static let abstract = "Edge agent for digital supervision: bed, door and fall sensors to the response platform."
+    static let discussion = "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml)."
+    static var subcommands: [any Command.Type] {
+        [RunCommand.self, StatusCommand.self, CheckCommand.self, TestAlarmCommand.self, SensorsCommand.self, EventsCommand.self,
+         WipeCommand.self, ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
+    }
 
     /// Only the executable chooses where logs go (libraries take a Logger): stderr, with journald
     /// priority prefixes under systemd.
     static func main() async {
         LoggingSystem.bootstrap { JournaldLogHandler(label: $0) }
-        await main(nil)
+        await CommandLineParser.main(Vaktpost.self, version: AgentInfo.version, arguments: Array(CommandLine.arguments.dropFirst()))
     }
 }
 
 /// `--config` and `--json`, shared by every technician command.
-struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
-    var config: String = ConfigFile.defaultPath
+struct ConfigOptions {
+    static let options: [OptionSpec] = [
+        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
+        .flag("json", "Print JSON instead of text."),
+    ]
+    let config: String
+    let json: Bool
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
-    var json = false
+    init(_ a: ParsedArguments) {
+        config = a.string("config") ?? ConfigFile.defaultPath
+        json = a.flag("json")
+    }
 }
 
-struct ConfigCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "config",
-        abstract: "Work with the configuration file.",
-        subcommands: [Check.self]
-    )
+struct ConfigCommand: CommandGroup {
+    static let name = "config"
+    static let abstract = "Work with the configuration file."
+    static var subcommands: [any Command.Type] { [Check.self] }
 
-    struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Check a config file and print a summary or every error found.",
-            discussion: "Exits 0 when the agent can start with the file, 1 when it cannot."
-        )
+    struct Check: Command {
+        static let name = "check"
+        static let abstract = "Check a config file and print a summary or every error found."
+        static let discussion = "Exits 0 when the agent can start with the file, 1 when it cannot."
+        static let options = ConfigOptions.options + [
+            .flag("no-files", "Skip checking that the certificate and key files exist (for a config prepared on another computer)."),
+        ]
 
-        @OptionGroup var options: ConfigOptions
+        let options: ConfigOptions
+        let noFiles: Bool
 
-        @Flag(name: .long, help: "Skip checking that the certificate and key files exist (for a config prepared on another computer).")
-        var noFiles = false
+        init(_ a: ParsedArguments) {
+            options = ConfigOptions(a)
+            noFiles = a.flag("no-files")
+        }
 
         func run() throws {
             let report = ConfigFile.check(path: options.config, checkFiles: !noFiles)
@@ -70,14 +77,14 @@ struct ConfigCommand: ParsableCommand {
     }
 }
 
-struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "version",
-        abstract: "Print the agent's version and the libraries it runs on."
-    )
+struct VersionCommand: Command {
+    static let name = "version"
+    static let abstract = "Print the agent's version and the libraries it runs on."
+    static let options: [OptionSpec] = [.flag("json", "Print JSON instead of text.")]
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
-    var json = false
+    let json: Bool
+
+    init(_ a: ParsedArguments) { json = a.flag("json") }
 
     func run() throws {
         if json {
@@ -91,11 +98,10 @@ struct VersionCommand: ParsableCommand {
     }
 }
 
-struct ReplayCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "replay",
-        abstract: "Run the supervision rules over a scenario on simulated time and print the events.",
-        discussion: """
+struct ReplayCommand: Command {
+    static let name = "replay"
+    static let abstract = "Run the supervision rules over a scenario on simulated time and print the events."
+    static let discussion = """
             The config needs only [hub], [[sensors]] and [[rules]]. Each scenario line is one JSON object, in time order:
               {"at": "2026-03-29T01:50:00+01:00", "sensor": "bed", "reading": {"occupied": false}}
               {"at": "...", "sensor": "door", "seen": true}      a frame with no state (supervision only)
@@ -104,16 +110,21 @@ struct ReplayCommand: ParsableCommand {
             Reading keys: occupied, open, fall, pressed, motion, tamper (true/false), battery (0-100), rssi (dBm).
             Blank lines and lines starting with # are skipped. Each event is printed as one JSON line.
             """
-    )
+    static let options: [OptionSpec] = [
+        .value("config", "FILE", "The config file.", required: true),
+        .value("scenario", "FILE", "The scenario, one JSON object per line.", required: true),
+        .value("seed", "N", "Seed for event ids, so a replay is reproducible.", default: "0"),
+    ]
 
-    @Option(name: .long, help: ArgumentHelp("The config file.", valueName: "FILE"))
-    var config: String
+    let config: String
+    let scenario: String
+    let seed: UInt64
 
-    @Option(name: .long, help: ArgumentHelp("The scenario, one JSON object per line.", valueName: "FILE"))
-    var scenario: String
-
-    @Option(name: .long, help: "Seed for event ids, so a replay is reproducible.")
-    var seed: UInt64 = 0
+    init(_ a: ParsedArguments) throws {
+        config = a.string("config")!
+        scenario = a.string("scenario")!
+        seed = try a.number("seed", default: 0)
+    }
 
     func run() throws {
         let report = ConfigFile.check(path: config, scope: .replay)
@@ -170,15 +181,21 @@ struct StandardError: TextOutputStream {
 }
 
 /// Where the outbox is: `--db`, else `[outbox] path` from the config, else the default.
-struct OutboxOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The config file whose [outbox] path to read.", valueName: "FILE"))
-    var config: String = ConfigFile.defaultPath
+struct OutboxOptions {
+    static let options: [OptionSpec] = [
+        .value("config", "FILE", "The config file whose [outbox] path to read.", default: ConfigFile.defaultPath),
+        .value("db", "PATH", "The outbox database itself (overrides the config)."),
+        .flag("json", "Print JSON instead of text."),
+    ]
+    let config: String
+    let db: String?
+    let json: Bool
 
-    @Option(name: .long, help: ArgumentHelp("The outbox database itself (overrides the config).", valueName: "PATH"))
-    var db: String?
-
-    @Flag(name: .long, help: "Print JSON instead of text.")
-    var json = false
+    init(_ a: ParsedArguments) {
+        config = a.string("config") ?? ConfigFile.defaultPath
+        db = a.string("db")
+        json = a.flag("json")
+    }
 
     /// The path, and the zone to show times in.
     func resolve() -> (path: String, zone: TimeZoneRules) {
@@ -198,18 +215,19 @@ func explainOutboxError(_ error: any Error, path: String) -> String {
     return "error: \(path): \(error)"
 }
 
-struct QueueCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "queue",
-        abstract: "Show what waits in the outbox: depth per lane, oldest age, bytes, dead letters, evictions.",
-        discussion: "Reads the database read-only, so it is safe while the agent runs.",
-        subcommands: [Show.self, DeadLetters.self, RetryDeadLetters.self],
-        defaultSubcommand: Show.self
-    )
+struct QueueCommand: CommandGroup {
+    static let name = "queue"
+    static let abstract = "Show what waits in the outbox: depth per lane, oldest age, bytes, dead letters, evictions."
+    static let discussion = "Reads the database read-only, so it is safe while the agent runs."
+    static var subcommands: [any Command.Type] { [Show.self, DeadLetters.self, RetryDeadLetters.self] }
+    static var defaultSubcommand: (any Command.Type)? { Show.self }
 
-    struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the outbox (the default).")
-        @OptionGroup var options: OutboxOptions
+    struct Show: Command {
+        static let name = "show"
+        static let abstract = "Show the outbox (the default)."
+        static let options = OutboxOptions.options
+        let options: OutboxOptions
+        init(_ a: ParsedArguments) { options = OutboxOptions(a) }
 
         func run() throws {
             let (path, zone) = options.resolve()
@@ -224,9 +242,12 @@ struct QueueCommand: ParsableCommand {
         }
     }
 
-    struct DeadLetters: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "dead-letters", abstract: "List the events the platform rejected, with its reasons.")
-        @OptionGroup var options: OutboxOptions
+    struct DeadLetters: Command {
+        static let name = "dead-letters"
+        static let abstract = "List the events the platform rejected, with its reasons."
+        static let options = OutboxOptions.options
+        let options: OutboxOptions
+        init(_ a: ParsedArguments) { options = OutboxOptions(a) }
 
         func run() throws {
             let (path, zone) = options.resolve()
@@ -240,11 +261,12 @@ struct QueueCommand: ParsableCommand {
         }
     }
 
-    struct RetryDeadLetters: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "retry-dead-letters",
-            abstract: "Put every dead letter back in the queue, once the platform accepts them again.")
-        @OptionGroup var options: OutboxOptions
+    struct RetryDeadLetters: Command {
+        static let name = "retry-dead-letters"
+        static let abstract = "Put every dead letter back in the queue, once the platform accepts them again."
+        static let options = OutboxOptions.options
+        let options: OutboxOptions
+        init(_ a: ParsedArguments) { options = OutboxOptions(a) }
 
         func run() throws {
             let (path, _) = options.resolve()
@@ -259,31 +281,28 @@ struct QueueCommand: ParsableCommand {
     }
 }
 
-struct DecodeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "decode",
-        abstract: "Decode sensor frames by hand, exactly as the agent reads them.",
-        subcommands: [BTHomeFrame.self, ESP3Frame.self]
-    )
+struct DecodeCommand: CommandGroup {
+    static let name = "decode"
+    static let abstract = "Decode sensor frames by hand, exactly as the agent reads them."
+    static var subcommands: [any Command.Type] { [BTHomeFrame.self, ESP3Frame.self] }
 
-    struct ESP3Frame: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "esp3",
-            abstract: "Decode an EnOcean ESP3 byte stream and print its last valid frame as one JSON object.",
-            discussion: """
+    struct ESP3Frame: Command {
+        static let name = "esp3"
+        static let abstract = "Decode an EnOcean ESP3 byte stream and print its last valid frame as one JSON object."
+        static let discussion = """
                 Prints the keys of `expect` in ../shared/testdata/esp3_vectors.json (packet_type, data_len, opt_len, rorg,
                 sender_id, status, dbm, ...); with --eep, the profile's values too. Exits 1 when the stream holds no valid frame.
                   vaktpost decode esp3 --eep D5-00-01 55000707017AD50901825DAB0001FFFFFFFF3600C7
                 """
-        )
+        static let options: [OptionSpec] = [.value("eep", "EEP", "The sender's EnOcean Equipment Profile, e.g. D5-00-01.")]
+        static let arguments = [ArgumentSpec(valueName: "HEX", help: "The bytes in hex, as read from the serial port.")]
 
-        @Option(name: .long, help: ArgumentHelp("The sender's EnOcean Equipment Profile, e.g. D5-00-01.", valueName: "EEP"))
-        var eep: String?
+        let eep: String?
+        let stream: String
 
-        @Argument(help: ArgumentHelp("The bytes in hex, as read from the serial port.", valueName: "HEX"))
-        var stream: String
-
-        func validate() throws {
+        init(_ a: ParsedArguments) throws {
+            eep = a.string("eep")
+            stream = a.positional(0)
             if let eep, !EEP.supported.contains(eep.uppercased()) {
                 throw ValidationError("--eep \(eep) is not one the agent decodes: \(EEP.supported.joined(separator: ", "))")
             }
@@ -300,31 +319,32 @@ struct DecodeCommand: ParsableCommand {
         }
     }
 
-    struct BTHomeFrame: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "bthome",
-            abstract: "Decode BTHome v2 service data (the bytes after d2 fc) as one JSON object.",
-            discussion: """
+    struct BTHomeFrame: Command {
+        static let name = "bthome"
+        static let abstract = "Decode BTHome v2 service data (the bytes after d2 fc) as one JSON object."
+        static let discussion = """
                 Prints {"sensors": {...}, "binary": {...}, "events": {...}}, the same shape as `expected` in
                 ../shared/testdata/bthome_vectors.json. --prior packets from the same device are fed first, one
                 second apart, so counter and packet-id checks see a history. A rejected frame exits 1 with the reason.
                   vaktpost decode bthome --mac 54:48:E6:8F:80:A5 --key 231d39c1d7cc1ab1aee224cd096db932 41e445f3c9962b332211006c7c4519
                 """
-        )
+        static let options: [OptionSpec] = [
+            .value("mac", "MAC", "The sender's Bluetooth address, e.g. 54:48:E6:8F:80:A5.", required: true),
+            .value("key", "HEX", "The sensor's bthome_key, 32 hex digits."),
+            .value("prior", "HEX", "An earlier packet from the same device.", repeatable: true),
+        ]
+        static let arguments = [ArgumentSpec(valueName: "HEX", help: "The service data in hex.")]
 
-        @Option(name: .long, help: ArgumentHelp("The sender's Bluetooth address, e.g. 54:48:E6:8F:80:A5.", valueName: "MAC"))
-        var mac: String
+        let mac: String
+        let key: String?
+        let prior: [String]
+        let serviceData: String
 
-        @Option(name: .long, help: ArgumentHelp("The sensor's bthome_key, 32 hex digits.", valueName: "HEX"))
-        var key: String?
-
-        @Option(name: .long, help: ArgumentHelp("An earlier packet from the same device (repeatable).", valueName: "HEX"))
-        var prior: [String] = []
-
-        @Argument(help: ArgumentHelp("The service data in hex.", valueName: "HEX"))
-        var serviceData: String
-
-        func validate() throws {
+        init(_ a: ParsedArguments) throws {
+            mac = a.string("mac")!
+            key = a.string("key")
+            prior = a.strings("prior")
+            serviceData = a.positional(0)
             guard BlueZLibrary.canonicalAddress(mac) != nil else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
             if let key, Self.bytes(key)?.count != 16 { throw ValidationError("--key must be 32 hex digits") }
             for p in prior + [serviceData] where Self.bytes(p) == nil { throw ValidationError("\"\(p)\" is not hex") }
@@ -355,33 +375,34 @@ struct DecodeCommand: ParsableCommand {
     }
 }
 
-struct ScanCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "scan",
-        abstract: "List the sensors the hub can hear (--ble or --serial), with signal strength and what they say: for pairing.",
-        discussion: """
+struct ScanCommand: Command {
+    static let name = "scan"
+    static let abstract = "List the sensors the hub can hear (--ble or --serial), with signal strength and what they say: for pairing."
+    static let discussion = """
             --serial listens to the [[serial]] receivers and prints each telegram as it arrives, with teach-ins and their
             profile. --ble listens on the configured adapter (or reads a btsnoop capture with --replay) and shows every device
             heard: address, RSSI, how often, which configured sensor it is, and its BTHome decode. The table refreshes
             every 2 seconds; --json prints one JSON array at the end.
             """
-    )
+    static let options: [OptionSpec] = [
+        .flag("ble", "Scan for Bluetooth LE sensors."),
+        .flag("serial", "Listen to the EnOcean receivers of the config's [[serial]] sections."),
+        .value("seconds", "SECONDS", "How long to listen.", default: "30"),
+        .value("replay", "FILE", "A btsnoop capture to read instead of the adapter."),
+    ] + ConfigOptions.options
 
-    @Flag(name: .long, help: "Scan for Bluetooth LE sensors.")
-    var ble = false
+    let ble: Bool
+    let serial: Bool
+    let seconds: Int
+    let replay: String?
+    let options: ConfigOptions
 
-    @Flag(name: .long, help: "Listen to the EnOcean receivers of the config's [[serial]] sections.")
-    var serial = false
-
-    @Option(name: .long, help: "How long to listen.")
-    var seconds: Int = 30
-
-    @Option(name: .long, help: ArgumentHelp("A btsnoop capture to read instead of the adapter.", valueName: "FILE"))
-    var replay: String?
-
-    @OptionGroup var options: ConfigOptions
-
-    func validate() throws {
+    init(_ a: ParsedArguments) throws {
+        ble = a.flag("ble")
+        serial = a.flag("serial")
+        seconds = try a.number("seconds", default: 30)
+        replay = a.string("replay")
+        options = ConfigOptions(a)
         guard ble != serial else { throw ValidationError("say what to scan: --ble or --serial (one at a time)") }
         guard seconds > 0 else { throw ValidationError("--seconds must be at least 1") }
     }

@@ -91,6 +91,54 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         #expect(run.status == 64)  // EX_USAGE
         #expect(run.stderr.contains("Unexpected argument 'confg'"))
         #expect(run.stderr.contains("vaktpost --help"))
+        #expect(run.stderr.contains("did you mean 'config'?"))
+    }
+
+    /// The agent parses its own command line (no swift-argument-parser): every command has a
+    /// help page, and every kind of mistake is a usage error (64) that says what was wrong.
+    @Test func everyCommandHasHelpAndMistakesSayWhatWasWrong() throws {
+        let commands = [["run"], ["status"], ["check"], ["test-alarm"], ["sensors"], ["events", "tail"], ["wipe"], ["config", "check"],
+                        ["decode", "bthome"], ["decode", "esp3"], ["queue", "show"], ["queue", "dead-letters"],
+                        ["queue", "retry-dead-letters"], ["replay"], ["scan"], ["version"]]
+        for command in commands {
+            let run = try vaktpost(command + ["--help"])
+            #expect(run.status == 0, "\(command)")
+            #expect(run.stdout.hasPrefix("OVERVIEW: "), "\(command): \(run.stdout)")
+            #expect(run.stdout.contains("USAGE: vaktpost \(command.joined(separator: " "))"), "\(command): \(run.stdout)")
+            #expect(try vaktpost(["help"] + command).stdout == run.stdout, "\(command)")
+        }
+        let top = try vaktpost([])
+        #expect(top.status == 0)
+        #expect(top.stdout.contains("SUBCOMMANDS:") && top.stdout.contains("  test-alarm "))
+        let runHelp = try vaktpost(["run", "--help"]).stdout.split(separator: "\n")
+        #expect(runHelp.contains { $0.hasPrefix("  --socket-mode <MODE> ") && $0.hasSuffix(" The control socket's mode, octal. (default: 660)") })
+
+        let mistakes: [([String], String)] = [
+            (["run", "--sped", "3"], "Unknown option '--sped': did you mean '--speed'?"),
+            (["run", "--speed"], "Missing value for '--speed <N>'"),
+            (["run", "--speed", "fast"], "the value 'fast' is not valid for --speed"),
+            (["run", "--speed=0"], "--speed is 1 to 10000"),
+            (["replay", "--config", "x.toml"], "Missing expected argument '--scenario <FILE>'"),
+            (["events", "tail", "-n", "0"], "--lines must be at least 1"),
+            (["status", "--json=yes"], "--json is a flag and takes no value"),
+            (["status", "--socket", "a", "--socket", "b"], "--socket was given twice"),
+            (["decode", "esp3"], "Missing expected argument '<HEX>'"),
+            (["decode", "esp3", "55", "66"], "Unexpected argument '66'"),
+            (["queue", "shw"], "Unexpected argument 'shw': did you mean 'show'?"),
+        ]
+        for (arguments, message) in mistakes {
+            let run = try vaktpost(arguments)
+            #expect(run.status == 64, "\(arguments): \(run.stderr)")
+            #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
+            #expect(run.stderr.contains("See 'vaktpost "), "\(arguments): \(run.stderr)")
+        }
+        // The point of parsing it ourselves: FoundationEssentials stays out of the agent binary.
+        let binary = try Data(contentsOf: try vaktpostBinary())
+        #expect(binary.range(of: Data("20FoundationEssentials".utf8)) == nil, "FoundationEssentials is linked into vaktpost again")
+        // `--option=value` and a default subcommand (`queue` is `queue show`).
+        let queue = try vaktpost(["queue", "--db=/nonexistent/outbox.sqlite"])
+        #expect(queue.status == 1)
+        #expect(queue.stderr.contains("no outbox at /nonexistent/outbox.sqlite"))
     }
 }
 

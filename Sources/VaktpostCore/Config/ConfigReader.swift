@@ -88,7 +88,7 @@ public enum ConfigReader {
     }
 
     /// Closest candidate within a small edit distance, for "did you mean" hints.
-    static func suggestion(for word: String, among candidates: [String]) -> String? {
+    public static func suggestion(for word: String, among candidates: [String]) -> String? {
         let scored = candidates.map { ($0, editDistance(word, $0)) }.filter { $0.1 <= max(1, min(3, word.count / 3)) }
         return scored.min { $0.1 < $1.1 }?.0
     }
