@@ -508,6 +508,7 @@ public final class HubDaemon: HubControl {
         case .linkRestored(let d): logger.notice("uplink restored after \(DurationText.format(d))")
         case .configRefused(let v, let reason): logger.error("pushed config \(v) refused: \(reason)")
         case .configApplied(let v): logger.notice("config \(v) from the platform applied; restarting to use it")
+        case .attemptFailed(let reason): logger.warning("a request to the platform failed, retrying: \(reason)")
         case .heartbeat, .command, .clockCorrected: break
         }
     }

@@ -66,6 +66,8 @@ public final class PlatformLink: Sendable {
         case configApplied(version: String)
         case configRefused(version: String, reason: String)
         case clockCorrected(events: Int)
+        /// A request failed and will be retried: said once per cause until something gets through.
+        case attemptFailed(reason: String)
     }
 
     let settings: Settings
@@ -85,6 +87,8 @@ public final class PlatformLink: Sendable {
         var lost: EventID?
         /// Why the last attempt failed; named in `uplink.lost`.
         var lastFailure: String?
+        /// The failure already logged since the last successful exchange.
+        var loggedFailure: String?
         var clockSynced: Bool
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
@@ -163,7 +167,12 @@ public final class PlatformLink: Sendable {
                                                        ("reason", .string("the platform answered \(status) to the hub's certificate"))])
             state.withLock { $0.unauthorized = id }
         case .failed(let reason):
-            state.withLock { $0.lastFailure = reason }
+            let fresh = state.withLock { s -> Bool in
+                s.lastFailure = reason
+                defer { s.loggedFailure = reason }
+                return s.loggedFailure != reason
+            }
+            if fresh { notice(.attemptFailed(reason: reason)) }
         }
     }
 
@@ -171,6 +180,7 @@ public final class PlatformLink: Sendable {
     func exchanged(at time: WallTime) {
         let (change, unauthorized, lost) = state.withLock { s -> (LinkSupervisor.Change?, EventID?, EventID?) in
             s.lastContact = time
+            s.loggedFailure = nil
             let change = s.supervisor.succeeded(at: time)
             defer { s.unauthorized = nil }
             let lost = s.lost

@@ -129,7 +129,7 @@ public final class HTTPClient {
         errorBuffer.withUnsafeMutableBufferPointer { set(CURLOPT_ERRORBUFFER, pointer: UnsafeRawPointer($0.baseAddress)) }
         guard code == CURLE_OK else { throw CurlError(code: Int32(code.rawValue), message: String(cString: curl_easy_strerror(code))) }
 
-        let result: CURLcode = {
+        let perform: () -> CURLcode = { [handle] in
             if let body {
                 return body.withUnsafeBytes { bytes in
                     var c = ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, bytes.count)
@@ -138,7 +138,19 @@ public final class HTTPClient {
                 }
             }
             return curl_easy_perform(handle)
-        }()
+        }
+        var result = perform()
+        if Self.closedUnderneath(result), reusedConnection() {
+            // The platform closed the kept-alive connection as this request went out on it: an
+            // HTTP/2 GOAWAY (a server's reset or stream limit; the reference receiver sends one
+            // every ~200 requests from libcurl 7.88), or an HTTP/1.1 keep-alive timeout. That says
+            // nothing about the platform, so the request goes again at once on a new connection
+            // rather than waiting out the lane's backoff (an alarm 250 ms late, every 200 alarms).
+            // Safe because every request the agent sends is idempotent (event ids, Idempotency-Key).
+            sink.reset()
+            errorBuffer.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            if ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1) == CURLE_OK { result = perform() }
+        }
         guard result == CURLE_OK else {
             let detail = String(cString: errorBuffer)
             throw CurlError(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
@@ -150,6 +162,18 @@ public final class HTTPClient {
         var response = HTTPResponse(status: status, headers: sink.headers, body: sink.body, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "2" : "1.1")
         response.certificateExpiry = peerCertificateExpiry()
         return response
+    }
+
+    /// Failures of a connection that went away under the request (not of the platform's answer):
+    /// HTTP/2 framing or stream errors (GOAWAY), an empty reply, a send or receive error.
+    static func closedUnderneath(_ result: CURLcode) -> Bool {
+        [CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR].contains(result)
+    }
+
+    /// The last request went out on a connection kept from an earlier one (no new connect).
+    func reusedConnection() -> Bool {
+        var connects = 0
+        return ccurl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects == 0
     }
 
     /// "Expire date: Jan  1 00:00:00 2030 GMT" of the first (the platform's own) certificate,
@@ -191,6 +215,12 @@ final class ResponseSink {
     let abandon: (@Sendable () -> Bool)?
 
     init(abandon: (@Sendable () -> Bool)?) { self.abandon = abandon }
+
+    /// Forgets what a failed attempt received, before the request is sent again.
+    func reset() {
+        body = []
+        headers = []
+    }
 
     static let progress: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = { context, _, _, _, _ in
         guard let context else { return 0 }

@@ -203,6 +203,9 @@ final class Notices: Sendable {
             defer { s.link.stop() }
             #expect(waitUntil(8) { s.notices.contains { if case .linkLost = $0 { true } else { false } } })
             #expect(!s.link.linkUp)
+            // Every heartbeat failed the same way: said once for the log, not once per attempt.
+            let failures = s.notices.all.withLock { $0.compactMap { if case .attemptFailed(let r) = $0 { r } else { nil } } }
+            #expect(failures.count == 1 && failures[0].hasPrefix("HTTP 503"), "\(failures)")
             try receiver.faults(["downForSec": 0])
             #expect(waitUntil(10) { s.notices.contains { if case .linkRestored = $0 { true } else { false } } })
             #expect(try waitUntil(10) { Set(try types(receiver)).isSuperset(of: ["uplink.lost/active", "uplink.restored/active"]) })

@@ -30,6 +30,24 @@ extension ReceiverProcess {
         #expect(second["peer"] as? String == seen["peer"] as? String, "the second request should reuse the TLS connection")
     }
 
+    /// The receiver's HTTP/2 stack sends GOAWAY (ENHANCE_YOUR_CALM) after ~200 requests from
+    /// libcurl 7.88 on one connection; the request caught by it used to fail (curl 16), which
+    /// made every ~200th alarm wait out a backoff. It is now sent again on a new connection.
+    @Test func aConnectionClosedUnderARequestIsReplacedWithoutAnError() throws {
+        let server = try ReceiverProcess()
+        let client = try HTTPClient(tls: hub1)
+        var peers: [String] = []
+        for _ in 0..<450 {
+            let r = try client.send("GET", server.url())
+            #expect(r.status == 200)
+            #expect(r.httpVersion == "2")
+            let peer = try json(r)["peer"] as? String ?? "?"
+            if peers.last != peer { peers.append(peer) }
+        }
+        #expect(peers.count >= 2, "the server never closed the connection: \(peers)")
+        #expect(peers.count <= 4, "a new connection for far more requests than the server closed: \(peers)")
+    }
+
     @Test func http2IsUsedWhenThePlatformOffersIt() throws {
         let h2 = try ReceiverProcess()
         let r = try HTTPClient(tls: hub1).send("GET", h2.url())
