@@ -92,6 +92,8 @@ public final class HubDaemon: HubControl {
     let tickLoop = BackgroundLoop(label: "vaktpost.rules")
     let controlLoop = BackgroundLoop(label: "vaktpost.control")
     let replayLoop = BackgroundLoop(label: "vaktpost.ble.replay")
+    /// Checkpoints the outbox's WAL beside its writer, woken by the commit that grew it.
+    let checkpointLoop = BackgroundLoop(label: "vaktpost.outbox.checkpoint")
     let scanner: Mutex<HCIScanner?> = Mutex(nil)
     let receivers: Mutex<[SerialReceiver]> = Mutex([])
     let listener: Mutex<UnixListener?> = Mutex(nil)
@@ -198,7 +200,9 @@ public final class HubDaemon: HubControl {
 
     public func start(_ part: Part) throws {
         switch part {
-        case .rules: tickLoop.start { [self] in tickLoopBody() }
+        case .rules:
+            tickLoop.start { [self] in tickLoopBody() }
+            checkpointLoop.start { [self] in checkpointLoopBody() }
         case .uplink: link?.start()
         case .control:
             let listener = try UnixListener(path: options.socketPath, mode: options.socketMode)
@@ -225,6 +229,7 @@ public final class HubDaemon: HubControl {
             link?.stop()
         case .rules:
             tickLoop.stop()
+            checkpointLoop.stop()
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             try? historyStore.save(core.withLock { $0.ble.histories })
@@ -434,9 +439,52 @@ public final class HubDaemon: HubControl {
         }
     }
 
+    /// The outbox's checkpoints, off its lock (see `OutboxCheckpointer`): when a commit leaves
+    /// the WAL past 1 MB (at most every 250 ms), and every 5 minutes, so that state and log
+    /// events (committed without a fsync of their own) are on the disk within 5 minutes.
+    func checkpointLoopBody() {
+        let checkpointer: OutboxCheckpointer
+        do {
+            checkpointer = try OutboxCheckpointer(path: config.outbox.path)
+        } catch {
+            logger.error("the outbox checkpoints inside its commits: no second connection to \(config.outbox.path) (\(error))")
+            return
+        }
+        let loop = checkpointLoop
+        guard let activity = try? outbox.with({ o in
+            o.onWALGrowth { loop.wake() }
+            return o.walActivity
+        }) else { return }
+        var due = false
+        while !loop.isStopped {
+            if !due { loop.sleep(.seconds(300)) }
+            // In a pause of the writing, so that the checkpoint completes and the WAL starts over
+            // (a steady stream is the commits' own 4 MB backstop's business).
+            while !loop.isStopped, activity.quietFor < OutboxCheckpointer.quietBefore {
+                loop.sleep(OutboxCheckpointer.quietBefore - activity.quietFor)
+            }
+            guard !loop.isStopped else { break }
+            let began = SystemClock.boottime()
+            do {
+                try checkpointer.checkpoint()
+            } catch {
+                logger.warning("outbox checkpoint failed: \(error); the outbox checkpoints inside its commits meanwhile")
+            }
+            let spent = SystemClock.boottime() - began
+            if spent > 1_000_000_000 { logger.warning("an outbox checkpoint took \(spent / 1_000_000) ms (a slow disk; alarms do not wait for it)") }
+            due = false
+            let interval = UInt64(OutboxCheckpointer.minimumInterval.components.attoseconds / 1_000_000_000)
+                + UInt64(OutboxCheckpointer.minimumInterval.components.seconds) * 1_000_000_000
+            while !loop.isStopped {
+                let elapsed = SystemClock.boottime() - began
+                guard elapsed < interval else { break }
+                if loop.sleep(.nanoseconds(Int64(interval - elapsed))) { due = true }
+            }
+        }
+    }
+
     func tickLoopBody() {
         var lastAlive = SystemClock.boottime()
-        var lastCheckpoint = lastAlive
         var lastAliveNote = UInt64(0)
         var savedHistories: [String: BTHomeHistory]? = nil
         let watchdog = SystemdNotify.watchdogInterval
@@ -452,10 +500,7 @@ public final class HubDaemon: HubControl {
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             if now - lastAlive >= 10_000_000_000 {
                 lastAlive = now
-                try? outbox.with { o in
-                    try? o.checkpoint(walOver: 1 << 20)
-                    try o.flushMemory()
-                }
+                try? outbox.with { try $0.flushMemory() }
                 // What an idle hub writes: the last-alive mark once a minute (it dates an unclean
                 // stop), the BTHome counters only when they moved; not two fsyncs every 10 s.
                 if now - lastAliveNote >= 60_000_000_000 {
@@ -468,10 +513,6 @@ public final class HubDaemon: HubControl {
                 SystemdNotify.send("STATUS=\(statusLine())")
                 let spent = SystemClock.boottime() - now
                 if spent > 100_000_000 { logger.warning("the rules loop's housekeeping took \(spent / 1_000_000) ms") }
-            }
-            if now - lastCheckpoint >= 300_000_000_000 {
-                lastCheckpoint = now
-                try? outbox.with { try $0.checkpoint() }
             }
             // The watchdog is fed only by this loop: if the rules stop running, systemd restarts us.
             if watchdog != nil { SystemdNotify.send("WATCHDOG=1") }

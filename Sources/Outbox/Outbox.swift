@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SQLiteStore
+import Synchronization
 import VaktpostCore
 
 /// The durable queue between the rule engine and the uplink. Every event is stored here before
@@ -37,6 +38,8 @@ public final class Outbox {
     var diskFull: EventID?
     var pressure: EventID?
     var synchronousFull: Bool?
+    /// When the last commit was, and whom to tell that the WAL has grown: for a checkpointer.
+    public let walActivity = WALActivity()
 
     /// Where a damaged database was moved at open, if one was.
     public private(set) var recoveredFrom: String?
@@ -61,12 +64,20 @@ public final class Outbox {
             connection = try Connection(path: path)
         }
         db = connection
-        // WAL: readers (the CLI) never block the writer. 2 MB page cache. Checkpoints are the
-        // daemon's housekeeping (`checkpoint(walOver:)` every 10 s); the automatic one is only a
-        // backstop at 4 MB of WAL, so a burst of appends pays one fsync each, not checkpoint
-        // fsyncs on top. The WAL is kept small because it is disk space: on a nearly full card
-        // a WAL allowed to grow to 32 MB was itself what filled the disk (Benchmarks/reliability.py).
-        try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 1000")
+        // WAL: readers (the CLI) never block the writer. 2 MB page cache. Checkpoints are not
+        // an append's business: an `OutboxCheckpointer` on its own connection and thread copies
+        // the WAL into the database when a commit finds it past 1 MB, beside the writer, so an
+        // alarm's commit pays its own fsync and never a checkpoint's two. Without one (tools,
+        // tests) or if it falls behind, the commit itself checkpoints at 4 MB. The WAL is kept
+        // small because it is disk space: on a nearly full card a WAL allowed to grow to 32 MB
+        // was itself what filled the disk (Benchmarks/reliability.py); journal_size_limit
+        // shrinks the file back to 4 MB when the WAL starts over. Not less: a WAL file that
+        // must grow again makes every commit's fdatasync write its size too (-30 % ingest).
+        try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 4194304")
+        db.onCommit(walPages: { [unowned db, walActivity] pages in
+            walActivity.committed(walPages: pages)
+            if pages >= OutboxCheckpointer.backstopPages { _ = try? db.checkpoint(.passive) }
+        })
         try Outbox.migrator.migrate(db)
         if let pages = limits.maxPages { try db.execute("PRAGMA max_page_count = \(pages)") }
 
@@ -414,11 +425,10 @@ public final class Outbox {
         try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
-    /// `checkpoint()` when the WAL has grown past `bytes`.
-    public func checkpoint(walOver bytes: Int64) throws {
-        var st = stat()
-        guard stat(path + "-wal", &st) == 0, Int64(st.st_size) > bytes else { return }
-        try checkpoint()
+    /// Runs (inside the commit that found the WAL past `OutboxCheckpointer.walPages`) to wake
+    /// the checkpointer. Unset: only the 4 MB backstop checkpoints.
+    public func onWALGrowth(_ body: @escaping @Sendable () -> Void) {
+        walActivity.onGrowth.withLock { $0 = body }
     }
 
     // MARK: Rule state
@@ -741,5 +751,72 @@ public enum OutboxFile {
     /// Writes: waits for the daemon's current transaction (busy timeout) and runs its own.
     public static func retryDeadLetters(path: String) throws -> Int {
         try Outbox.retryDeadLetters(in: try Connection(path: path))
+    }
+}
+
+/// What a checkpointer needs to know of the writer, without taking the outbox's lock.
+public final class WALActivity: Sendable {
+    let onGrowth = Mutex<(@Sendable () -> Void)?>(nil)
+    private let lastCommit = Atomic<UInt64>(0)
+    private let walPages = Atomic<Int>(0)
+
+    /// Tells the checkpointer once, when the WAL crosses `OutboxCheckpointer.walPages`: asking
+    /// at every commit would wake it (a context switch) for every event of a burst.
+    func committed(walPages pages: Int) {
+        lastCommit.store(Self.boottime(), ordering: .relaxed)
+        let before = walPages.exchange(pages, ordering: .relaxed)
+        if before < OutboxCheckpointer.walPages && pages >= OutboxCheckpointer.walPages { onGrowth.withLock { $0 }?() }
+    }
+
+    /// How long since the last commit. A checkpoint started in such a pause completes before
+    /// the next write, which then starts the WAL over; one racing a stream of commits never
+    /// completes and only competes with them for the disk.
+    public var quietFor: Duration {
+        // The commit may land between the two reads: never a negative (or wrapped) pause.
+        let last = lastCommit.load(ordering: .relaxed), now = Self.boottime()
+        return now > last ? .nanoseconds(Int64(now - last)) : .zero
+    }
+
+    static func boottime() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Copies the outbox's WAL into the database from a connection of its own (a passive
+/// checkpoint runs beside the writer and readers), on its owner's thread: the two fsyncs of a
+/// checkpoint never hold the outbox, so an alarm's commit never waits behind them.
+public final class OutboxCheckpointer {
+    /// A commit that leaves the WAL at this many pages (1 MB) asks for a checkpoint.
+    public static let walPages = 256
+    /// A commit that finds the WAL this large (4 MB) checkpoints itself: the checkpointer is
+    /// missing or behind.
+    public static let backstopPages = 1000
+    /// At most one checkpoint this often: while the writer keeps writing, the WAL cannot start
+    /// over and every commit asks again; this bounds a checkpointer's fsyncs to 8 a second.
+    public static let minimumInterval = Duration.milliseconds(250)
+    /// A checkpoint waits for this long a pause in the commits (see `WALActivity.quietFor`).
+    public static let quietBefore = Duration.milliseconds(50)
+
+    let db: Connection
+
+    public init(path: String) throws {
+        db = try Connection(path: path)
+        // A new connection opens the file lazily; until it has read it, a checkpoint finds no
+        // WAL and copies nothing. Reading the journal mode opens it (and proves it is WAL).
+        let mode = try db.text("PRAGMA journal_mode")
+        guard mode == "wal" else { throw SQLiteError(code: 1, extendedCode: 1, message: "\(path) is in journal mode \(mode ?? "?"), not WAL") }
+    }
+
+    /// Frames copied into the database (0: nothing was waiting, or a commit's own backstop
+    /// checkpoint was running: SQLite lets one checkpoint run at a time).
+    @discardableResult
+    public func checkpoint() throws -> Int {
+        do {
+            return try db.checkpoint(.passive).copied
+        } catch let error as SQLiteError where error.code == 5 {  // SQLITE_BUSY
+            return 0
+        }
     }
 }

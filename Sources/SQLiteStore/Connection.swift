@@ -35,6 +35,42 @@ public final class Connection {
 
     deinit { sqlite3_close_v2(handle) }
 
+    /// What `onCommit(walPages:)` calls, kept alive as long as the connection.
+    private final class CommitHook {
+        let body: (Int) -> Void
+        init(_ body: @escaping (Int) -> Void) { self.body = body }
+    }
+    private var commitHook: CommitHook?
+
+    /// `body` runs after every commit in WAL mode with the WAL's size in pages
+    /// (`sqlite3_wal_hook`). It replaces SQLite's automatic checkpoint: the owner decides when
+    /// and where to checkpoint. It runs inside the commit; keep it short.
+    public func onCommit(walPages body: @escaping (Int) -> Void) {
+        let hook = CommitHook(body)
+        commitHook = hook
+        sqlite3_wal_hook(handle, { context, _, _, pages in
+            Unmanaged<CommitHook>.fromOpaque(context!).takeUnretainedValue().body(Int(pages))
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(hook).toOpaque())
+    }
+
+    public enum CheckpointMode: Sendable {
+        /// Copies what it can without waiting for the writer or readers: runs beside them.
+        case passive
+        /// Waits for the writer, copies everything and truncates the WAL to zero bytes.
+        case truncate
+    }
+
+    /// `sqlite3_wal_checkpoint_v2`: the WAL's size in frames and how many of them are now in
+    /// the database file (equal: a complete checkpoint, so the next write starts the WAL over).
+    @discardableResult
+    public func checkpoint(_ mode: CheckpointMode) throws(SQLiteError) -> (walFrames: Int, copied: Int) {
+        var log: Int32 = 0, copied: Int32 = 0
+        let code = sqlite3_wal_checkpoint_v2(handle, nil, mode == .passive ? SQLITE_CHECKPOINT_PASSIVE : SQLITE_CHECKPOINT_TRUNCATE, &log, &copied)
+        guard code == SQLITE_OK else { throw error(code, sql: "checkpoint") }
+        return (Int(log), Int(copied))
+    }
+
     func error(_ code: Int32, sql: String?) -> SQLiteError {
         SQLiteError(code: code & 0xFF, extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
     }

@@ -49,14 +49,15 @@ public final class BackgroundLoop: Sendable {
 
     public var isStopped: Bool { stopped.load(ordering: .relaxed) }
 
-    /// Sleeps up to `duration`, or until `stop()` or `wake()`. One blocking wait, not a poll:
-    /// an idle hub should not wake up for nothing (issue 9 measures its idle CPU).
-    public func sleep(_ duration: Duration) {
-        guard duration > .zero, !isStopped else { return }
+    /// Sleeps up to `duration`, or until `stop()` or `wake()` (then true). One blocking wait,
+    /// not a poll: an idle hub should not wake up for nothing (issue 9 measures its idle CPU).
+    @discardableResult
+    public func sleep(_ duration: Duration) -> Bool {
+        guard duration > .zero, !isStopped else { return isStopped }
         let (seconds, attoseconds) = duration.components
         let nanoseconds = seconds >= Int64(Int.max / 1_000_000_000) ? Int.max : Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        if alarmClock.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success {
-            woken.store(false, ordering: .releasing)
-        }
+        guard alarmClock.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else { return false }
+        woken.store(false, ordering: .releasing)
+        return true
     }
 }
