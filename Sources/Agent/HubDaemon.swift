@@ -440,8 +440,9 @@ public final class HubDaemon: HubControl {
     }
 
     /// The outbox's checkpoints, off its lock (see `OutboxCheckpointer`): when a commit leaves
-    /// the WAL past 1 MB (at most every 250 ms), and every 5 minutes, so that state and log
-    /// events (committed without a fsync of their own) are on the disk within 5 minutes.
+    /// the WAL past 1 MB (in a 5 ms pause of the commits, at most every 250 ms), and every
+    /// 5 minutes, so that state and log events (committed without a fsync of their own) are on
+    /// the disk within 5 minutes.
     func checkpointLoopBody() {
         let checkpointer: OutboxCheckpointer
         do {

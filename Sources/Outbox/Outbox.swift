@@ -797,7 +797,7 @@ public final class OutboxCheckpointer {
     /// over and every commit asks again; this bounds a checkpointer's fsyncs to 8 a second.
     public static let minimumInterval = Duration.milliseconds(250)
     /// A checkpoint waits for this long a pause in the commits (see `WALActivity.quietFor`).
-    public static let quietBefore = Duration.milliseconds(50)
+    public static let quietBefore = Duration.milliseconds(5)
 
     let db: Connection
 
@@ -809,14 +809,32 @@ public final class OutboxCheckpointer {
         guard mode == "wal" else { throw SQLiteError(code: 1, extendedCode: 1, message: "\(path) is in journal mode \(mode ?? "?"), not WAL") }
     }
 
-    /// Frames copied into the database (0: nothing was waiting, or a commit's own backstop
-    /// checkpoint was running: SQLite lets one checkpoint run at a time).
+    /// Copies the WAL into the database; true when all of it is (the next commit then starts
+    /// the WAL over). Commits that land meanwhile add frames: up to two more passes copy those,
+    /// which are few. False also when a commit's own backstop checkpoint was running (SQLite
+    /// runs one checkpoint at a time).
     @discardableResult
-    public func checkpoint() throws -> Int {
-        do {
-            return try db.checkpoint(.passive).copied
-        } catch let error as SQLiteError where error.code == 5 {  // SQLITE_BUSY
-            return 0
+    public func checkpoint() throws -> Bool {
+        for _ in 0..<3 {
+            switch try pass() {
+            case .complete: return true
+            case .busy: return false
+            case .partial: continue
+            }
         }
+        return false
+    }
+
+    enum Pass { case complete, partial, busy }
+
+    func pass() throws -> Pass {
+        let result: (walFrames: Int, copied: Int)
+        do {
+            result = try db.checkpoint(.passive)
+        } catch {
+            if error.code == 5 { return .busy }  // SQLITE_BUSY
+            throw error
+        }
+        return result.copied >= result.walFrames ? .complete : .partial
     }
 }

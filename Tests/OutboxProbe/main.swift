@@ -11,8 +11,9 @@ import VaktpostCore
 //                                        "stored SEQ ID" / "acked ID" after each call returns
 //                                        and "settling ID,ID,..." before acknowledging;
 //                                        the crash test SIGKILLs it at random moments.
-//   outbox-probe ingest DB EVENTS BATCH  stores EVENTS events in appends of BATCH and prints
-//                                        "events=N batch=B seconds=S events_per_second=R".
+//   outbox-probe ingest DB EVENTS BATCH [PAUSE_US]  stores EVENTS events in appends of BATCH
+//                                        (PAUSE_US apart) with the daemon's checkpointer beside,
+//                                        and prints "events=N batch=B seconds=S events_per_second=R".
 //   outbox-probe backlog DB EVENTS ALARMS  an outage's backlog: EVENTS state events with ALARMS
 //                                        alarms spread among them, for the drain benchmark.
 
@@ -87,10 +88,12 @@ case "crash-writer":
         }
     }
 case "ingest":
-    guard args.count == 5, let total = Int(args[3]), let batchSize = Int(args[4]), batchSize > 0 else {
-        say("usage: outbox-probe ingest DB EVENTS BATCH")
+    guard args.count == 5 || args.count == 6, let total = Int(args[3]), let batchSize = Int(args[4]), batchSize > 0 else {
+        say("usage: outbox-probe ingest DB EVENTS BATCH [PAUSE_US]")
         exit(64)
     }
+    // A pause between appends paces them like the daemon's commits (a tight loop never pauses).
+    let pause = args.count == 6 ? UInt32(args[5]) ?? 0 : 0
     let outbox = open(args[2])
     // The daemon's checkpointer: its own connection and thread, woken by the commit that grows
     // the WAL past 1 MB, at most every 250 ms. `strace -ff` tells its fsyncs from the appends'.
@@ -103,8 +106,8 @@ case "ingest":
         let checkpointer = try! OutboxCheckpointer(path: path)
         while !finished.load(ordering: .acquiring) {
             guard grown.wait(timeout: .now() + .milliseconds(100)) == .success else { continue }
-            while !finished.load(ordering: .acquiring), activity.quietFor < OutboxCheckpointer.quietBefore { usleep(10_000) }
-            do { if try checkpointer.checkpoint() > 0 { checkpoints.add(1, ordering: .relaxed) } } catch { say("checkpoint: \(error)") }
+            while !finished.load(ordering: .acquiring), activity.quietFor < OutboxCheckpointer.quietBefore { usleep(1_000) }
+            do { if try checkpointer.checkpoint() { checkpoints.add(1, ordering: .relaxed) } } catch { say("checkpoint: \(error)") }
             usleep(UInt32(OutboxCheckpointer.minimumInterval.components.attoseconds / 1_000_000_000_000))
         }
         done.signal()
@@ -114,6 +117,7 @@ case "ingest":
     }
     let start = monotonicSeconds()
     for b in batches {
+        if pause > 0 { usleep(pause) }
         do { try outbox.append(b) } catch {
             say("error \(error)")
             exit(3)

@@ -28,8 +28,8 @@ import VaktpostCore
             // In a pause: everything is copied, and the next commit starts the WAL over.
             Thread.sleep(forTimeInterval: OutboxCheckpointer.quietBefore.seconds)
             #expect(outbox.walActivity.quietFor >= OutboxCheckpointer.quietBefore)
-            #expect(try checkpointer.checkpoint() > 0)
-            #expect(try checkpointer.checkpoint() > 0, "a second look finds everything copied already")
+            #expect(try checkpointer.checkpoint())
+            #expect(try checkpointer.checkpoint(), "a second look finds everything copied already")
             let alarm = m.make(.bedNotReturned)
             _ = try outbox.append([alarm])
             #expect(outbox.walActivity.quietFor < .seconds(1))
