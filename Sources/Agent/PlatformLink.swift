@@ -87,8 +87,9 @@ public final class PlatformLink: Sendable {
         var lost: EventID?
         /// Why the last attempt failed; named in `uplink.lost`.
         var lastFailure: String?
-        /// The failure already logged since the last successful exchange.
-        var loggedFailure: String?
+        /// The failures already logged since the last successful exchange (the lanes and the
+        /// heartbeat word the same outage differently; at most five causes are logged per outage).
+        var loggedFailures: Set<String> = []
         var clockSynced: Bool
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
@@ -169,8 +170,8 @@ public final class PlatformLink: Sendable {
         case .failed(let reason):
             let fresh = state.withLock { s -> Bool in
                 s.lastFailure = reason
-                defer { s.loggedFailure = reason }
-                return s.loggedFailure != reason
+                guard s.loggedFailures.count < 5 else { return false }
+                return s.loggedFailures.insert(reason).inserted
             }
             if fresh { notice(.attemptFailed(reason: reason)) }
         }
@@ -180,7 +181,7 @@ public final class PlatformLink: Sendable {
     func exchanged(at time: WallTime) {
         let (change, unauthorized, lost) = state.withLock { s -> (LinkSupervisor.Change?, EventID?, EventID?) in
             s.lastContact = time
-            s.loggedFailure = nil
+            s.loggedFailures = []
             let change = s.supervisor.succeeded(at: time)
             defer { s.unauthorized = nil }
             let lost = s.lost
