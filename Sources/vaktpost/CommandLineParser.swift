@@ -84,20 +84,29 @@ struct ExitCode: Error {
     init(_ status: Int32) { self.status = status }
 }
 
-/// What the command line said, by option name.
+/// What the command line said, by option name. An option's default is its spec's `defaultText`,
+/// so the help and the value the command gets cannot disagree.
 struct ParsedArguments {
     private(set) var values: [String: [String]] = [:]
     private(set) var flags: Set<String> = []
     private(set) var positionals: [String] = []
+    let defaults: [String: String]
 
-    func string(_ name: String) -> String? { values[name]?.last }
+    init(options: [OptionSpec]) {
+        defaults = Dictionary(options.compactMap { o in o.defaultText.map { (o.name, $0) } }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The value given, else the option's default (never nil for a required or defaulted option).
+    func string(_ name: String) -> String? { given(name) ?? defaults[name] }
+    /// Only what the command line said.
+    func given(_ name: String) -> String? { values[name]?.last }
     func strings(_ name: String) -> [String] { values[name] ?? [] }
     func flag(_ name: String) -> Bool { flags.contains(name) }
     func positional(_ index: Int) -> String { positionals[index] }
 
-    /// A number option: absent gives the default, unreadable is a usage error that quotes it.
-    func number<T: LosslessStringConvertible>(_ name: String, default value: T) throws -> T {
-        guard let text = string(name) else { return value }
+    /// A number option (required or with a default): unreadable is a usage error that quotes it.
+    func number<T: LosslessStringConvertible>(_ name: String) throws -> T {
+        guard let text = string(name) else { throw ValidationError("Missing expected argument '--\(name)'") }
         guard let number = T(text) else { throw ValidationError("the value '\(text)' is not valid for --\(name): it must be a number") }
         return number
     }
@@ -152,21 +161,8 @@ enum CommandLineParser {
             command = fallback
             path.append(fallback)
         }
-        let parsed: ParsedArguments
-        let instance: any Command
         do {
-            parsed = try parse(Array(rest), for: command)
-            instance = try command.init(parsed)
-        } catch let error as ValidationError {
-            usageError(error.message, path: path)
-        } catch let code as ExitCode {
-            exit(code.status)
-        } catch {
-            printError("Error: \(error)")
-            exit(1)
-        }
-        do {
-            try await instance.run()
+            try await command.init(try parse(Array(rest), for: command)).run()
             exit(0)
         } catch let error as ValidationError {
             usageError(error.message, path: path)
@@ -179,7 +175,7 @@ enum CommandLineParser {
     }
 
     static func parse(_ words: [String], for command: any Command.Type) throws -> ParsedArguments {
-        var parsed = ParsedArguments()
+        var parsed = ParsedArguments(options: command.options)
         var i = 0
         var onlyPositionals = false
         while i < words.count {
@@ -231,12 +227,12 @@ enum CommandLineParser {
                 value = words[i]
                 i += 1
             }
-            if !option.repeatable, parsed.string(option.name) != nil {
+            if !option.repeatable, parsed.given(option.name) != nil {
                 throw ValidationError("--\(option.name) was given twice")
             }
             parsed.add(option.name, value)
         }
-        for option in command.options where option.required && parsed.string(option.name) == nil {
+        for option in command.options where option.required && parsed.given(option.name) == nil {
             throw ValidationError("Missing expected argument '\(option.spelling)'")
         }
         if parsed.positionals.count < command.arguments.count {

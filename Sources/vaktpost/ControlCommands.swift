@@ -10,13 +10,13 @@ import VaktpostPosix
 struct AgentOptions {
     static let options: [OptionSpec] = [
         .value("socket", "PATH", "The agent's control socket; also $VAKTPOST_SOCKET.", default: RunOptions.defaultSocket),
-        .flag("json", "Print JSON instead of text."),
+        .json,
     ]
     let socket: String
     let json: Bool
 
     init(_ a: ParsedArguments) {
-        socket = a.string("socket") ?? Files.environment("VAKTPOST_SOCKET") ?? RunOptions.defaultSocket
+        socket = a.given("socket") ?? Files.environment("VAKTPOST_SOCKET") ?? a.string("socket")!
         json = a.flag("json")
     }
 
@@ -77,7 +77,7 @@ struct EventsCommand: CommandGroup {
 
         init(_ a: ParsedArguments) throws {
             agent = AgentOptions(a)
-            lines = try a.number("lines", default: 20)
+            lines = try a.number("lines")
             follow = a.flag("follow")
             guard lines >= 1 else { throw ValidationError("--lines must be at least 1") }
         }
@@ -111,7 +111,7 @@ struct TestAlarmCommand: Command {
 
     init(_ a: ParsedArguments) throws {
         agent = AgentOptions(a)
-        timeout = try a.number("timeout", default: 120)
+        timeout = try a.number("timeout")
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
 
@@ -156,14 +156,14 @@ struct CheckCommand: Command {
     static let name = "check"
     static let abstract = "The installer's checklist: config, sensors heard, inputs present, platform and certificate, clock, disk."
     static let discussion = "Each line is PASS, WARN or FAIL with what to do. Exits 0 only when every line passes."
-    static let options = AgentOptions.options + [.value("config", "FILE", "The config file.", default: ConfigFile.defaultPath)]
+    static let options = AgentOptions.options + [.config]
 
     let agent: AgentOptions
     let config: String
 
     init(_ a: ParsedArguments) {
         agent = AgentOptions(a)
-        config = a.string("config") ?? ConfigFile.defaultPath
+        config = a.string("config")!
     }
 
     func run() throws {
@@ -181,7 +181,7 @@ struct WipeCommand: Command {
             (for the municipality's privacy routine). The audit log is kept: it records the wipe.
             """
     static let options = AgentOptions.options + [
-        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
+        .config,
         .flag("force", "Wipe even though alarms have not reached the platform."),
     ]
 
@@ -191,7 +191,7 @@ struct WipeCommand: Command {
 
     init(_ a: ParsedArguments) {
         agent = AgentOptions(a)
-        config = a.string("config") ?? ConfigFile.defaultPath
+        config = a.string("config")!
         force = a.flag("force")
     }
 

@@ -18,7 +18,7 @@ struct RunCommand: Command {
             `sensors`, `events tail` over the control socket.
             """
     static let options: [OptionSpec] = [
-        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
+        .config,
         .value("socket", "PATH", "The control socket.", default: RunOptions.defaultSocket),
         .value("socket-mode", "MODE", "The control socket's mode, octal.", default: "660"),
         .value("audit-log", "FILE", "Where every control-socket request is recorded with the caller's uid and pid.", default: RunOptions.defaultAuditLog),
@@ -34,12 +34,12 @@ struct RunCommand: Command {
     let speed: Double
 
     init(_ a: ParsedArguments) throws {
-        config = a.string("config") ?? ConfigFile.defaultPath
-        socket = a.string("socket") ?? RunOptions.defaultSocket
-        socketMode = a.string("socket-mode") ?? "660"
-        auditLog = a.string("audit-log") ?? RunOptions.defaultAuditLog
+        config = a.string("config")!
+        socket = a.string("socket")!
+        socketMode = a.string("socket-mode")!
+        auditLog = a.string("audit-log")!
         simulateFrom = a.string("simulate-from")
-        speed = try a.number("speed", default: 1.0)
+        speed = try a.number("speed")
         guard UInt32(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode is octal, e.g. 660") }
         guard speed >= 1 && speed <= 10_000 else { throw ValidationError("--speed is 1 to 10000") }
         if let simulateFrom, RFC3339.parse(simulateFrom) == nil { throw ValidationError("--simulate-from wants an RFC 3339 time, e.g. 2026-11-24T01:50:00+01:00") }

@@ -29,17 +29,19 @@ struct Vaktpost: CommandGroup {
     }
 }
 
+extension OptionSpec {
+    static let config = OptionSpec.value("config", "FILE", "The config file.", default: ConfigFile.defaultPath)
+    static let json = OptionSpec.flag("json", "Print JSON instead of text.")
+}
+
 /// `--config` and `--json`, shared by every technician command.
 struct ConfigOptions {
-    static let options: [OptionSpec] = [
-        .value("config", "FILE", "The config file.", default: ConfigFile.defaultPath),
-        .flag("json", "Print JSON instead of text."),
-    ]
+    static let options: [OptionSpec] = [.config, .json]
     let config: String
     let json: Bool
 
     init(_ a: ParsedArguments) {
-        config = a.string("config") ?? ConfigFile.defaultPath
+        config = a.string("config")!
         json = a.flag("json")
     }
 }
@@ -80,7 +82,7 @@ struct ConfigCommand: CommandGroup {
 struct VersionCommand: Command {
     static let name = "version"
     static let abstract = "Print the agent's version and the libraries it runs on."
-    static let options: [OptionSpec] = [.flag("json", "Print JSON instead of text.")]
+    static let options: [OptionSpec] = [.json]
 
     let json: Bool
 
@@ -123,7 +125,7 @@ struct ReplayCommand: Command {
     init(_ a: ParsedArguments) throws {
         config = a.string("config")!
         scenario = a.string("scenario")!
-        seed = try a.number("seed", default: 0)
+        seed = try a.number("seed")
     }
 
     func run() throws {
@@ -185,14 +187,14 @@ struct OutboxOptions {
     static let options: [OptionSpec] = [
         .value("config", "FILE", "The config file whose [outbox] path to read.", default: ConfigFile.defaultPath),
         .value("db", "PATH", "The outbox database itself (overrides the config)."),
-        .flag("json", "Print JSON instead of text."),
+        .json,
     ]
     let config: String
     let db: String?
     let json: Bool
 
     init(_ a: ParsedArguments) {
-        config = a.string("config") ?? ConfigFile.defaultPath
+        config = a.string("config")!
         db = a.string("db")
         json = a.flag("json")
     }
@@ -400,7 +402,7 @@ struct ScanCommand: Command {
     init(_ a: ParsedArguments) throws {
         ble = a.flag("ble")
         serial = a.flag("serial")
-        seconds = try a.number("seconds", default: 30)
+        seconds = try a.number("seconds")
         replay = a.string("replay")
         options = ConfigOptions(a)
         guard ble != serial else { throw ValidationError("say what to scan: --ble or --serial (one at a time)") }
