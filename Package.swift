@@ -43,7 +43,7 @@ let package = Package(
 
         // Adapters. They never import each other; they meet in Agent through Core types.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
-        .target(name: "Outbox", dependencies: ["VaktpostCore", "SQLiteStore"]),
+        .target(name: "Outbox", dependencies: ["VaktpostCore", "VaktpostPosix", "SQLiteStore"]),
         .target(name: "Uplink", dependencies: ["VaktpostCore", "CCurl"]),
         .target(name: "BLEInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CBlueZ", "CLibCrypto"]),
         .target(name: "SerialInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CUdev"]),
@@ -95,7 +95,7 @@ let package = Package(
 
         // Drives the outbox from a separate process: the crash test SIGKILLs it, the ingest
         // benchmark times it. Not a product; built for tests and Benchmarks/.
-        .executableTarget(name: "outbox-probe", dependencies: ["Outbox", "VaktpostCore"], path: "Tests/OutboxProbe"),
+        .executableTarget(name: "outbox-probe", dependencies: ["Outbox", "VaktpostCore", "VaktpostPosix"], path: "Tests/OutboxProbe"),
 
         // libFuzzer target over every parser (see the file for the commands); a normal build replays inputs.
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),

@@ -439,10 +439,7 @@ public final class HubDaemon: HubControl {
         }
     }
 
-    /// The outbox's checkpoints, off its lock (see `OutboxCheckpointer`): when a commit leaves
-    /// the WAL past 1 MB (in a 5 ms pause of the commits, at most every 250 ms), and every
-    /// 5 minutes, so that state and log events (committed without a fsync of their own) are on
-    /// the disk within 5 minutes.
+    /// The outbox's checkpoints, off its lock (see `OutboxCheckpointer.run`).
     func checkpointLoopBody() {
         let checkpointer: OutboxCheckpointer
         do {
@@ -456,32 +453,7 @@ public final class HubDaemon: HubControl {
             o.onWALGrowth { loop.wake() }
             return o.walActivity
         }) else { return }
-        var due = false
-        while !loop.isStopped {
-            if !due { loop.sleep(.seconds(300)) }
-            // In a pause of the writing, so that the checkpoint completes and the WAL starts over
-            // (a steady stream is the commits' own 4 MB backstop's business).
-            while !loop.isStopped, activity.quietFor < OutboxCheckpointer.quietBefore {
-                loop.sleep(OutboxCheckpointer.quietBefore - activity.quietFor)
-            }
-            guard !loop.isStopped else { break }
-            let began = SystemClock.boottime()
-            do {
-                try checkpointer.checkpoint()
-            } catch {
-                logger.warning("outbox checkpoint failed: \(error); the outbox checkpoints inside its commits meanwhile")
-            }
-            let spent = SystemClock.boottime() - began
-            if spent > 1_000_000_000 { logger.warning("an outbox checkpoint took \(spent / 1_000_000) ms (a slow disk; alarms do not wait for it)") }
-            due = false
-            let interval = UInt64(OutboxCheckpointer.minimumInterval.components.attoseconds / 1_000_000_000)
-                + UInt64(OutboxCheckpointer.minimumInterval.components.seconds) * 1_000_000_000
-            while !loop.isStopped {
-                let elapsed = SystemClock.boottime() - began
-                guard elapsed < interval else { break }
-                if loop.sleep(.nanoseconds(Int64(interval - elapsed))) { due = true }
-            }
-        }
+        checkpointer.run(on: loop, activity: activity) { logger.warning("\($0)") }
     }
 
     func tickLoopBody() {

@@ -4,6 +4,7 @@ import Glibc
 import SQLiteStore
 import Synchronization
 import VaktpostCore
+import VaktpostPosix
 
 /// The durable queue between the rule engine and the uplink. Every event is stored here before
 /// anything is sent, and leaves only when the platform has acknowledged it.
@@ -763,7 +764,7 @@ public final class WALActivity: Sendable {
     /// Tells the checkpointer once, when the WAL crosses `OutboxCheckpointer.walPages`: asking
     /// at every commit would wake it (a context switch) for every event of a burst.
     func committed(walPages pages: Int) {
-        lastCommit.store(Self.boottime(), ordering: .relaxed)
+        lastCommit.store(SystemClock.boottime(), ordering: .relaxed)
         let before = walPages.exchange(pages, ordering: .relaxed)
         if before < OutboxCheckpointer.walPages && pages >= OutboxCheckpointer.walPages { onGrowth.withLock { $0 }?() }
     }
@@ -773,14 +774,8 @@ public final class WALActivity: Sendable {
     /// completes and only competes with them for the disk.
     public var quietFor: Duration {
         // The commit may land between the two reads: never a negative (or wrapped) pause.
-        let last = lastCommit.load(ordering: .relaxed), now = Self.boottime()
+        let last = lastCommit.load(ordering: .relaxed), now = SystemClock.boottime()
         return now > last ? .nanoseconds(Int64(now - last)) : .zero
-    }
-
-    static func boottime() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
 
@@ -807,6 +802,41 @@ public final class OutboxCheckpointer {
         // WAL and copies nothing. Reading the journal mode opens it (and proves it is WAL).
         let mode = try db.text("PRAGMA journal_mode")
         guard mode == "wal" else { throw SQLiteError(code: 1, extendedCode: 1, message: "\(path) is in journal mode \(mode ?? "?"), not WAL") }
+    }
+
+    /// The checkpointer's life on `loop`'s thread (the daemon's, and outbox-probe's for the
+    /// ingest benchmark): asleep until a commit grows the WAL past 1 MB (the caller has
+    /// `Outbox.onWALGrowth` wake the loop) or `every` has passed, so that state events committed
+    /// without their own fsync reach the disk; then a checkpoint in a pause of the commits, at
+    /// most one per `minimumInterval`. `warn` gets a failed or slow checkpoint.
+    public func run(on loop: BackgroundLoop, activity: WALActivity, every: Duration = .seconds(300), warn: (String) -> Void) {
+        let clock = ContinuousClock()
+        var due = false
+        while !loop.isStopped {
+            if !due { loop.sleep(every) }
+            // In a pause of the writing, so that the checkpoint completes and the WAL starts over
+            // (a steady stream is the commits' own 4 MB backstop's business).
+            while !loop.isStopped, activity.quietFor < Self.quietBefore {
+                loop.sleep(Self.quietBefore - activity.quietFor)
+            }
+            guard !loop.isStopped else { break }
+            let began = clock.now
+            do {
+                try checkpoint()
+            } catch {
+                warn("outbox checkpoint failed: \(error); the outbox checkpoints inside its commits meanwhile")
+            }
+            let spent = clock.now - began
+            if spent > .seconds(1) {
+                let ms = spent.components.seconds * 1000 + spent.components.attoseconds / 1_000_000_000_000_000
+                warn("an outbox checkpoint took \(ms) ms (a slow disk; alarms do not wait for it)")
+            }
+            // A commit that grows the WAL meanwhile makes the next checkpoint due at once after.
+            due = false
+            while !loop.isStopped, clock.now - began < Self.minimumInterval {
+                if loop.sleep(Self.minimumInterval - (clock.now - began)) { due = true }
+            }
+        }
     }
 
     /// Copies the WAL into the database; true when all of it is (the next commit then starts

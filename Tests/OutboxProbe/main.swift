@@ -1,10 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import Outbox
-import Synchronization
 import VaktpostCore
+import VaktpostPosix
 
 // outbox-probe: drives the outbox from its own process.
 //   outbox-probe crash-writer DB SEED    stores and acknowledges events forever, printing
@@ -95,22 +94,15 @@ case "ingest":
     // A pause between appends paces them like the daemon's commits (a tight loop never pauses).
     let pause = args.count == 6 ? UInt32(args[5]) ?? 0 : 0
     let outbox = open(args[2])
-    // The daemon's checkpointer: its own connection and thread, woken by the commit that grows
-    // the WAL past 1 MB, at most every 250 ms. `strace -ff` tells its fsyncs from the appends'.
+    // The daemon's checkpointer, the same code on its own connection and thread, woken by the
+    // commit that grows the WAL past 1 MB. `strace -ff` tells its fsyncs from the appends'.
     let path = args[2]
-    let grown = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
-    let finished = Atomic<Bool>(false), checkpoints = Atomic<Int>(0)
-    outbox.onWALGrowth { grown.signal() }
+    let loop = BackgroundLoop(label: "vaktpost.outbox.checkpoint")
+    outbox.onWALGrowth { loop.wake() }
     let activity = outbox.walActivity
-    DispatchQueue(label: "checkpointer").async {
+    loop.start {
         let checkpointer = try! OutboxCheckpointer(path: path)
-        while !finished.load(ordering: .acquiring) {
-            guard grown.wait(timeout: .now() + .milliseconds(100)) == .success else { continue }
-            while !finished.load(ordering: .acquiring), activity.quietFor < OutboxCheckpointer.quietBefore { usleep(1_000) }
-            do { if try checkpointer.checkpoint() { checkpoints.add(1, ordering: .relaxed) } } catch { say("checkpoint: \(error)") }
-            usleep(UInt32(OutboxCheckpointer.minimumInterval.components.attoseconds / 1_000_000_000_000))
-        }
-        done.signal()
+        checkpointer.run(on: loop, activity: activity) { say($0) }
     }
     let batches = (0..<(total / batchSize)).map { b in
         (0..<batchSize).map { i in (b * batchSize + i) % 10 == 0 ? event(.bedNotReturned) : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]) }
@@ -124,10 +116,9 @@ case "ingest":
         }
     }
     let seconds = monotonicSeconds() - start
-    finished.store(true, ordering: .releasing)
-    done.wait()
+    loop.stop()
     let stored = batches.count * batchSize
-    say("events=\(stored) batch=\(batchSize) appends=\(batches.count) seconds=\(seconds) events_per_second=\(Int(Double(stored) / seconds)) checkpoints=\(checkpoints.load(ordering: .relaxed))")
+    say("events=\(stored) batch=\(batchSize) appends=\(batches.count) seconds=\(seconds) events_per_second=\(Int(Double(stored) / seconds))")
 case "backlog":
     guard args.count == 5, let total = Int(args[3]), let alarms = Int(args[4]), alarms >= 0 else {
         say("usage: outbox-probe backlog DB EVENTS ALARMS")
