@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Footprint of the agent binary: stripped release size with the Swift stdlib linked statically,
 # the shared libraries it needs, and max RSS of short commands (median of RUNS runs).
-# Run it whenever a dependency is added. The daemon line: `vaktpost run` with 20 configured
-# sensors (BLE replay, no platform) after IDLE seconds, VmRSS and anonymous memory from /proc.
+# Run it whenever a dependency is added. The daemon lines: `vaktpost run` with 20 configured
+# sensors (BLE replay, no platform), in the environment deploy/vaktpost.service gives it, after
+# IDLE seconds: VmRSS, PSS and anonymous memory from /proc, the working set (pages touched in the
+# last minute: smaps' Referenced after clear_refs), and where the resident pages are, by mapping.
 #
 #   Benchmarks/footprint.sh [RUNS]        default: 5
 set -euo pipefail
@@ -20,6 +22,11 @@ rss() {  # max RSS in KiB of one command, from GNU time's %M
 }
 printf '%-44s %s\n' "stripped binary (static Swift stdlib)" "$(( $(stat -c %s "$work/vaktpost") / 1024 )) KiB"
 printf '%-44s %s\n' "unstripped" "$(( $(stat -c %s "$bin") / 1024 )) KiB"
+# Functions named in the layout file that the binary no longer has: past a few hundred, re-run
+# Benchmarks/order_file.py (a stale file costs resident memory, nothing else).
+order=Sources/vaktpost/hot-functions.order
+present=$(nm --defined-only "$bin" | awk '{print $3}' | sort -u | comm -12 - <(sort -u "$order") | wc -l)
+printf '%-44s %s\n' "hot-functions.order: named / in the binary" "$(wc -l < "$order") / $present"
 printf '%-44s %s\n' "shared libraries needed" "$(ldd "$work/vaktpost" | wc -l)"
 printf '%-44s %s\n' "links ICU (libicu*)" "$(ldd "$work/vaktpost" | grep -c libicu || true)"
 printf '%-44s %s\n' "max RSS: vaktpost version" "$(rss "$work/vaktpost" version) KiB"
@@ -32,11 +39,38 @@ mkdir -p "$work/state"
     for i in $(seq 1 20); do printf '[[sensors]]\nid = "s%d"\nrole = "door"\nroom = "hallway"\ntransport = "ble"\naddress = "3C:2E:F5:00:00:%02X"\nfield = "window"\nsupervision = "2h"\n' "$i" "$i"; done
     printf '[outbox]\npath = "%s/state/outbox.sqlite"\n[ble]\nreplay = "%s/Tests/Fixtures/ble/night-monitor.btsnoop"\n' "$work" "$PWD"
 } > "$work/idle.toml"
-"$work/vaktpost" run --config "$work/idle.toml" --socket "$work/ctl.sock" --audit-log "$work/audit.log" >/dev/null 2>&1 &
+# The unit's Environment= lines (GnuTLS's constructor, which the agent never needs).
+mapfile -t unit_env < <(sed -n 's/^Environment=//p' deploy/vaktpost.service)
+env "${unit_env[@]}" "$work/vaktpost" run --config "$work/idle.toml" --socket "$work/ctl.sock" --audit-log "$work/audit.log" >/dev/null 2>&1 &
 pid=$!
-sleep "$idle"
-printf '%-44s %s\n' "daemon, 20 sensors, after ${idle} s: VmRSS" "$(awk '/^VmRSS/ {print $2}' /proc/$pid/status) KiB"
-printf '%-44s %s\n' "daemon: anonymous memory (RssAnon)" "$(awk '/^RssAnon/ {print $2}' /proc/$pid/status) KiB"
+window=$(( idle > 120 ? 60 : idle / 2 ))
+sleep $(( idle - window ))
+# Clearing the referenced bits starts the working-set window; the writer must own the process.
+if echo 1 > /proc/$pid/clear_refs 2>/dev/null; then cleared=yes; else cleared=no; fi
+sleep "$window"
+kib() { awk -v k="$1" '$1 == k":" {print $2}' "$2"; }
+printf '%-44s %s\n' "daemon, 20 sensors, after ${idle} s: VmRSS" "$(kib VmRSS /proc/$pid/status) KiB"
+printf '%-44s %s\n' "daemon: PSS" "$(kib Pss /proc/$pid/smaps_rollup) KiB"
+printf '%-44s %s\n' "daemon: anonymous memory (RssAnon)" "$(kib RssAnon /proc/$pid/status) KiB"
+if [ $cleared = yes ]; then
+    printf '%-44s %s\n' "daemon: working set, last ${window} s" "$(kib Referenced /proc/$pid/smaps_rollup) KiB"
+fi
 printf '%-44s %s\n' "daemon: CPU over those seconds" "$(awk '{print ($14+$15)/100 " s"}' /proc/$pid/stat)"
+# Resident and referenced KiB by mapping; libcurl's group is everything Debian's libcurl drags in.
+awk -v bin="$work/vaktpost" '
+    function group(path) {
+        if (path == bin) return "the binary (its code, static Swift runtime and stdlib)"
+        if (path ~ /\/(libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so/) return "libc, libm, libstdc++, libgcc_s, the loader"
+        if (path ~ /\/lib(crypto|ssl)\.so/) return "OpenSSL (libcrypto, libssl)"
+        if (path ~ /\/libsqlite3\.so/) return "SQLite"
+        if (path ~ /\/lib(bluetooth|udev)\.so/) return "libbluetooth, libudev"
+        if (path ~ /^\//) return "libcurl and the libraries Debian builds it with"
+        return "anonymous mappings: heap, stacks"
+    }
+    /^[0-9a-f]+-[0-9a-f]+ / { g = group($6); next }
+    $1 == "Rss:" { rss[g] += $2 }
+    $1 == "Referenced:" { ref[g] += $2 }
+    END { for (g in rss) printf "  %6d KiB resident, %5d touched: %s\n", rss[g], ref[g], g }
+' /proc/$pid/smaps | sort -rn
 kill -TERM $pid; wait $pid || true
 echo "(targets for the daemon, issue 9: <= 18 MB stripped, <= 12 MB idle RSS after 10 minutes: IDLE=600)"

@@ -59,10 +59,23 @@ final class NightHub {
         return f.string(from: d).replacingOccurrences(of: "Z", with: "+01:00")
     }
 
+    /// The `Environment=` lines of deploy/vaktpost.service: the agent runs here as on a hub.
+    static let unitEnvironment: [String: String] = {
+        let unit = (try? String(contentsOfFile: repositoryRoot + "/deploy/vaktpost.service", encoding: .utf8)) ?? ""
+        var environment: [String: String] = [:]
+        for line in unit.split(separator: "\n") where line.hasPrefix("Environment=") {
+            let pair = line.dropFirst("Environment=".count).split(separator: "=", maxSplits: 1)
+            if pair.count == 2 { environment[String(pair[0])] = String(pair[1]) }
+        }
+        return environment
+    }()
+
     /// Starts the agent on the shared simulated clock (at its present reading).
     func startAgent(extra: [String] = [], environment: [String: String] = [:]) throws {
         let p = Process()
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        p.environment = ProcessInfo.processInfo.environment
+            .merging(Self.unitEnvironment) { _, unit in unit }
+            .merging(environment) { _, new in new }
         p.executableURL = URL(fileURLWithPath: builtExecutable("vaktpost"))
         p.arguments = ["run", "--config", config, "--socket", socket, "--audit-log", dir + "/audit.log",
                        "--simulate-from", rfc3339(simulatedNow()), "--speed", String(speed)] + extra
