@@ -4,6 +4,21 @@ import PackageDescription
 // The module map is ARCHITECTURE.md's: a pure core, one adapter per outside world, one
 // composition root, one executable. Each C library is imported by exactly one Swift module.
 
+// The release agent's resident code (docs/benchmarks.md, Footprint). The functions a running hub
+// executes (hot-functions.order, written by Benchmarks/order_file.py) are laid out together, each
+// of our functions in a section of its own so that lld can move it, and the relative relocations
+// are packed (DT_RELR, glibc 2.36+) instead of 700 KB of tables read at every start. A function
+// the file does not name is only placed elsewhere: a stale file costs memory, not correctness.
+// The static stdlib's link arguments export every symbol (for Swift libraries dlopen()ed into
+// the program; the agent loads none): 700 KB of symbol tables resident, so not exported.
+let releaseLayout = [
+    "-use-ld=lld",
+    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/vaktpost/hot-functions.order",
+    "-Xlinker", "--no-warn-symbol-ordering",
+    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+    "-Xlinker", "--no-export-dynamic",
+]
+
 let package = Package(
     name: "vaktpost",
     platforms: [.macOS(.v15)],
@@ -66,7 +81,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
+            ],
+            exclude: ["hot-functions.order"],
+            linkerSettings: [.unsafeFlags(releaseLayout, .when(configuration: .release))]
         ),
 
         // The reference response platform (docs/openapi.yaml's server side): the decisions in a
@@ -122,5 +139,6 @@ for target in package.targets where target.type != .system {
     settings.append(.swiftLanguageMode(.v6))
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release)))
     target.swiftSettings = settings
 }

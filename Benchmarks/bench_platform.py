@@ -5,9 +5,11 @@ import os, signal, subprocess, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build(*products):
-    """Builds the products in release; the directory holding them."""
+    """Builds the products in release, the agent as it ships (the Swift stdlib linked in, as
+    deploy/install.sh builds it); the directory holding them."""
     for product in products:
-        subprocess.run(["swift", "build", "-c", "release", "--product", product], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        static = ["--static-swift-stdlib"] if product == "vaktpost" else []
+        subprocess.run(["swift", "build", "-c", "release", "--product", product, *static], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 def start_receiver(bindir, work, extra=(), hubs=("hub-0001",)):
