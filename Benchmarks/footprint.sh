@@ -46,6 +46,8 @@ pid=$!
 window=$(( idle > 120 ? 60 : idle / 2 ))
 sleep $(( idle - window ))
 # Clearing the referenced bits starts the working-set window; the writer must own the process.
+# smaps also counts a page as referenced by the page's own flag, which other processes using the
+# same libraries can set: the working set is only the agent's own on an otherwise quiet machine.
 if echo 1 > /proc/$pid/clear_refs 2>/dev/null; then cleared=yes; else cleared=no; fi
 sleep "$window"
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "$2"; }
