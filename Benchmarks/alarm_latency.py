@@ -9,7 +9,7 @@ alarm lane, libcurl, the receiver. Presses are spaced so that none waits behind 
 Prints p50/p90/p99/max in milliseconds. Target (issue 9): p99 <= 20 ms.
 """
 import datetime, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
-from bench_platform import ROOT as root, build, platform_config, start_receiver, stop
+from bench_platform import ROOT as root, build, platform_config, start_agent, start_receiver, stop
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 interval = (int(sys.argv[2]) if len(sys.argv) > 2 else 50) / 1000
@@ -62,8 +62,7 @@ path = "{work}/state/outbox.sqlite"
 name = "usb300"
 path = "{work}/usb300"
 """)
-    agent = subprocess.Popen([bindir + "/vaktpost", "run", "--config", work + "/vaktpost.toml", "--socket", work + "/ctl.sock",
-                              "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w"))
+    agent = start_agent(bindir, work)
     procs.append(agent)
     deadline = time.time() + 3 + n * interval + 30
     events = []

@@ -115,10 +115,21 @@ def start_fake_usb300(work, schedule, name="usb300", start=None, speed=1):
         time.sleep(0.02)
     return p
 
+def agent_environment(extra=None):
+    """This environment with deploy/vaktpost.service's Environment= lines (and EXTRA): the agent
+    runs in the benchmarks as it runs on a hub."""
+    env = dict(os.environ)
+    for line in open(os.path.join(ROOT, "deploy/vaktpost.service")):
+        if line.startswith("Environment="):
+            name, _, value = line.strip()[len("Environment="):].partition("=")
+            env[name] = value
+    env.update(extra or {})
+    return env
+
 def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log"):
     return subprocess.Popen([bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock",
                              "--audit-log", f"{work}/audit.log", *args], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{log}", "a"),
-                            env=env)
+                            env=agent_environment(env))
 
 def free_port():
     import socket

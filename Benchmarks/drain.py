@@ -9,7 +9,7 @@ and whether anything was lost or stored twice.
 Target (issue 9): >= 10,000 events/s, alarms first.
 """
 import json, os, shutil, sqlite3, subprocess, sys, tempfile, time, urllib.request
-from bench_platform import ROOT as root, build, platform_config, start_receiver, stop
+from bench_platform import ROOT as root, build, platform_config, start_agent, start_receiver, stop
 
 events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 alarms = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -37,8 +37,7 @@ max_bytes = "1GiB"
 max_rows = 2000000
 """)
     started = time.time()
-    procs.append(subprocess.Popen([bindir + "/vaktpost", "run", "--config", work + "/vaktpost.toml", "--socket", work + "/ctl.sock",
-                                   "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w")))
+    procs.append(start_agent(bindir, work))
     # Count in the receiver's database (read-only): asking its admin API for every arrival
     # while it drains would load the receiver with serialising them.
     def count():

@@ -18,7 +18,7 @@ listed functions the binary still has. Re-run after large changes:
   Benchmarks/order_file.py            (needs valgrind: apt-get install -y valgrind)
 """
 import bisect, datetime, os, re, shutil, signal, subprocess, sys, tempfile, time
-from bench_platform import ROOT, build, platform_config, start_fake_usb300, start_receiver, stop, stream, stream_config
+from bench_platform import ROOT, agent_environment, build, platform_config, start_fake_usb300, start_receiver, stop, stream, stream_config
 
 seconds = int(os.environ.get("PROFILE_SECONDS", "60"))
 if not shutil.which("valgrind"):
@@ -50,10 +50,9 @@ path = "{work}/usb300"
     # valgrind cannot read the unstripped binary's DWARF; the stripped copy runs, nm reads the other.
     shutil.copy(bindir + "/vaktpost", work + "/vaktpost")
     subprocess.run(["strip", work + "/vaktpost"], check=True)
-    env = dict(os.environ, GNUTLS_NO_IMPLICIT_INIT="1")
     agent = subprocess.Popen(["valgrind", "--tool=callgrind", "--dump-instr=yes", f"--callgrind-out-file={work}/callgrind.out",
                               work + "/vaktpost", "run", "--config", work + "/vaktpost.toml", "--socket", work + "/ctl.sock",
-                              "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w"), env=env)
+                              "--audit-log", work + "/audit.log"], stdout=subprocess.DEVNULL, stderr=open(work + "/agent.log", "w"), env=agent_environment())
     time.sleep(seconds / 2)
     subprocess.run([bindir + "/vaktpost", "test-alarm", "--socket", work + "/ctl.sock"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     time.sleep(seconds / 2)
