@@ -11,8 +11,13 @@ import PackageDescription
 // the file does not name is only placed elsewhere: a stale file costs memory, not correctness.
 // The static stdlib's link arguments export every symbol (for Swift libraries dlopen()ed into
 // the program; the agent loads none): 700 KB of symbol tables resident, so not exported.
+// GCC's C++ runtime, which the Swift runtime needs, is linked statically (1 MB less resident: a
+// shared libstdc++ is loaded and relocated whole for the few functions the runtime calls): the
+// stdlib's link arguments say -lstdc++, and the directory searched first holds a linker script of
+// that name pointing at libstdc++.a. Its GCC runtime library exception allows it.
 let releaseLayout = [
     "-use-ld=lld",
+    "-L\(Context.packageDirectory)/Sources/vaktpost/static-libstdc++",
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/vaktpost/hot-functions.order",
     "-Xlinker", "--no-warn-symbol-ordering",
     "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
@@ -82,7 +87,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            exclude: ["hot-functions.order"],
+            exclude: ["hot-functions.order", "static-libstdc++"],
             linkerSettings: [.unsafeFlags(releaseLayout, .when(configuration: .release))]
         ),
 
