@@ -47,7 +47,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
-        .systemLibrary(name: "CBlueZ", pkgConfig: "bluez", providers: [.apt(["libbluetooth-dev"])]),
+        // The kernel's HCI socket ABI, written out: no Bluetooth library is linked (Sources/CHCI).
+        .systemLibrary(name: "CHCI"),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Pure domain: no I/O, no Foundation, no C.
@@ -65,7 +66,7 @@ let package = Package(
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         .target(name: "Outbox", dependencies: ["VaktpostCore", "VaktpostPosix", "SQLiteStore"]),
         .target(name: "Uplink", dependencies: ["VaktpostCore", "CCurl"]),
-        .target(name: "BLEInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CBlueZ", "CLibCrypto"]),
+        .target(name: "BLEInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CHCI", "CLibCrypto"]),
         .target(name: "SerialInput", dependencies: ["VaktpostCore", "VaktpostPosix", "CUdev"]),
 
         // Composition root: config file → validated config → services.

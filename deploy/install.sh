@@ -10,7 +10,7 @@ PREFIX=${PREFIX:-/usr/local}
 [ "$(id -u)" -eq 0 ] || { echo "run as root: sudo deploy/install.sh"; exit 1; }
 
 echo "== system packages"
-apt-get install -y libbluetooth3 libudev1 libsqlite3-0 libcurl4 libssl3 tzdata >/dev/null
+apt-get install -y libudev1 libsqlite3-0 libcurl4 libssl3 tzdata >/dev/null
 
 echo "== building (release, static Swift stdlib)"
 swift build -c release --product vaktpost -Xswiftc -static-stdlib

@@ -25,7 +25,6 @@ public enum AgentInfo {
             Library(name: "sqlite", version: SQLiteLibrary.version, problem: nil),
             Library(name: "libcurl", version: curl.version + (curl.tlsBackend.map { " (\($0)\(curl.supportsHTTP2 ? ", HTTP/2" : ""))" } ?? ""), problem: curlProblem),
             Library(name: "libcrypto", version: LibCrypto.version, problem: LibCrypto.hasAES128CCM ? nil : "no AES-128-CCM: encrypted BTHome sensors cannot be read"),
-            Library(name: "bluez", version: BlueZLibrary.canonicalAddress("00:00:00:00:00:00") != nil ? "linked" : "broken", problem: nil),
             Library(name: "libudev", version: udevProblem == nil ? "linked" : "unusable", problem: udevProblem),
         ]
     }

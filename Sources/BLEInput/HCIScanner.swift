@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-internal import CBlueZ
+internal import CHCI
 import VaktpostCore
 import VaktpostPosix
 
@@ -133,7 +133,7 @@ public final class HCIScanner: Sendable {
         guard options.adapter.hasPrefix("hci"), let index = UInt16(options.adapter.dropFirst(3)) else {
             return .failure(OpenFailure(reason: "\"\(options.adapter)\" is not an adapter name like hci0", certain: true))
         }
-        let fd = socket(AF_BLUETOOTH, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), BTPROTO_HCI)
+        let fd = socket(AF_BLUETOOTH, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), HCI_PROTOCOL)
         if fd < 0 {
             let e = errno
             switch e {
@@ -145,12 +145,12 @@ public final class HCIScanner: Sendable {
                 return .failure(OpenFailure(reason: "socket(AF_BLUETOOTH) failed: \(errnoText(e))", certain: false))
             }
         }
-        var address = sockaddr_hci()
-        address.hci_family = sa_family_t(AF_BLUETOOTH)
-        address.hci_dev = index
-        address.hci_channel = UInt16(options.mode == .userChannel ? HCI_CHANNEL_USER : HCI_CHANNEL_RAW)
+        var address = hci_socket_address()
+        address.family = sa_family_t(AF_BLUETOOTH)
+        address.device = index
+        address.channel = UInt16(options.mode == .userChannel ? HCI_CHANNEL_USER_SOCKET : HCI_CHANNEL_RAW_SOCKET)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_hci>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<hci_socket_address>.size)) }
         }
         if bound < 0 {
             let e = errno
@@ -164,18 +164,24 @@ public final class HCIScanner: Sendable {
                 return .failure(OpenFailure(reason: "bind to \(options.adapter) failed: \(errnoText(e))", certain: false))
             }
         }
-        var filter = hci_filter()
-        hci_filter_clear(&filter)
-        hci_filter_set_ptype(Int32(HCI_EVENT_PKT), &filter)
-        hci_filter_set_event(Int32(EVT_LE_META_EVENT), &filter)
-        hci_filter_set_event(Int32(EVT_CMD_COMPLETE), &filter)
-        hci_filter_set_event(Int32(EVT_CMD_STATUS), &filter)
-        if setsockopt(fd, SOL_HCI, HCI_FILTER, &filter, socklen_t(MemoryLayout<hci_filter>.size)) < 0 {
+        var filter = Self.eventFilter
+        if setsockopt(fd, HCI_SOCKET_LEVEL, HCI_FILTER_OPTION, &filter, socklen_t(MemoryLayout<hci_socket_filter>.size)) < 0 {
             let e = errno
             close(fd)
             return .failure(OpenFailure(reason: "setting the HCI filter failed: \(errnoText(e))", certain: false))
         }
         return .success(fd)
+    }
+
+    /// The socket hears HCI event packets only, and of those only LE Meta (the advertising
+    /// reports), Command Complete and Command Status (the answers to `command`).
+    static var eventFilter: hci_socket_filter {
+        var filter = hci_socket_filter()
+        filter.type_mask = 1 << 0x04  // H4 packet type 0x04: event
+        for event: UInt32 in [0x3E, 0x0E, 0x0F] {  // LE Meta, Command Complete, Command Status
+            if event < 32 { filter.event_mask.0 |= 1 << event } else { filter.event_mask.1 |= 1 << (event - 32) }
+        }
+        return filter
     }
 
     /// Without CAP_NET_RAW the kernel quietly filters out LE Meta events: no error, no reports.

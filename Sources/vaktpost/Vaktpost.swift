@@ -347,7 +347,7 @@ struct DecodeCommand: CommandGroup {
             key = a.string("key")
             prior = a.strings("prior")
             serviceData = a.positional(0)
-            guard BlueZLibrary.canonicalAddress(mac) != nil else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
+            guard HCI.canonicalAddress(mac) != nil else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
             if let key, Self.bytes(key)?.count != 16 { throw ValidationError("--key must be 32 hex digits") }
             for p in prior + [serviceData] where Self.bytes(p) == nil { throw ValidationError("\"\(p)\" is not hex") }
         }
@@ -358,7 +358,7 @@ struct DecodeCommand: CommandGroup {
         }
 
         func run() throws {
-            let address = BlueZLibrary.canonicalAddress(mac)!
+            let address = HCI.canonicalAddress(mac)!
             let keyBytes = key.flatMap(Self.bytes)
             var history = BTHomeHistory()
             var t = WallTime(nanosecondsSinceEpoch: SystemClock.now())

@@ -5,6 +5,14 @@ import Testing
 func bytes(_ hex: String) -> [UInt8] { Hex.bytes(String(hex.filter { !$0.isWhitespace }))! }
 
 @Suite struct HCIParsingTests {
+    @Test func addressesAsTypedBecomeTheFormReportsCarry() {
+        #expect(HCI.canonicalAddress("3c:2e:f5:12:34:56") == "3C:2E:F5:12:34:56")
+        #expect(HCI.canonicalAddress("3C:2E:F5:12:34") == nil)
+        #expect(HCI.canonicalAddress("zz:2E:F5:12:34:56") == nil)
+        #expect(HCI.canonicalAddress("3C:2E:F5:12:34:5") == nil)
+        #expect(HCI.canonicalAddress("3C-2E-F5-12-34-56") == nil)
+    }
+
     // research/ble.md §1.4: the bthome.io payload from A4:C1:38:8D:18:B2, public address, RSSI -60.
     let legacy = bytes("3e 26 02 01 00 00 b2 18 8d 38 c1 a4 1a 02 01 06 0b 09 44 49 59 2d 73 65 6e 73 6f 72 0a 16 d2 fc 40 02 c4 09 03 bf 13 c4")
     let extended = bytes("3e 34 0d 01 13 00 00 b2 18 8d 38 c1 a4 01 00 ff 7f c4 00 00 00 00 00 00 00 00 00 1a 02 01 06 0b 09 44 49 59 2d 73 65 6e 73 6f 72 0a 16 d2 fc 40 02 c4 09 03 bf 13")

@@ -101,6 +101,14 @@ public enum HCI {
     static func address(_ bytes: ArraySlice<UInt8>) -> String {
         bytes.reversed().map { hex2($0).uppercased() }.joined(separator: ":")
     }
+
+    /// An address as a technician types it (`3c:2e:f5:12:34:56`) in the form reports carry
+    /// (`3C:2E:F5:12:34:56`); nil when it is not six colon-separated bytes.
+    public static func canonicalAddress(_ text: String) -> String? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }) else { return nil }
+        return text.uppercased()
+    }
 }
 
 /// The AD structures of one advertisement (research/ble.md §1.5).

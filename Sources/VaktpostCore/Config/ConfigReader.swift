@@ -387,7 +387,7 @@ private struct ConfigDecoder {
         var binding = BLEBinding(address: "", field: "", bthomeKey: nil)
         var ok = true
         if let (address, at) = r.string("address", required: true, &self) {
-            if let normal = ConfigDecoder.macAddress(address) { binding.address = normal } else {
+            if let normal = HCI.canonicalAddress(address) { binding.address = normal } else {
                 error(at, "\"\(address)\" is not a Bluetooth address", hint: "write six hex pairs with colons, e.g. \"3C:2E:F5:12:34:56\" (`vaktpost scan --ble` shows them)")
                 ok = false
             }
@@ -426,12 +426,6 @@ private struct ConfigDecoder {
             }
         } else { ok = false }
         return ok ? binding : nil
-    }
-
-    static func macAddress(_ s: String) -> String? {
-        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }) else { return nil }
-        return s.uppercased()
     }
 
     // MARK: [[rules]]
