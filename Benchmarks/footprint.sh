@@ -5,8 +5,11 @@
 # sensors (BLE replay, no platform), in the environment deploy/vaktpost.service gives it, after
 # IDLE seconds: VmRSS, PSS and anonymous memory from /proc, the working set (pages touched in the
 # last minute: smaps' Referenced after clear_refs), and where the resident pages are, by mapping.
+# With PLATFORM=1 the daemon also has what a hub has: the reference receiver on loopback (mutual
+# TLS, HTTP/2), so heartbeats, the command poll and the uplink's TLS state are in the numbers.
 #
 #   Benchmarks/footprint.sh [RUNS]        default: 5
+#   IDLE=600 PLATFORM=1 Benchmarks/footprint.sh 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -34,8 +37,23 @@ printf '%-44s %s\n' "max RSS: vaktpost config check (example)" "$(rss "$work/vak
 printf '%-44s %s\n' "max RSS: vaktpost replay (Besto)" "$(rss "$work/vaktpost" replay --config Tests/Fixtures/scenarios/home.toml --scenario Tests/Fixtures/scenarios/besto-alarm.jsonl) KiB"
 idle=${IDLE:-20}
 mkdir -p "$work/state"
+hub=hub-bench platform=""
+if [ "${PLATFORM:-0}" = 1 ]; then
+    # The reference receiver with a dev PKI, acknowledging at once; the hub is its hub-0001.
+    swift build -c release --product vaktpost-receiver >/dev/null
+    deploy/pki.sh "$work/pki" hub-0001 >/dev/null
+    "$(dirname "$bin")/vaktpost-receiver" --cert "$work/pki/server.pem" --key "$work/pki/server.key" --client-ca "$work/pki/ca.pem" \
+        --port 0 --admin-port 0 --port-file "$work/ports" --db "$work/receiver.sqlite" --ack-after 0 >/dev/null 2>&1 &
+    receiver=$!
+    trap 'kill $receiver 2>/dev/null; rm -rf "$work"' EXIT
+    for _ in $(seq 200); do [ -s "$work/ports" ] && break; sleep 0.1; done
+    read -r port _ < "$work/ports"
+    hub=hub-0001
+    platform=$(printf '[platform]\nurl = "https://localhost:%s"\nca_file = "%s/pki/ca.pem"\nclient_cert = "%s/pki/hub-0001.pem"\nclient_key = "%s/pki/hub-0001.key"\n' "$port" "$work" "$work" "$work")
+fi
 {
-    printf '[hub]\nid = "hub-bench"\ntimezone = "Europe/Oslo"\n'
+    printf '[hub]\nid = "%s"\ntimezone = "Europe/Oslo"\n' "$hub"
+    printf '%s\n' "$platform"
     for i in $(seq 1 20); do printf '[[sensors]]\nid = "s%d"\nrole = "door"\nroom = "hallway"\ntransport = "ble"\naddress = "3C:2E:F5:00:00:%02X"\nfield = "window"\nsupervision = "2h"\n' "$i" "$i"; done
     printf '[outbox]\npath = "%s/state/outbox.sqlite"\n[ble]\nreplay = "%s/Tests/Fixtures/ble/night-monitor.btsnoop"\n' "$work" "$PWD"
 } > "$work/idle.toml"
@@ -51,7 +69,7 @@ sleep $(( idle - window ))
 if echo 1 > /proc/$pid/clear_refs 2>/dev/null; then cleared=yes; else cleared=no; fi
 sleep "$window"
 kib() { awk -v k="$1" '$1 == k":" {print $2}' "$2"; }
-printf '%-44s %s\n' "daemon, 20 sensors, after ${idle} s: VmRSS" "$(kib VmRSS /proc/$pid/status) KiB"
+printf '%-44s %s\n' "daemon, 20 sensors${platform:+, platform}, after ${idle} s: VmRSS" "$(kib VmRSS /proc/$pid/status) KiB"
 printf '%-44s %s\n' "daemon: PSS" "$(kib Pss /proc/$pid/smaps_rollup) KiB"
 printf '%-44s %s\n' "daemon: anonymous memory (RssAnon)" "$(kib RssAnon /proc/$pid/status) KiB"
 if [ $cleared = yes ]; then
@@ -65,7 +83,8 @@ awk -v bin="$work/vaktpost" '
         if (path ~ /\/(libc|libm|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so/) return "libc, libm, libstdc++, libgcc_s, the loader"
         if (path ~ /\/lib(crypto|ssl)\.so/) return "OpenSSL (libcrypto, libssl)"
         if (path ~ /\/libsqlite3\.so/) return "SQLite"
-        if (path ~ /\/lib(bluetooth|udev)\.so/) return "libbluetooth, libudev"
+        if (path ~ /\/libudev\.so/) return "libudev"
+        if (path ~ /outbox\.sqlite-shm$/) return "the outbox WAL index (-shm)"
         if (path ~ /^\//) return "libcurl and the libraries Debian builds it with"
         return "anonymous mappings: heap, stacks"
     }
