@@ -10,16 +10,17 @@ PREFIX=${PREFIX:-/usr/local}
 [ "$(id -u)" -eq 0 ] || { echo "run as root: sudo deploy/install.sh"; exit 1; }
 
 echo "== system packages"
-apt-get install -y libudev1 libsqlite3-0 libcurl4 libssl3 tzdata >/dev/null
+apt-get install -y libudev1 libsqlite3-0 libcurl4 libssl3 tzdata logrotate >/dev/null
 
 echo "== building (release, static Swift stdlib)"
 swift build -c release --product vaktpost -Xswiftc -static-stdlib
 BIN=$(swift build -c release --show-bin-path)
 install -D -m 0755 -s "$BIN/vaktpost" "$PREFIX/bin/vaktpost" 2>/dev/null || install -D -m 0755 "$BIN/vaktpost" "$PREFIX/bin/vaktpost"
 
-echo "== user, directories, unit, udev rules"
+echo "== user, directories, unit, udev rules, log rotation"
 install -D -m 0644 deploy/sysusers.d/vaktpost.conf /etc/sysusers.d/vaktpost.conf
 install -D -m 0644 deploy/tmpfiles.d/vaktpost.conf /etc/tmpfiles.d/vaktpost.conf
+install -D -m 0644 deploy/logrotate.d/vaktpost /etc/logrotate.d/vaktpost
 if command -v systemd-sysusers >/dev/null; then systemd-sysusers vaktpost.conf; else
     getent group vaktpost >/dev/null || groupadd --system vaktpost
     getent passwd vaktpost >/dev/null || useradd --system -g vaktpost -d /var/lib/vaktpost -s /usr/sbin/nologin vaktpost

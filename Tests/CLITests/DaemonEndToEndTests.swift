@@ -316,6 +316,30 @@ final class NightHub {
         #expect(security.status == 0, "\(security.out)")
     }
 
+    /// The audit log's rotation as installed, run on a copy in a temporary directory as the
+    /// test's own user: logrotate accepts the file and a forced run rotates and recreates the log.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/logrotate"), "needs logrotate (Debian: logrotate)"))
+    func theAuditLogRotates() throws {
+        let dir = NSTemporaryDirectory() + "vaktpost-logrotate-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let user = try runProgram("/usr/bin/id", ["-un"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let group = try runProgram("/usr/bin/id", ["-gn"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let config = try String(contentsOfFile: repositoryRoot + "/deploy/logrotate.d/vaktpost", encoding: .utf8)
+        #expect(config.contains("/var/log/vaktpost/audit.log {") && config.contains("su vaktpost vaktpost") && config.contains("create 0640 vaktpost vaktpost"))
+        try config.replacingOccurrences(of: "/var/log/vaktpost", with: dir)
+            .replacingOccurrences(of: "vaktpost vaktpost", with: "\(user) \(group)")
+            .write(toFile: dir + "/logrotate.conf", atomically: true, encoding: .utf8)
+        try String(repeating: "{\"command\":\"status\",\"outcome\":\"ok\"}\n", count: 100).write(toFile: dir + "/audit.log", atomically: true, encoding: .utf8)
+        let run = try runProgram("/usr/sbin/logrotate", ["--force", "--state", dir + "/state", dir + "/logrotate.conf"])
+        #expect(run.status == 0, "\(run.out)")
+        let rotated = try FileManager.default.attributesOfItem(atPath: dir + "/audit.log.1")
+        #expect((rotated[.size] as? Int ?? 0) > 3000)
+        let fresh = try FileManager.default.attributesOfItem(atPath: dir + "/audit.log")
+        #expect(fresh[.size] as? Int == 0)
+        #expect(fresh[.posixPermissions] as? Int == 0o640)
+    }
+
     @Test func theInstallAndDemoScriptsParse() throws {
         for script in ["deploy/install.sh", "deploy/pki.sh", "demo/run.sh", ".ci/run"] {
             let r = try runProgram("/bin/bash", ["-n", repositoryRoot + "/" + script])
