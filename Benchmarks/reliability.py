@@ -229,7 +229,6 @@ class Scenario:
         os.makedirs(self.work + "/state")
         self.procs, self.rss, self.alive = [], [], True
         self.outbox = self.work + "/state/outbox.sqlite"
-        self.env = None
         self.extra_schedule, self.extra_config = [], ""
         self.rate = 20
 
@@ -239,7 +238,7 @@ class Scenario:
         self.schedule, self.items, buttons = stream(now() + datetime.timedelta(seconds=3), self.rate, int(self.rate * (RUN_FOR - 25)), alarm_every=50)
         open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config))
         self.procs.append(start_fake_usb300(self.work, self.schedule + self.extra_schedule))
-        self.agent = start_agent(self.bindir, self.work, env=self.env)
+        self.agent = start_agent(self.bindir, self.work)
         self.procs.append(self.agent)
 
     def sample(self):
