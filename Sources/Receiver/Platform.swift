@@ -45,10 +45,15 @@ public final class Platform: Sendable {
         /// When set, alarms are `presented` at once and `acknowledged` this long after receipt,
         /// as if an operator took each one; otherwise an operator does it on the page or the API.
         public var acknowledgeAfter: Duration?
+        /// How long a batch's Idempotency-Key and its answer are kept (the protocol asks for at
+        /// least 24 hours). Each holds the batch's bytes, so without an end they doubled the
+        /// store. A retry after that is answered per event, as duplicates: nothing is stored twice.
+        public var idempotencyRetention: Duration
 
-        public init(heartbeatSeconds: Int? = nil, acknowledgeAfter: Duration? = nil) {
+        public init(heartbeatSeconds: Int? = nil, acknowledgeAfter: Duration? = nil, idempotencyRetention: Duration = .seconds(7 * 86_400)) {
             self.heartbeatSeconds = heartbeatSeconds
             self.acknowledgeAfter = acknowledgeAfter
+            self.idempotencyRetention = idempotencyRetention
         }
     }
 
@@ -188,6 +193,8 @@ public final class Platform: Sendable {
         guard (1...100).contains(events.count) else { return .problem(400, "Bad Request", "a batch has 1-100 events, this one \(events.count)") }
         return try store.with { db in
             try db.transaction {
+                let expired = now() - options.idempotencyRetention
+                try db.cached("DELETE FROM idempotency WHERE created_at < ?").bind(.integer(expired.millisecondsSinceEpoch)).run()
                 // The same key again: the same answer if it is the same request, else a hub bug.
                 let known = try db.cached("SELECT request, status, response FROM idempotency WHERE hub_id = ? AND key = ?").bind(.text(hub), .text(key))
                 defer { known.reset() }

@@ -29,6 +29,8 @@ public final class ReceiverStore: @unchecked Sendable {
                 PRIMARY KEY(hub_id, command_id));
             CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """)
+        // Keys expire (Platform.Options.idempotencyRetention): found by age.
+        m.add(version: 2, "CREATE INDEX idempotency_age ON idempotency(created_at);")
         try m.migrate(db)
     }
 

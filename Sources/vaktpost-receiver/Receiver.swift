@@ -54,6 +54,7 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Option(help: "Write \"HUB-PORT ADMIN-PORT\" here once listening (for scripts using port 0).") var portFile: String?
     @Option(help: "Heartbeat interval told to hubs, seconds (30-3600); by default hubs keep their own.") var heartbeatSec: Int?
     @Option(help: "Act as an operator: acknowledge every alarm this many seconds after it arrives.") var ackAfter: Double?
+    @Option(help: "Days a batch's Idempotency-Key and its answer are kept (at least 1; the protocol asks for 24 hours).") var idempotencyDays = 7
     @Option(help: "Fault: answer every hub request with --fail-status for this many seconds after start.") var downFor: Double = 0
     @Option(help: "Fault: answer this share (0-1) of hub requests with --fail-status at random.") var failRate: Double = 0
     @Option(help: "Fault: wait this many milliseconds before answering each hub request.") var delay: Int = 0
@@ -64,6 +65,7 @@ struct ReceiverCommand: AsyncParsableCommand {
     func validate() throws {
         if let heartbeatSec, !(30...3600).contains(heartbeatSec) { throw ValidationError("--heartbeat-sec must be 30-3600") }
         guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1") }
+        guard idempotencyDays >= 1 else { throw ValidationError("--idempotency-days must be at least 1 (hubs may retry a batch a day later)") }
         guard [429, 500, 502, 503].contains(failStatus) else { throw ValidationError("--fail-status must be 429, 500, 502 or 503") }
     }
 
@@ -77,7 +79,8 @@ struct ReceiverCommand: AsyncParsableCommand {
         }
         let platform = Platform(
             store: store,
-            options: .init(heartbeatSeconds: heartbeatSec, acknowledgeAfter: ackAfter.map { .milliseconds(Int64($0 * 1000)) }),
+            options: .init(heartbeatSeconds: heartbeatSec, acknowledgeAfter: ackAfter.map { .milliseconds(Int64($0 * 1000)) },
+                           idempotencyRetention: .seconds(Int64(idempotencyDays) * 86_400)),
             faults: Faults(downUntil: downFor > 0 ? now() + .milliseconds(Int64(downFor * 1000)) : nil, failRate: failRate,
                            delay: .milliseconds(delay), retryAfterSeconds: retryAfter, failStatus: failStatus),
             now: now)

@@ -67,6 +67,22 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         #expect(arrivals["duplicates"] == .int(1))
     }
 
+    @Test func anIdempotencyKeyIsKeptForTheRetentionThenForgotten() throws {
+        let clock = TestClock()
+        let (p, _) = try makePlatform(clock, options: .init(idempotencyRetention: .seconds(86_400)))
+        #expect(p.handle(batch(id(100), [event(id(1), seq: 1)])).response.status == 200)
+        clock.advance(.seconds(86_399))
+        // Within the day: the key still holds, so other bytes under it are a hub bug.
+        #expect(p.handle(batch(id(100), [event(id(2), seq: 2)])).response.status == 422)
+        clock.advance(.seconds(2))
+        // Past it: the key is forgotten and the request is a new one; its event is still stored
+        // once by eventId, so a late retry of the first batch is answered as a duplicate.
+        let late = p.handle(batch(id(100), [event(id(1), seq: 1)])).response
+        #expect(late.status == 200)
+        guard case .array(let rs)? = late.json["results"] else { Issue.record("no results"); return }
+        #expect(rs.map { $0["status"] } == [.string("duplicate")])
+    }
+
     @Test func anInvalidEventIsRejectedAloneWithTheReason() throws {
         let (p, _) = try makePlatform(TestClock())
         let bad = event(id(2), seq: 0)
