@@ -337,17 +337,19 @@ struct DecodeCommand: CommandGroup {
         ]
         static let arguments = [ArgumentSpec(valueName: "HEX", help: "The service data in hex.")]
 
-        let mac: String
+        /// --mac in the form reports carry.
+        let address: String
         let key: String?
         let prior: [String]
         let serviceData: String
 
         init(_ a: ParsedArguments) throws {
-            mac = a.string("mac")!
+            let mac = a.string("mac")!
+            guard let address = HCI.canonicalAddress(mac) else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
+            self.address = address
             key = a.string("key")
             prior = a.strings("prior")
             serviceData = a.positional(0)
-            guard HCI.canonicalAddress(mac) != nil else { throw ValidationError("--mac \(mac) is not a Bluetooth address like 54:48:E6:8F:80:A5") }
             if let key, Self.bytes(key)?.count != 16 { throw ValidationError("--key must be 32 hex digits") }
             for p in prior + [serviceData] where Self.bytes(p) == nil { throw ValidationError("\"\(p)\" is not hex") }
         }
@@ -358,7 +360,6 @@ struct DecodeCommand: CommandGroup {
         }
 
         func run() throws {
-            let address = HCI.canonicalAddress(mac)!
             let keyBytes = key.flatMap(Self.bytes)
             var history = BTHomeHistory()
             var t = WallTime(nanosecondsSinceEpoch: SystemClock.now())
