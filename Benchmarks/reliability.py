@@ -13,7 +13,8 @@ status is 1 when anything failed.
                                            or is accounted for by the capacity policy, alarms first
   Benchmarks/reliability.py faults          ONLY=name,name picks scenarios; KEEP=1 keeps their files.
                                            At once, one agent and receiver each: the receiver
-                                           answering 500, 429, slowly, with garbage; the disk
+                                           answering 500, 429, slowly, with garbage, closing the
+                                           connection under every fifth request; the disk
                                            full during an outage; one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
@@ -254,7 +255,7 @@ class Scenario:
         """The scenario's own checks, given the receiver's events."""
 
     def fault(self, switches):
-        admin(self.admin_port, "POST", "/api/faults", switches)
+        return admin(self.admin_port, "POST", "/api/faults", switches)
 
 class ReceiverFault(Scenario):
     def __init__(self, name, bindir, base, switches, expect):
@@ -280,6 +281,32 @@ class SlowReceiver(ReceiverFault):
             self.fault({"delayMs": 35_000})
         if second == FAULT_WINDOW[1]:
             self.fault({"delayMs": 0})
+
+class DroppedConnections(Scenario):
+    """The receiver closes the connection under every fifth hub request, unanswered, as a load
+    balancer's keep-alive timeout or a platform's restart does to a request racing it."""
+    dropped = 0
+
+    def at(self, second):
+        if second == FAULT_WINDOW[0]:
+            self.fault({"dropEvery": 5})
+        if second == FAULT_WINDOW[1]:
+            self.dropped = self.fault({"dropEvery": 0})["dropped"]
+
+    def verify(self, events):
+        # Each request caught goes again at once on a new connection; only one that was the first
+        # on its connection fails (and is logged), which the interleaving of lanes makes rare.
+        failed = open(self.work + "/agent.log").read().count("a request to the platform failed")
+        check(self.dropped >= 20 and failed <= self.dropped // 10,
+              f"{self.name}: {self.dropped} connections closed under a request, {failed} failed attempts logged by the agent")
+        types = [r[0] for r in events]
+        check("uplink.lost" not in types, f"{self.name}: a dropped connection is the connection's, not the platform's: no uplink.lost")
+        with readonly(self.work + "/receiver.sqlite") as c:
+            rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id)").fetchall()
+        late = sorted(received - datetime.datetime.fromisoformat(occurred).timestamp() * 1000 for occurred, received in rows)
+        worst = late[-1] if late else float("inf")
+        check(worst < 2000, f"{self.name}: no alarm waited for a timeout: {len(late)} alarms, median {late[len(late) // 2] if late else 0:.0f} ms, "
+                            f"worst {worst:.0f} ms after the press")
 
 class DiskFull(Scenario):
     """The outbox on a 24 MiB tmpfs; during an outage a file fills it, later it is removed."""
@@ -336,6 +363,7 @@ def faults():
         ReceiverFault("http-429", bindir, base, {"failStatus": 429, "retryAfterSec": 5}, "HTTP 429"),
         SlowReceiver("slow", bindir, base, {}, "timed out"),
         ReceiverFault("garbage", bindir, base, {"failStatus": 200}, "not the platform's"),
+        DroppedConnections("dropped-connections", bindir, base),
         DiskFull("disk-full", bindir, base),
         Flood("flooding", bindir, base),
     ]

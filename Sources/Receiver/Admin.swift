@@ -199,10 +199,12 @@ extension Platform {
         return .object(dropping: [
             ("downForSec", .int(down)), ("failRate", .double(f.failRate)), ("delayMs", .int(f.delay.nanoseconds / 1_000_000)),
             ("retryAfterSec", f.retryAfterSeconds.map { .int(Int64($0)) }), ("failStatus", .int(Int64(f.failStatus))), ("scope", .string(f.scope.rawValue)),
+            ("dropEvery", .int(Int64(f.dropEvery))), ("dropped", .int(Int64(droppedConnections))),
         ])
     }
 
-    /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429}`; absent fields stay.
+    /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429, "dropEvery": 50}`;
+    /// absent fields stay.
     func setFaults(_ body: [UInt8]) throws -> ReceiverResponse {
         guard let json = parseJSON(body), case .object = json else { return .problem(400, "Bad Request", "send a JSON object of fault switches") }
         var f = faults
@@ -211,6 +213,10 @@ extension Platform {
         if let ms = json["delayMs"]?.intValue { f.delay = .milliseconds(ms) }
         if let ra = json["retryAfterSec"] { f.retryAfterSeconds = ra.intValue.map { Int($0) } }
         if let st = json["failStatus"]?.intValue { f.failStatus = Int(st) }
+        if let n = json["dropEvery"]?.intValue {
+            guard n >= 0 else { return .problem(400, "Bad Request", "dropEvery is a count of requests, 0 for never") }
+            f.dropEvery = Int(n)
+        }
         if let sc = json["scope"]?.stringValue {
             guard let scope = Faults.Scope(rawValue: sc) else { return .problem(400, "Bad Request", "scope is all, batches or alarms") }
             f.scope = scope

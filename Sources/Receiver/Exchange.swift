@@ -70,4 +70,6 @@ public enum ReceiverOutcome: Sendable, Equatable {
     case respond(ReceiverResponse)
     /// A long poll with nothing to give yet: ask again shortly, until `wait` runs out, then 204.
     case pollAgain(wait: Duration)
+    /// Close the connection the request came on without answering (fault `dropEvery`).
+    case dropConnection
 }

@@ -18,6 +18,9 @@ public struct Faults: Sendable, Equatable {
     public var failStatus: Int
     /// Which requests the faults hit.
     public var scope: Scope
+    /// Close the connection under every Nth hub request, unanswered, as a load balancer's
+    /// keep-alive timeout or a restart does to a request racing it; 0: never.
+    public var dropEvery: Int
 
     public enum Scope: String, Sendable, Equatable {
         case all
@@ -27,8 +30,9 @@ public struct Faults: Sendable, Equatable {
         case alarms
     }
 
-    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all) {
+    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0) {
         self.scope = scope
+        self.dropEvery = dropEvery
         self.downUntil = downUntil
         self.failRate = failRate
         self.delay = delay
@@ -61,6 +65,8 @@ public final class Platform: Sendable {
     let options: Options
     let now: @Sendable () -> WallTime
     let faultState: Mutex<Faults>
+    /// Hub requests within the faults' scope so far, for `dropEvery`, and how many it dropped.
+    let dropCounts = Mutex((requests: 0, dropped: 0))
 
     public init(store: ReceiverStore, options: Options = .init(), faults: Faults = .init(), now: @escaping @Sendable () -> WallTime) {
         self.store = store
@@ -80,14 +86,14 @@ public final class Platform: Sendable {
 
     /// Answers one request under `/v1/hubs/{hubId}/...`.
     public func handle(_ request: ReceiverRequest) -> ReceiverOutcome {
-        if request.method == "GET" && request.path == "/v1/whoami" { return .respond(whoami(request)) }
+        if request.method == "GET" && request.path == "/v1/whoami" { return injectedFault(for: nil) ?? .respond(whoami(request)) }
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 5, parts[0] == "", parts[1] == "v1", parts[2] == "hubs" else {
             return .respond(.problem(404, "Not Found", "no such resource: \(request.path); the hub API is under /v1/hubs/{hubId}/"))
         }
         let hub = parts[3]
         let rest = Array(parts[4...])
-        if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil) { return .respond(fault) }
+        if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil) { return fault }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))
         }
@@ -113,15 +119,26 @@ public final class Platform: Sendable {
         }
     }
 
+    /// Connections closed under a request by `dropEvery` since the start.
+    var droppedConnections: Int { dropCounts.withLock { $0.dropped } }
+
     /// The configured delay before answering a hub request.
     public var delay: Duration { faults.delay }
 
-    func injectedFault(for post: String?) -> ReceiverResponse? {
+    func injectedFault(for post: String?) -> ReceiverOutcome? {
         let f = faults
         switch f.scope {
         case .all: break
         case .batches: guard post == "events:batch" || post == "events:ndjson" else { return nil }
         case .alarms: guard post == "alarms" else { return nil }
+        }
+        if f.dropEvery > 0 {
+            let drop = dropCounts.withLock {
+                $0.requests += 1
+                if $0.requests % f.dropEvery == 0 { $0.dropped += 1; return true }
+                return false
+            }
+            if drop { return .dropConnection }
         }
         var failing = f.downUntil.map { now() < $0 } ?? false
         if !failing, f.failRate > 0 { failing = Double.random(in: 0..<1) < f.failRate }
@@ -129,10 +146,10 @@ public final class Platform: Sendable {
         var headers = f.retryAfterSeconds.map { ["Retry-After": String($0)] } ?? [:]
         if f.failStatus == 200 {
             headers["Content-Type"] = "text/html"
-            return ReceiverResponse(status: 200, headers: headers, body: Array("<html><body>Please log in to continue</body></html>".utf8))
+            return .respond(ReceiverResponse(status: 200, headers: headers, body: Array("<html><body>Please log in to continue</body></html>".utf8)))
         }
         let title = [429: "Too Many Requests", 503: "Service Unavailable", 422: "Unprocessable Content"][f.failStatus] ?? "Internal Server Error"
-        return .problem(f.failStatus, title, "fault injected by vaktpost-receiver (--down-for / --fail-rate): retry later", headers: headers)
+        return .respond(.problem(f.failStatus, title, "fault injected by vaktpost-receiver (--down-for / --fail-rate): retry later", headers: headers))
     }
 
     /// What the platform sees of the caller: which hub its certificate names, from where, over

@@ -142,10 +142,10 @@ public final class HTTPClient {
         var result = perform()
         if Self.closedUnderneath(result), reusedConnection() {
             // The platform closed the kept-alive connection as this request went out on it: an
-            // HTTP/2 GOAWAY (a server's reset or stream limit; the reference receiver sends one
-            // every ~200 requests from libcurl 7.88), or an HTTP/1.1 keep-alive timeout. That says
-            // nothing about the platform, so the request goes again at once on a new connection
-            // rather than waiting out the lane's backoff (an alarm 250 ms late, every 200 alarms).
+            // HTTP/2 GOAWAY (a server's stream limit or reset defence), a load balancer's or an
+            // HTTP/1.1 keep-alive timeout, a restart. That says nothing about the platform, so the
+            // request goes again at once on a new connection rather than waiting out the lane's
+            // backoff (an alarm 250 ms late).
             // Safe because every request the agent sends is idempotent (event ids, Idempotency-Key).
             sink.reset()
             errorBuffer.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
@@ -165,9 +165,10 @@ public final class HTTPClient {
     }
 
     /// Failures of a connection that went away under the request (not of the platform's answer):
-    /// HTTP/2 framing or stream errors (GOAWAY), an empty reply, a send or receive error.
+    /// HTTP/2 framing or stream errors (GOAWAY), an HTTP/2 stream cut off by the connection's end
+    /// (libcurl 7.88 says CURLE_PARTIAL_FILE), an empty reply, a send or receive error.
     static func closedUnderneath(_ result: CURLcode) -> Bool {
-        [CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR].contains(result)
+        [CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR].contains(result)
     }
 
     /// The last request went out on a connection kept from an earlier one (no new connect).

@@ -33,7 +33,8 @@ struct ReceiverCommand: AsyncParsableCommand {
               GET  /api/hubs/ID/commands               commands and their results
               PUT  /api/hubs/ID/config                 the hub's TOML config (served with an ETag)
               PUT  /api/hubs/ID/heartbeat-interval     {"seconds": N}
-              GET|POST /api/faults {"downForSec", "failRate", "delayMs", "retryAfterSec", "failStatus", "scope": "all|batches|alarms"}
+              GET|POST /api/faults {"downForSec", "failRate", "delayMs", "retryAfterSec", "failStatus",
+                                  "scope": "all|batches|alarms", "dropEvery"}
 
             GET https://HOST:PORT/v1/whoami shows what the receiver sees of a client: the hub ids its
             certificate names, its address, the HTTP version.
@@ -60,12 +61,14 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Option(help: "Fault: wait this many milliseconds before answering each hub request.") var delay: Int = 0
     @Option(help: "Fault: send Retry-After with this many seconds on fault answers.") var retryAfter: Int?
     @Option(help: "Fault: the status of fault answers (429, 500 or 503).") var failStatus = 503
+    @Option(help: "Fault: close the connection under every Nth hub request, unanswered (a load balancer's keep-alive timeout racing a request); 0: never.") var dropEvery = 0
     @Flag(help: "Offer HTTP/1.1 only (no HTTP/2 by ALPN).") var http1Only = false
 
     func validate() throws {
         if let heartbeatSec, !(30...3600).contains(heartbeatSec) { throw ValidationError("--heartbeat-sec must be 30-3600") }
         guard (0...1).contains(failRate) else { throw ValidationError("--fail-rate must be between 0 and 1") }
         guard idempotencyDays >= 1 else { throw ValidationError("--idempotency-days must be at least 1 (hubs may retry a batch a day later)") }
+        guard dropEvery >= 0 else { throw ValidationError("--drop-every must be 0 (never) or a count of requests") }
         guard [429, 500, 502, 503].contains(failStatus) else { throw ValidationError("--fail-status must be 429, 500, 502 or 503") }
     }
 
@@ -82,7 +85,8 @@ struct ReceiverCommand: AsyncParsableCommand {
             options: .init(heartbeatSeconds: heartbeatSec, acknowledgeAfter: ackAfter.map { .milliseconds(Int64($0 * 1000)) },
                            idempotencyRetention: .seconds(Int64(idempotencyDays) * 86_400)),
             faults: Faults(downUntil: downFor > 0 ? now() + .milliseconds(Int64(downFor * 1000)) : nil, failRate: failRate,
-                           delay: .milliseconds(delay), retryAfterSeconds: retryAfter, failStatus: failStatus),
+                           delay: .milliseconds(delay), retryAfterSeconds: retryAfter, failStatus: failStatus,
+                           dropEvery: dropEvery),
             now: now)
 
         let tls = try tlsConfiguration()
@@ -91,7 +95,10 @@ struct ReceiverCommand: AsyncParsableCommand {
             responder: CallbackResponder<HubContext> { request, context in
                 try await Self.respond(to: request, context: context, platform: platform)
             },
-            server: http1Only ? try .tls(.http1(), tlsConfiguration: tls) : try .http2Upgrade(tlsConfiguration: tls),
+            server: http1Only
+                ? try .tls(.http1(), tlsConfiguration: tls)
+                : try .http2Upgrade(tlsConfiguration: tls, configuration: .init(streamConfiguration: .init(
+                    additionalChannelHandlers: [EndStreamOnLastData.Installer()]))),
             configuration: .init(address: .hostname(host, port: port), serverName: "vaktpost-receiver"),
             onServerRunning: { ports.set(hub: $0.localAddress?.port) },
             logger: logger)
@@ -151,6 +158,9 @@ struct ReceiverCommand: AsyncParsableCommand {
         while true {
             switch platform.handle(req) {
             case .respond(let r): return response(r)
+            case .dropConnection:
+                try? await connection.close()
+                throw ConnectionDropped()
             case .pollAgain(let wait):
                 let end = deadline ?? .now + wait
                 deadline = end
@@ -211,3 +221,6 @@ final class PortFile: Sendable {
         if let path { try? Files.writeAtomically(path, Array("\(h) \(a)\n".utf8)) }
     }
 }
+
+/// The fault `dropEvery` closed the connection under a request; there is nobody to answer.
+struct ConnectionDropped: Error {}

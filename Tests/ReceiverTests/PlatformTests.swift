@@ -175,6 +175,27 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         #expect(p.handle(batch(id(100), [event(id(1), seq: 1)])).response.status == 200)
     }
 
+    @Test func theDropFaultClosesEveryNthConnectionInItsScope() throws {
+        let clock = TestClock()
+        let (p, dir) = try makePlatform(clock)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let set = p.admin(ReceiverRequest(method: "POST", target: "/api/faults", body: Array("{\"dropEvery\": 3, \"scope\": \"alarms\"}".utf8)))
+        #expect(set.json["dropEvery"] == .int(3))
+        let alarm = { (n: Int) in
+            ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0001/alarms", body: Array(event(id(n), seq: n, cls: "alarm", type: "fall.detected", state: "active").utf8),
+                            certificateHubs: ["hub-0001"])
+        }
+        var outcomes: [ReceiverOutcome] = []
+        for n in 1...6 {
+            // Batches are outside the scope: they neither count nor drop.
+            #expect(p.handle(batch(id(100 + n), [event(id(50 + n), seq: 50 + n)])).response.status == 200)
+            outcomes.append(p.handle(alarm(n)))
+        }
+        #expect(outcomes.map { $0 == .dropConnection } == [false, false, true, false, false, true])
+        #expect(p.admin(ReceiverRequest(method: "GET", target: "/api/faults")).json["dropped"] == .int(2))
+        #expect(p.admin(ReceiverRequest(method: "POST", target: "/api/faults", body: Array("{\"dropEvery\": -1}".utf8))).status == 400)
+    }
+
     @Test func linesFromALogForwarderAreStoredOnceByEventId() throws {
         let clock = TestClock()
         let (p, dir) = try makePlatform(clock)
