@@ -85,7 +85,7 @@ awk -v bin="$work/vaktpost" '
         if (path ~ /\/libsqlite3\.so/) return "SQLite"
         if (path ~ /\/libudev\.so/) return "libudev"
         if (path ~ /outbox\.sqlite-shm$/) return "the outbox WAL index (-shm)"
-        if (path ~ /^\//) return "libcurl and the libraries Debian builds it with"
+        if (path ~ /^\//) return "libcurl and the libraries it was built with"
         return "anonymous mappings: heap, stacks"
     }
     /^[0-9a-f]+-[0-9a-f]+ / { g = group($6); next }
