@@ -14,7 +14,8 @@ status is 1 when anything failed.
   Benchmarks/reliability.py faults          ONLY=name,name picks scenarios; KEEP=1 keeps their files.
                                            At once, one agent and receiver each: the receiver
                                            answering 500, 429, slowly, with garbage, closing the
-                                           connection under every fifth request; the disk
+                                           connection under every fifth request; the agent's
+                                           connections going dead without a word; the disk
                                            full during an outage; one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
@@ -22,7 +23,7 @@ status is 1 when anything failed.
                                            condition arrives as its technical event, and every
                                            event arrives
 
-Needs root for `faults` (a small tmpfs for the full disk).
+Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead connections).
 """
 import datetime, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
 from bench_platform import (ROOT as root, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
@@ -52,6 +53,12 @@ def receiver_events(work, hub="hub-0001"):
     """(type, state, occurred_at, body) of every event the receiver stored for HUB, in arrival order."""
     with readonly(work + "/receiver.sqlite") as c:
         return c.execute("SELECT type, state, occurred_at, body, event_id FROM events WHERE hub_id = ? ORDER BY rowid", (hub,)).fetchall()
+
+def alarm_delays(work, hub="hub-0001"):
+    """Milliseconds from each alarm's occurrence to its arrival at the receiver, sorted."""
+    with readonly(work + "/receiver.sqlite") as c:
+        rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id) WHERE a.hub_id = ?", (hub,)).fetchall()
+    return sorted(received - datetime.datetime.fromisoformat(occurred).timestamp() * 1000 for occurred, received in rows)
 
 def admin(port, method, path, body=None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(body).encode() if body is not None else None)
@@ -301,12 +308,46 @@ class DroppedConnections(Scenario):
               f"{self.name}: {self.dropped} connections closed under a request, {failed} failed attempts logged by the agent")
         types = [r[0] for r in events]
         check("uplink.lost" not in types, f"{self.name}: a dropped connection is the connection's, not the platform's: no uplink.lost")
-        with readonly(self.work + "/receiver.sqlite") as c:
-            rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id)").fetchall()
-        late = sorted(received - datetime.datetime.fromisoformat(occurred).timestamp() * 1000 for occurred, received in rows)
+        late = alarm_delays(self.work)
         worst = late[-1] if late else float("inf")
         check(worst < 2000, f"{self.name}: no alarm waited for a timeout: {len(late)} alarms, median {late[len(late) // 2] if late else 0:.0f} ms, "
                             f"worst {worst:.0f} ms after the press")
+
+class DeadConnections(Scenario):
+    """Every 15 s the packets of every connection the agent has open to the receiver vanish
+    (iptables DROP on their ports), as when the hub's 4G router reconnects with a new address or
+    a NAT mapping expires: nothing answers, nothing resets. New connections get through."""
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.rules, self.cut = [], 0
+        self.iptables = shutil.which("iptables")
+
+    def at(self, second):
+        if second == FAULT_WINDOW[1]:
+            self.cleanup()
+        if self.iptables and FAULT_WINDOW[0] <= second < FAULT_WINDOW[1] and (second - FAULT_WINDOW[0]) % 15 == 0:
+            ss = subprocess.run(["ss", "-tnpH", "state", "established", f"( dport = :{self.hub_port} )"], capture_output=True, text=True).stdout
+            for port in [l.split()[2].rsplit(":", 1)[1] for l in ss.splitlines() if f"pid={self.agent.pid}," in l]:
+                self.cut += 1
+                for flag in ("--sport", "--dport"):
+                    rule = ["INPUT", "-p", "tcp", flag, port, "-j", "DROP"]
+                    subprocess.run(["iptables", "-I", *rule], check=True)
+                    self.rules.append(rule)
+
+    def verify(self, events):
+        if not check(self.iptables, f"{self.name}: iptables is there to cut connections (apt-get install -y iptables)"):
+            return
+        types = [r[0] for r in events]
+        check(self.cut >= 14, f"{self.name}: {self.cut} connections cut off without a word")
+        check("uplink.lost" not in types, f"{self.name}: no uplink.lost: each dead connection was found and replaced")
+        late = alarm_delays(self.work)
+        check(late and late[-1] < 8000, f"{self.name}: every alarm within 8 s of the press: {len(late)} alarms, median {late[len(late) // 2] if late else 0:.0f} ms, "
+                                        f"worst {late[-1] if late else 0:.0f} ms (a dead connection is given up after 5 s)")
+
+    def cleanup(self):
+        for rule in self.rules:
+            subprocess.run(["iptables", "-D", *rule], stderr=subprocess.DEVNULL)
+        self.rules = []
 
 class DiskFull(Scenario):
     """The outbox on a 24 MiB tmpfs; during an outage a file fills it, later it is removed."""
@@ -364,6 +405,7 @@ def faults():
         SlowReceiver("slow", bindir, base, {}, "timed out"),
         ReceiverFault("garbage", bindir, base, {"failStatus": 200}, "not the platform's"),
         DroppedConnections("dropped-connections", bindir, base),
+        DeadConnections("dead-connections", bindir, base),
         DiskFull("disk-full", bindir, base),
         Flood("flooding", bindir, base),
     ]

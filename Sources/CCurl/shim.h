@@ -1,6 +1,9 @@
 #ifndef VAKTPOST_CCURL_SHIM_H
 #define VAKTPOST_CCURL_SHIM_H
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 /* curl_easy_setopt and curl_easy_getinfo are variadic; Swift gets one typed wrapper per argument type. */
 static inline CURLcode ccurl_setopt_long(CURL *h, CURLoption o, long v) { return curl_easy_setopt(h, o, v); }
@@ -10,4 +13,8 @@ static inline CURLcode ccurl_getinfo_ptr(CURL *h, CURLINFO i, void *v) { return 
 /* CURLVERSION_NOW is a macro aliasing the newest enum value; it does not import. */
 static inline curl_version_info_data *ccurl_version_info(void) { return curl_version_info(CURLVERSION_NOW); }
 static inline int ccurl_feature_http2(void) { return CURL_VERSION_HTTP2; }
+/* TCP_USER_TIMEOUT and SO_KEEPALIVE of a socket; -1 when it cannot be read. */
+static inline int ccurl_set_user_timeout(int fd, unsigned int ms) { return setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms); }
+static inline long ccurl_user_timeout(int fd) { unsigned int v = 0; socklen_t n = sizeof v; return getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &n) == 0 ? (long)v : -1; }
+static inline int ccurl_keepalive(int fd) { int v = 0; socklen_t n = sizeof v; return getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &n) == 0 ? v : -1; }
 #endif

@@ -70,7 +70,7 @@ public struct CurlError: Error, Equatable, Sendable, CustomStringConvertible {
 /// One libcurl easy handle: connections are reused between requests, and HTTP/2 is used when the
 /// platform offers it. Blocking: call it from the uplink's own thread, never the concurrency pool.
 public final class HTTPClient {
-    private let handle: UnsafeMutableRawPointer
+    private var handle: UnsafeMutableRawPointer
     private let tls: TLSSettings
     private var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
     private let abandon: (@Sendable () -> Bool)?
@@ -85,6 +85,17 @@ public final class HTTPClient {
     }
 
     deinit { curl_easy_cleanup(handle) }
+
+    /// A kept connection whose sent bytes stay unacknowledged this long fails (TCP_USER_TIMEOUT).
+    /// A connection can die without a word: the hub's 4G router reconnects with a new address, a
+    /// NAT mapping expires. Without a limit a request on it waits out the lane's timeout and, as
+    /// libcurl keeps an HTTP/2 connection whose stream timed out, every retry after it too, until
+    /// TCP gives up after some 15 minutes of retransmissions (measured: an alarm never arrived).
+    /// A live platform acknowledges at the TCP level at once, however long it takes to answer.
+    static let unacknowledgedLimit = Duration.seconds(5)
+    /// Idle kept connections are probed (TCP keepalive) after this long, every `keepaliveInterval`:
+    /// keeps NAT mappings open, and a dead connection is found before a request needs it.
+    static let keepaliveIdle = 30, keepaliveInterval = 10
 
     public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil) throws(CurlError) -> HTTPResponse {
         curl_easy_reset(handle)  // keeps the connection cache
@@ -109,6 +120,9 @@ public final class HTTPClient {
         set(CURLOPT_SSL_VERIFYHOST, 2)
         set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(tls.connectTimeout.nanoseconds / 1_000_000))
+        set(CURLOPT_TCP_KEEPALIVE, 1)
+        set(CURLOPT_TCP_KEEPIDLE, Self.keepaliveIdle)
+        set(CURLOPT_TCP_KEEPINTVL, Self.keepaliveInterval)
         set(CURLOPT_TIMEOUT_MS, Int(tls.totalTimeout.nanoseconds / 1_000_000))
         if let ca = tls.caFile { set(CURLOPT_CAINFO, ca) }
         if !tls.pins.isEmpty { set(CURLOPT_PINNEDPUBLICKEY, tls.pins.joined(separator: ";")) }
@@ -153,8 +167,10 @@ public final class HTTPClient {
         }
         guard result == CURLE_OK else {
             let detail = String(cString: errorBuffer)
+            dropConnections()
             throw CurlError(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
         }
+        limitUnacknowledged()
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         var version = 0
@@ -169,6 +185,36 @@ public final class HTTPClient {
     /// (libcurl 7.88 says CURLE_PARTIAL_FILE), an empty reply, a send or receive error.
     static func closedUnderneath(_ result: CURLcode) -> Bool {
         [CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR].contains(result)
+    }
+
+    /// After a failed request the next one starts on a new connection: the failure may have been
+    /// the connection's, and libcurl keeps an HTTP/2 connection whose stream timed out for reuse.
+    /// A new easy handle is the only way to close the old one's cached connections.
+    private func dropConnections() {
+        guard let fresh = curl_easy_init() else { return }  // out of memory: keep what works
+        curl_easy_cleanup(handle)
+        handle = fresh
+    }
+
+    /// Sets `unacknowledgedLimit` on the connection the request used, which libcurl keeps for the
+    /// next one. Not at connect time: there it would also cut the configured connect timeout
+    /// short, as Linux applies TCP_USER_TIMEOUT to the handshake too.
+    private func limitUnacknowledged() {
+        guard let fd = activeSocket() else { return }
+        _ = ccurl_set_user_timeout(fd, UInt32(Self.unacknowledgedLimit.nanoseconds / 1_000_000))
+    }
+
+    /// The socket of the connection the last request used, when libcurl still has it.
+    func activeSocket() -> Int32? {
+        var fd: curl_socket_t = -1
+        guard ccurl_getinfo_ptr(handle, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK, fd >= 0 else { return nil }
+        return fd
+    }
+
+    /// TCP_USER_TIMEOUT (ms) and SO_KEEPALIVE of the kept connection, for tests.
+    func keptConnectionOptions() -> (userTimeoutMs: Int, keepalive: Bool)? {
+        guard let fd = activeSocket() else { return nil }
+        return (ccurl_user_timeout(fd), ccurl_keepalive(fd) == 1)
     }
 
     /// The last request went out on a connection kept from an earlier one (no new connect).

@@ -1,7 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
-import Uplink
+@testable import Uplink
 import VaktpostCore
 
 func json(_ r: HTTPResponse) throws -> [String: Any] {
@@ -63,6 +63,35 @@ extension ReceiverProcess {
             peers.insert(try json(r)["peer"] as? String ?? "?")
         }
         #expect(peers.count == 1, "the receiver closed the connection: \(peers.sorted())")
+    }
+
+    /// libcurl keeps an HTTP/2 connection whose stream timed out, and used it for every retry:
+    /// when the connection had died silently (a 4G router's new address, an expired NAT mapping),
+    /// an alarm never arrived until TCP gave up. After a failure the next request connects anew.
+    @Test func afterAFailedRequestTheNextOneConnectsAnew() throws {
+        let server = try ReceiverProcess()
+        var tls = hub1
+        tls.totalTimeout = .milliseconds(700)
+        let client = try HTTPClient(tls: tls)
+        let before = try json(try client.send("GET", server.url()))["peer"] as? String
+        try server.faults(["delayMs": 1500])
+        #expect(throws: CurlError.self) { try client.send("GET", server.url()) }
+        try server.faults(["delayMs": 0])
+        let after = try client.send("GET", server.url())
+        #expect(after.httpVersion == "2")
+        #expect(try json(after)["peer"] as? String != before, "the request after a timeout went out on the old connection")
+    }
+
+    /// A kept connection fails within `unacknowledgedLimit` when nothing acknowledges what the
+    /// hub sends, and is probed while idle. (The loss of a connection's packets itself is
+    /// exercised with iptables in `Benchmarks/reliability.py faults`, scenario dead-connections.)
+    @Test func aKeptConnectionHasADeadPeerLimitAndKeepalive() throws {
+        let server = try ReceiverProcess()
+        let client = try HTTPClient(tls: hub1)
+        _ = try client.send("GET", server.url())
+        let options = try #require(client.keptConnectionOptions())
+        #expect(options.userTimeoutMs == Int(HTTPClient.unacknowledgedLimit.nanoseconds / 1_000_000))
+        #expect(options.keepalive)
     }
 
     @Test func http2IsUsedWhenThePlatformOffersIt() throws {
