@@ -93,9 +93,11 @@ public final class HTTPClient {
     /// TCP gives up after some 15 minutes of retransmissions (measured: an alarm never arrived).
     /// A live platform acknowledges at the TCP level at once, however long it takes to answer.
     static let unacknowledgedLimit = Duration.seconds(5)
-    /// Idle kept connections are probed (TCP keepalive) after this long, every `keepaliveInterval`:
-    /// keeps NAT mappings open, and a dead connection is found before a request needs it.
-    static let keepaliveIdle = 30, keepaliveInterval = 10
+    /// Idle kept connections are probed (TCP keepalive) once a minute: keeps NAT mappings open
+    /// within libcurl's 118 s reuse window, and a dead connection is found (an unanswered probe
+    /// fails it after `unacknowledgedLimit`) before a request needs it. Not more often: a probe
+    /// and its answer cost ~100 bytes of a hub's mobile data plan, per idle connection.
+    static let keepaliveIdle = 60, keepaliveInterval = 20
 
     public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil) throws(CurlError) -> HTTPResponse {
         curl_easy_reset(handle)  // keeps the connection cache
