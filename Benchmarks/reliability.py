@@ -15,7 +15,8 @@ status is 1 when anything failed.
                                            At once, one agent and receiver each: the receiver
                                            answering 500, 429, slowly, with garbage, closing the
                                            connection under every fifth request; the agent's
-                                           connections going dead without a word; the disk
+                                           connections going dead without a word; the link
+                                           lost (packets dropped, connects hang); the disk
                                            full during an outage; one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
@@ -349,6 +350,33 @@ class DeadConnections(Scenario):
             subprocess.run(["iptables", "-D", *rule], stderr=subprocess.DEVNULL)
         self.rules = []
 
+class LinkDown(DeadConnections):
+    back = 0.0
+    """For the fault window every packet to and from the receiver's port vanishes, new connections
+    too, as when the hub's 4G link loses coverage: connects hang instead of being refused."""
+    def at(self, second):
+        if second == FAULT_WINDOW[0] and self.iptables:
+            for flag in ("--sport", "--dport"):
+                rule = ["INPUT", "-p", "tcp", flag, str(self.hub_port), "-j", "DROP"]
+                subprocess.run(["iptables", "-I", *rule], check=True)
+                self.rules.append(rule)
+        if second == FAULT_WINDOW[1]:
+            self.cleanup()
+            self.back = time.time()
+
+    def verify(self, events):
+        if not check(self.iptables, f"{self.name}: iptables is there to cut the link (apt-get install -y iptables)"):
+            return
+        types = [r[0] for r in events]
+        check("uplink.lost" in types and "uplink.restored" in types, f"{self.name}: the lost link arrived as uplink.lost and uplink.restored")
+        with readonly(self.work + "/receiver.sqlite") as c:
+            rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id) WHERE e.type = 'button.pressed'").fetchall()
+        # How long after the later of its press and the link's return each alarm arrived.
+        waits = sorted(received / 1000 - max(datetime.datetime.fromisoformat(occurred).timestamp(), self.back) for occurred, received in rows)
+        held = sum(1 for occurred, _ in rows if datetime.datetime.fromisoformat(occurred).timestamp() < self.back)
+        check(waits and waits[-1] < 8, f"{self.name}: every alarm within 8 s of its press or the link's return: {held} held by the outage, "
+                                       f"worst {waits[-1] if waits else 0:.1f} s (connects time out after 10 s, SYNs are resent after 1, 3, 7 s)")
+
 class DiskFull(Scenario):
     """The outbox on a 24 MiB tmpfs; during an outage a file fills it, later it is removed."""
     def __init__(self, name, bindir, base):
@@ -406,6 +434,7 @@ def faults():
         ReceiverFault("garbage", bindir, base, {"failStatus": 200}, "not the platform's"),
         DroppedConnections("dropped-connections", bindir, base),
         DeadConnections("dead-connections", bindir, base),
+        LinkDown("link-down", bindir, base),
         DiskFull("disk-full", bindir, base),
         Flood("flooding", bindir, base),
     ]
