@@ -127,7 +127,12 @@ let package = Package(
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
         // Starts the reference receiver and a dev PKI for the tests that need a platform.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VaktpostCore", "TestSupport", "vaktpost-receiver"]),
+        .testTarget(name: "UplinkTests", dependencies: [
+            "Uplink", "VaktpostCore", "TestSupport", "vaktpost-receiver",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        ]),
         .testTarget(name: "ReceiverTests", dependencies: ["Receiver", "VaktpostCore", "TestSupport"]),
         .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
         .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix"]),
