@@ -55,11 +55,16 @@ def receiver_events(work, hub="hub-0001"):
     with readonly(work + "/receiver.sqlite") as c:
         return c.execute("SELECT type, state, occurred_at, body, event_id FROM events WHERE hub_id = ? ORDER BY rowid", (hub,)).fetchall()
 
+def alarm_arrivals(work, hub="hub-0001", type=None):
+    """(occurred, received) of each alarm the receiver stored (of TYPE, when given), in epoch seconds."""
+    with readonly(work + "/receiver.sqlite") as c:
+        rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id) "
+                         "WHERE a.hub_id = ? AND (? IS NULL OR e.type = ?)", (hub, type, type)).fetchall()
+    return [(datetime.datetime.fromisoformat(occurred).timestamp(), received / 1000) for occurred, received in rows]
+
 def alarm_delays(work, hub="hub-0001"):
     """Milliseconds from each alarm's occurrence to its arrival at the receiver, sorted."""
-    with readonly(work + "/receiver.sqlite") as c:
-        rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id) WHERE a.hub_id = ?", (hub,)).fetchall()
-    return sorted(received - datetime.datetime.fromisoformat(occurred).timestamp() * 1000 for occurred, received in rows)
+    return sorted((received - occurred) * 1000 for occurred, received in alarm_arrivals(work, hub))
 
 def admin(port, method, path, body=None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(body).encode() if body is not None else None)
@@ -330,10 +335,14 @@ class DeadConnections(Scenario):
             ss = subprocess.run(["ss", "-tnpH", "state", "established", f"( dport = :{self.hub_port} )"], capture_output=True, text=True).stdout
             for port in [l.split()[2].rsplit(":", 1)[1] for l in ss.splitlines() if f"pid={self.agent.pid}," in l]:
                 self.cut += 1
-                for flag in ("--sport", "--dport"):
-                    rule = ["INPUT", "-p", "tcp", flag, port, "-j", "DROP"]
-                    subprocess.run(["iptables", "-I", *rule], check=True)
-                    self.rules.append(rule)
+                self.drop(port)
+
+    def drop(self, port):
+        """Every packet from or to PORT vanishes, until cleanup()."""
+        for flag in ("--sport", "--dport"):
+            rule = ["INPUT", "-p", "tcp", flag, str(port), "-j", "DROP"]
+            subprocess.run(["iptables", "-I", *rule], check=True)
+            self.rules.append(rule)
 
     def verify(self, events):
         if not check(self.iptables, f"{self.name}: iptables is there to cut connections (apt-get install -y iptables)"):
@@ -351,15 +360,13 @@ class DeadConnections(Scenario):
         self.rules = []
 
 class LinkDown(DeadConnections):
-    back = 0.0
     """For the fault window every packet to and from the receiver's port vanishes, new connections
     too, as when the hub's 4G link loses coverage: connects hang instead of being refused."""
+    back = 0.0
+
     def at(self, second):
         if second == FAULT_WINDOW[0] and self.iptables:
-            for flag in ("--sport", "--dport"):
-                rule = ["INPUT", "-p", "tcp", flag, str(self.hub_port), "-j", "DROP"]
-                subprocess.run(["iptables", "-I", *rule], check=True)
-                self.rules.append(rule)
+            self.drop(self.hub_port)
         if second == FAULT_WINDOW[1]:
             self.cleanup()
             self.back = time.time()
@@ -369,11 +376,10 @@ class LinkDown(DeadConnections):
             return
         types = [r[0] for r in events]
         check("uplink.lost" in types and "uplink.restored" in types, f"{self.name}: the lost link arrived as uplink.lost and uplink.restored")
-        with readonly(self.work + "/receiver.sqlite") as c:
-            rows = c.execute("SELECT e.occurred_at, a.received_at FROM alarms a JOIN events e USING (hub_id, event_id) WHERE e.type = 'button.pressed'").fetchall()
+        presses = alarm_arrivals(self.work, type="button.pressed")
         # How long after the later of its press and the link's return each alarm arrived.
-        waits = sorted(received / 1000 - max(datetime.datetime.fromisoformat(occurred).timestamp(), self.back) for occurred, received in rows)
-        held = sum(1 for occurred, _ in rows if datetime.datetime.fromisoformat(occurred).timestamp() < self.back)
+        waits = sorted(received - max(occurred, self.back) for occurred, received in presses)
+        held = sum(1 for occurred, _ in presses if occurred < self.back)
         check(waits and waits[-1] < 8, f"{self.name}: every alarm within 8 s of its press or the link's return: {held} held by the outage, "
                                        f"worst {waits[-1] if waits else 0:.1f} s (connects time out after 10 s, SYNs are resent after 1, 3, 7 s)")
 

@@ -207,7 +207,7 @@ public final class HTTPClient {
     }
 
     /// The socket of the connection the last request used, when libcurl still has it.
-    func activeSocket() -> Int32? {
+    private func activeSocket() -> Int32? {
         var fd: curl_socket_t = -1
         guard ccurl_getinfo_ptr(handle, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK, fd >= 0 else { return nil }
         return fd
