@@ -91,6 +91,10 @@ public final class PlatformLink: Sendable {
         /// heartbeat word the same outage differently; at most five causes are logged per outage).
         var loggedFailures: Set<String> = []
         var clockSynced: Bool
+        /// Queued events of this boot may carry unsynchronised stamps: after the clock
+        /// synchronised, and at start on a synchronised clock (a restart after sync). Stays set
+        /// until a correction pass succeeds (a full disk fails it).
+        var correctionPending: Bool
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
         var lastContact: WallTime?
@@ -111,7 +115,7 @@ public final class PlatformLink: Sendable {
         startedAt = clock.elapsed()
         state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
                             configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
-                            clockSynced: clock.synced()))
+                            clockSynced: clock.synced(), correctionPending: false))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
@@ -119,9 +123,19 @@ public final class PlatformLink: Sendable {
                                   report: { relay.forward($0) })
         self.lanes = lanes
         relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
+        if clock.synced() {
+            // A restart after the clock synchronised: the agent before may have queued stamps
+            // it had no chance to correct.
+            let stamped = (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
+            state.withLock { $0.correctionPending = stamped }
+        } else {
+            noteUnsyncedStamps()
+        }
     }
 
     public func start() {
+        // Stamps an earlier agent of this boot left uncorrected are put right before any is sent.
+        if state.withLock({ $0.correctionPending }) { correctClock() }
         lanes.start()
         loops.follow.start { [self] in followLoop() }
         loops.heartbeat.start { [self] in heartbeatLoop() }
@@ -214,14 +228,17 @@ public final class PlatformLink: Sendable {
     /// stays unsynchronised past the grace, raise `clock.unsynced`.
     func checkClock(now: WallTime) {
         let synced = clock.synced()
-        let (becameSynced, raiseUnsynced, clearUnsynced) = state.withLock { s -> (Bool, Bool, EventID?) in
+        var lostSync = false
+        let (correct, raiseUnsynced, clearUnsynced) = state.withLock { s -> (Bool, Bool, EventID?) in
             defer { s.clockSynced = synced }
             if synced {
                 s.unsyncedSince = nil
                 let clear = s.unsyncedEvent
                 s.unsyncedEvent = nil
-                return (!s.clockSynced, false, clear)
+                if !s.clockSynced { s.correctionPending = true }
+                return (s.correctionPending, false, clear)
             }
+            if s.clockSynced { lostSync = true }
             let since = s.unsyncedSince ?? (s.clockSynced ? now : startedAt)
             s.unsyncedSince = since
             return (false, s.unsyncedEvent == nil && now - since >= settings.unsyncedGrace, nil)
@@ -231,17 +248,37 @@ public final class PlatformLink: Sendable {
             state.withLock { $0.unsyncedEvent = id }
         }
         if let clearUnsynced { raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
-        if becameSynced { correctClock() }
+        if lostSync { noteUnsyncedStamps() }
+        if correct { correctClock() }
     }
 
-    /// Re-stamps queued events of this boot that were made with an unsynchronised clock.
-    @discardableResult
-    public func correctClock() -> Int {
+    /// The outbox note naming the boot whose queued events may carry unsynchronised stamps.
+    static let unsyncedNote = "unsynced_boot"
+
+    /// Kept with the events, so that an agent started after the clock synchronised knows to
+    /// correct what an earlier one of this boot queued; cleared by a successful correction.
+    func noteUnsyncedStamps() {
+        try? outbox.with { try $0.setNote(Self.unsyncedNote, clock.bootID) }
+    }
+
+    /// Re-stamps queued events of this boot that were made with an unsynchronised clock; on
+    /// failure (a full disk) the next tick tries again.
+    func correctClock() {
         let offset = clock.wall().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
         let bootID = clock.bootID, zone = clock.zone
-        let n = (try? outbox.with { try $0.rewriteQueued { TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone) } }) ?? 0
-        if n > 0 { notice(.clockCorrected(events: n)) }
-        return n
+        do {
+            let n = try outbox.with { o in
+                let n = try o.rewriteQueued(containing: TimeCorrection.unsyncedMark) {
+                    TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone)
+                }
+                try o.setNote(Self.unsyncedNote, nil)
+                return n
+            }
+            state.withLock { $0.correctionPending = false }
+            if n > 0 { notice(.clockCorrected(events: n)) }
+        } catch {
+            // Left pending: the stamps are flagged unsynchronised meanwhile, nothing is lost.
+        }
     }
 
     // MARK: Following received alarms

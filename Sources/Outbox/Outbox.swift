@@ -557,39 +557,64 @@ public final class Outbox {
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
     }
 
-    /// Rewrites queued events that are not yet part of a bulk batch (a bulk batch's bytes never
-    /// change, so its retries under one Idempotency-Key stay identical). Alarm-lane events are
-    /// rewritten even while being retried: each is its own request, deduplicated by eventId.
-    /// The clock correction re-stamps events made before sync. Returns how many changed.
+    /// Rewrites queued events: the clock correction re-stamps events made before sync. Returns
+    /// how many changed. An alarm-lane event is rewritten in place even while being retried (each
+    /// is its own request, deduplicated by eventId). A bulk batch holding a rewritten event is
+    /// dissolved instead, its events queued again for a new batch under a new Idempotency-Key:
+    /// a retry under one key must be byte-identical. If the platform did take the old batch (its
+    /// answer lost), it answers the events again as duplicates and keeps the first stamps.
+    ///
+    /// `containing` skips, in SQL, every stored event whose payload lacks those bytes, so that a
+    /// large backlog is not parsed while the outbox is held. Memory comes first: with the disk
+    /// full the stored part fails (the caller tries again later), the part in memory is done.
     @discardableResult
-    public func rewriteQueued(_ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
-        var changed = 0
+    public func rewriteQueued(containing needle: String? = nil, _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
+        var rewritten: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
+        for i in memory.indices {
+            guard let new = transform(memory[i]) else { continue }
+            memory[i].payload = new.payload
+            memory[i].occurredAt = new.occurredAt
+            rewritten[memory[i].eventID] = new
+        }
+        // Batches kept in memory (the disk was full when they were made) may hold stored events
+        // too: settled against everything rewritten, whether or not the stored part succeeds.
+        defer {
+            if let batch = memoryBatches[.bulk], batch.events.contains(where: { rewritten[$0.eventID] != nil }) {
+                memoryBatches[.bulk] = nil
+            }
+            if var batch = memoryBatches[.alarm], var e = batch.events.first, let new = rewritten[e.eventID] {
+                e.payload = new.payload
+                e.occurredAt = new.occurredAt
+                batch.events = [e]
+                batch.body = new.payload
+                memoryBatches[.alarm] = batch
+            }
+        }
         try setSynchronous(full: true)
+        var stored: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
         try db.transaction {
+            var bulkBatchOf: [UInt64: String] = [:]
+            let batched = try db.prepare("SELECT seq, batch_id FROM events WHERE lane = ? AND batch_id IS NOT NULL").bind(.integer(Lane.bulk.code))
+            while try batched.step() { bulkBatchOf[UInt64(batched.int64(0))] = batched.text(1) }
             let update = try db.prepare("UPDATE events SET payload = ?, occurred_ns = ? WHERE seq = ?")
-            let candidates = try fetch(where: "lane = ?", [.integer(Lane.alarm.code)], limit: Int.max) + (try queued(.bulk, limit: Int.max))
-            for e in candidates {
-                guard let (payload, at) = transform(e) else { continue }
-                try update.bind(.blob(payload), .integer(at.nanosecondsSinceEpoch), .integer(Int64(e.seq))).run()
-                changed += 1
+            var dissolve: Set<String> = []
+            let filter: (String, [SQLiteValue]) = needle.map { ("instr(payload, ?) > 0", [.blob(Array($0.utf8))]) } ?? ("1", [])
+            for e in try fetch(where: filter.0, filter.1, limit: Int.max) {
+                guard let new = transform(e) else { continue }
+                try update.bind(.blob(new.payload), .integer(new.occurredAt.nanosecondsSinceEpoch), .integer(Int64(e.seq))).run()
+                if let batch = bulkBatchOf[e.seq] { dissolve.insert(batch) }
+                stored[e.eventID] = new
+            }
+            for batch in dissolve {
+                try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch)).run()
+                try db.prepare("UPDATE events SET batch_id = NULL WHERE batch_id = ?").bind(.text(batch)).run()
             }
             // An alarm-lane batch's body is its one event.
             try db.execute("UPDATE batches SET body = (SELECT payload FROM events WHERE events.batch_id = batches.batch_id) WHERE lane = \(Lane.alarm.code)")
         }
-        let inBulkBatch = Set(memoryBatches[.bulk]?.events.map(\.eventID) ?? [])
-        for i in memory.indices where !inBulkBatch.contains(memory[i].eventID) {
-            guard let (payload, at) = transform(memory[i]) else { continue }
-            memory[i].payload = payload
-            memory[i].occurredAt = at
-            changed += 1
-        }
-        if var batch = memoryBatches[.alarm], let e = memory.first(where: { $0.eventID == batch.events.first?.eventID }) {
-            batch.events = [e]
-            batch.body = e.payload
-            memoryBatches[.alarm] = batch
-        }
+        rewritten.merge(stored) { _, new in new }
         try recount()
-        return changed
+        return rewritten.count
     }
 
     /// Small durable notes of the uplink (the last command seen, the config ETag in force),

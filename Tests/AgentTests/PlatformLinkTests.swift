@@ -1,5 +1,6 @@
 import Foundation
-import Outbox
+@testable import Outbox
+import SQLiteStore
 import Synchronization
 import Testing
 import TestSupport
@@ -222,32 +223,99 @@ final class Notices: Sendable {
         }
     }
 
+    /// NTP's verdict, flipped by a test.
+    final class Sync: Sendable {
+        let on = Mutex(false)
+        var isOn: Bool { on.withLock { $0 } }
+        func set() { on.withLock { $0 = true } }
+    }
+
+    /// Until sync the wall clock is an hour behind.
+    func hourBehindClock(_ synced: Sync) -> HubClock {
+        HubClock(zone: zone, bootID: "test-boot", now: { synced.isOn ? wallNow() : wallNow() - .seconds(3600) },
+                 boottime: { SystemClock.boottime() }, synced: { synced.isOn })
+    }
+
+    /// The event as the receiver stored it: re-stamped to the real time, the original kept.
+    func expectCorrected(_ receiver: ReceiverProcess, _ id: EventID, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+        let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=50") as? [String: Any]
+        let event = try #require((stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["eventId"] as? String == id.description },
+                                 sourceLocation: sourceLocation)
+        let clockField = event["clock"] as? [String: Any]
+        #expect(clockField?["corrected"] as? Bool == true, sourceLocation: sourceLocation)
+        #expect(clockField?["synced"] as? Bool == false, sourceLocation: sourceLocation)
+        let at = try #require(RFC3339.parse(event["occurredAt"] as? String ?? "")?.time, sourceLocation: sourceLocation)
+        #expect(abs((wallNow() - at).nanoseconds) < 30_000_000_000, "re-stamped to the real time", sourceLocation: sourceLocation)
+        let original = try #require(RFC3339.parse((event["data"] as? [String: Any])?["uncorrectedOccurredAt"] as? String ?? "")?.time,
+                                    sourceLocation: sourceLocation)
+        #expect(at - original >= .seconds(3590), sourceLocation: sourceLocation)
+    }
+
     /// Events stamped while the clock was wrong and unsynchronised are re-stamped from boot time
-    /// when it synchronises, keeping the original.
+    /// when it synchronises, keeping the original; an alarm-lane event even while being retried.
     @Test func eventsStampedBeforeClockSyncAreCorrected() throws {
         let receiver = try ReceiverProcess(arguments: ["--down-for", "3600"])
-        let synced = Mutex(false)
-        // Until sync the wall clock is an hour behind.
-        let clock = HubClock(zone: zone, bootID: "test-boot", now: { synced.withLock { $0 } ? wallNow() : wallNow() - .seconds(3600) },
-                             boottime: { SystemClock.boottime() }, synced: { synced.withLock { $0 } })
+        let synced = Sync()
         try withTemporaryDirectory { dir in
-            let s = try setUp(receiver, dir: dir, clock: clock)
+            let s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
             let id = try #require(s.hub.events.raise(.sensorBatteryLow, data: [("deviceId", .string("bed"))]))
             s.link.start()
             defer { s.link.stop() }
-            synced.withLock { $0 = true }
+            #expect(waitUntil(5) { s.link.lanes.alarmAttempts.load(ordering: .acquiring) >= 1 }, "tried before the clock synchronised")
+            synced.set()
             #expect(waitUntil(5) { s.notices.contains { if case .clockCorrected = $0 { true } else { false } } })
+            // A request already on its way carries the stamp it had; the next attempt the new one.
+            let attempts = s.link.lanes.alarmAttempts.load(ordering: .acquiring)
+            #expect(waitUntil(5) { s.link.lanes.alarmAttempts.load(ordering: .acquiring) >= attempts + 2 })
             try receiver.faults(["downForSec": 0])
             #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(id.description) })
-            let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=50") as? [String: Any]
-            let event = try #require((stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["eventId"] as? String == id.description })
-            let clockField = event["clock"] as? [String: Any]
-            #expect(clockField?["corrected"] as? Bool == true)
-            #expect(clockField?["synced"] as? Bool == false)
-            let at = try #require(RFC3339.parse(event["occurredAt"] as? String ?? "")?.time)
-            #expect(abs((wallNow() - at).nanoseconds) < 30_000_000_000, "re-stamped to the real time")
-            let original = try #require(RFC3339.parse((event["data"] as? [String: Any])?["uncorrectedOccurredAt"] as? String ?? "")?.time)
-            #expect(at - original >= .seconds(3590))
+            try expectCorrected(receiver, id)
+        }
+    }
+
+    /// A bulk batch tried while the clock was unsynchronised is made anew with the corrected
+    /// stamps (a new batch, so its Idempotency-Key never carries two different bodies).
+    @Test func aBulkBatchTriedBeforeClockSyncGoesAgainCorrected() throws {
+        let receiver = try ReceiverProcess(arguments: ["--down-for", "3600"])
+        let synced = Sync()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            let id = try #require(s.hub.events.raise(.bedState, .update, data: [("deviceId", .string("bed"))]))
+            func bulkBatch() throws -> String? {
+                try s.outbox.with { try $0.db.text("SELECT batch_id FROM batches WHERE lane = \(Lane.bulk.code)") }
+            }
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(5) { try bulkBatch() != nil }, "batched and tried before the clock synchronised")
+            let first = try bulkBatch()
+            synced.set()
+            #expect(waitUntil(5) { s.notices.contains { if case .clockCorrected = $0 { true } else { false } } })
+            // Once a batch of another id is made, the first one's request is over.
+            #expect(try waitUntil(5) { try bulkBatch().map { $0 != first } ?? false }, "the batch was made anew")
+            try receiver.faults(["downForSec": 0])
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(id.description) })
+            try expectCorrected(receiver, id)
+        }
+    }
+
+    /// An agent restarted after the clock synchronised corrects what the agent before queued
+    /// with the unsynchronised clock, before sending any of it, and only once.
+    @Test func aRestartAfterClockSyncCorrectsWhatTheAgentBeforeQueued() throws {
+        let receiver = try ReceiverProcess()
+        let synced = Sync()
+        try withTemporaryDirectory { dir in
+            var s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            let alarm = try #require(s.hub.events.raise(.sensorBatteryLow, data: [("deviceId", .string("bed"))]))
+            let state = try #require(s.hub.events.raise(.bedState, .update, data: [("deviceId", .string("bed"))]))
+            // Stopped (a config push, a crash) before the clock synchronised or anything was sent.
+            synced.set()
+            s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            s.link.start()
+            #expect(try waitUntil(10) { Set(try receiver.arrivedIDs()).isSuperset(of: [alarm.description, state.description]) })
+            try expectCorrected(receiver, alarm)
+            try expectCorrected(receiver, state)
+            s.link.stop()
+            #expect(try s.outbox.with { try $0.note(PlatformLink.unsyncedNote) } == nil, "corrected: the next start has nothing to do")
         }
     }
 

@@ -40,8 +40,10 @@ import VaktpostCore
         }
     }
 
-    /// The clock correction may rewrite queued events and alarm-lane retries, never a bulk batch.
-    @Test func rewritingLeavesBulkBatchesAlone() throws {
+    /// The clock correction rewrites queued events and alarm-lane retries in place; a bulk batch
+    /// holding a rewritten event is made anew (new id, so a retry under the old key is never a
+    /// different body), and one the correction leaves alone keeps its id and bytes.
+    @Test func rewritingMakesAChangedBulkBatchAnew() throws {
         try withTemporaryDirectory { dir in
             let maker = EventMaker()
             let outbox = try maker.open(dir + "/o.sqlite")
@@ -52,13 +54,27 @@ import VaktpostCore
             let alarmBatch = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
             let queued = maker.make(.bedState, .update)
             try outbox.append([queued])
+
+            #expect(try outbox.rewriteQueued { _ in nil } == 0)
+            #expect(try outbox.rewriteQueued(containing: "no event holds this") { e in (Array("{}".utf8), e.occurredAt) } == 0)
+            #expect(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody) == bulk, "untouched, a bulk batch keeps its bytes")
+
             let marked = Array("{\"rewritten\":true}".utf8)
-            let n = try outbox.rewriteQueued { e in (marked, e.occurredAt) }
-            #expect(n == 2)
-            #expect(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody) == bulk, "a bulk batch keeps its bytes")
+            #expect(try outbox.rewriteQueued { e in (marked, e.occurredAt) } == 3)
+            let remade = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            #expect(remade.id != bulk.id, "a changed bulk batch goes under a new Idempotency-Key")
+            #expect(Set(remade.events.map(\.eventID)) == [inBatch.eventID, queued.eventID])
+            #expect(remade.events.allSatisfy { $0.payload == marked })
             let retried = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
             #expect(retried.id == alarmBatch.id)
             #expect(retried.body == marked, "an alarm's retry carries the corrected stamp")
+
+            // The old batch's request may still be in flight: its answer settles the events it
+            // carried, wherever they are batched now, and nothing is left behind or doubled.
+            try outbox.settle(bulk, outcomes: [inBatch.eventID: .delivered])
+            let rest = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            try outbox.settle(rest, outcomes: Dictionary(uniqueKeysWithValues: rest.events.map { ($0.eventID, .delivered) }))
+            #expect(try outbox.status().lanes[.bulk]?.depth ?? 0 == 0)
         }
     }
 }

@@ -192,4 +192,27 @@ import VaktpostCore
             #expect(try outbox.status().inMemory <= 6)  // five alarms and the disk_full event
         }
     }
+
+    /// The clock correction with the disk full: the stored part cannot be written (the caller
+    /// tries again later), the events and batches held in memory are corrected all the same.
+    @Test func aRewriteWithTheDiskFullStillCorrectsWhatMemoryHolds() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxPages: 40))
+            for _ in 0..<400 {
+                try outbox.append([m.make(.bedNotReturned), m.make(.bedState, .update, data: [("pad", .string(String(repeating: "y", count: 400)))])])
+                if try outbox.status().inMemory > 0 { break }
+            }
+            try outbox.append([m.make(.bedState, .update), m.make(.fallDetected)])
+            let bulk = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            let alarm = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
+            #expect(bulk.inMemory && alarm.inMemory, "the disk never filled")
+            let big = Array(String(repeating: "x", count: 8192).utf8)  // far more than the full disk takes
+            #expect(throws: SQLiteError.self) { try outbox.rewriteQueued { e in (big, e.occurredAt) } }
+            let remade = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            #expect(remade.id != bulk.id && remade.events.allSatisfy { $0.payload == big })
+            let retried = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
+            #expect(retried.id == alarm.id && retried.body == big)
+        }
+    }
 }

@@ -183,6 +183,10 @@ public struct PlatformCommand: Sendable, Equatable {
 
 /// Re-stamping events made while the wall clock was not synchronised (research/uplink.md §3.9).
 public enum TimeCorrection {
+    /// Bytes every event stamped by an unsynchronised clock carries (the compact serialisation
+    /// of `clock.synced`): a cheap filter before parsing.
+    public static let unsyncedMark = "\"synced\":false"
+
     /// The corrected event, or nil when it needs none: it was stamped with a synchronised clock,
     /// was already corrected, or belongs to another boot (its boot time means nothing now).
     /// `offset` is wall time minus boot time, measured once the clock is synchronised.
