@@ -100,6 +100,7 @@ public final class PlatformLink: Sendable {
         var lastContact: WallTime?
     }
     let state: Mutex<State>
+    let configReload = Mutex(())
     let loops = (follow: BackgroundLoop(label: "vaktpost.uplink.follow"), heartbeat: BackgroundLoop(label: "vaktpost.uplink.heartbeat"),
                  commands: BackgroundLoop(label: "vaktpost.uplink.commands"))
     let heartbeatNow = DispatchSemaphore(value: 0)
@@ -420,8 +421,14 @@ public final class PlatformLink: Sendable {
     }
 
     /// `GET .../config` with the ETag in force; a new one is validated and applied by the hub, or
-    /// refused with `config.rejected` while the old one stays.
+    /// refused with `config.rejected` while the old one stays. One at a time: the heartbeat's
+    /// reply and a `reload-config` command often ask together, and two fetches of the same new
+    /// config would both apply it (the daemon restarting twice).
     func reloadConfig(_ client: HTTPClient) -> ConfigOutcome {
+        configReload.withLock { _ in fetchAndApplyConfig(client) }
+    }
+
+    func fetchAndApplyConfig(_ client: HTTPClient) -> ConfigOutcome {
         let current = configVersion
         let response: HTTPResponse
         do {

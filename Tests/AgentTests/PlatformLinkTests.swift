@@ -17,6 +17,8 @@ final class LinkRef: Sendable {
 final class TestHub: HubControl {
     let ref = LinkRef()
     let applied = Mutex<[String]>([])
+    /// How long applying a config takes (the daemon validates, writes and restarts).
+    let applyTakes = Mutex<Double>(0)
     let events: HubEvents
 
     init(outbox: LockedOutbox, clock: HubClock) {
@@ -40,6 +42,7 @@ final class TestHub: HubControl {
     func applyConfig(_ text: String, version: String) -> String? {
         let report = ConfigReader.read(text)
         if let first = report.diagnostics.first(where: { $0.severity == .error }) { return first.message }
+        Thread.sleep(forTimeInterval: applyTakes.withLock { $0 })
         applied.withLock { $0.append(version) }
         return nil
     }
@@ -194,6 +197,31 @@ final class Notices: Sendable {
             Thread.sleep(forTimeInterval: 2)
             #expect(try types(receiver).filter { $0 == "test.alarm/active" }.count == 1)
             #expect(s.link.configVersion == etag, "the config version in force survives the restart")
+        }
+    }
+
+    /// The heartbeat's reply and a reload-config command ask for the same new config at once:
+    /// it is applied once, and the second asker is told it is unchanged.
+    @Test func aConfigAskedForTwiceAtOnceIsAppliedOnce() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let good = try String(contentsOfFile: repositoryRoot + "/deploy/vaktpost.example.toml", encoding: .utf8)
+            let s = try setUp(receiver, dir: dir)
+            s.hub.applyTakes.withLock { $0 = 0.3 }
+            let etag = try #require((try receiver.admin("PUT", "/api/hubs/hub-0001/config", good) as? [String: Any])?["etag"] as? String)
+            let outcomes = Mutex<[PlatformLink.ConfigOutcome]>([])
+            let askers = (0..<2).map { _ in
+                Thread { [link = s.link, tls = receiver.tls()] in
+                    guard let client = try? HTTPClient(tls: tls) else { return }
+                    let outcome = link.reloadConfig(client)
+                    outcomes.withLock { $0.append(outcome) }
+                }
+            }
+            askers.forEach { $0.start() }
+            #expect(waitUntil(10) { outcomes.withLock { $0.count } == 2 })
+            #expect(s.hub.applied.withLock { $0 } == [etag])
+            #expect(Set(outcomes.withLock { $0.map { "\($0)" } }) == ["\(PlatformLink.ConfigOutcome.applied(version: etag))",
+                                                                    "\(PlatformLink.ConfigOutcome.unchanged(version: etag))"])
         }
     }
 
