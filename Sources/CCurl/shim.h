@@ -17,4 +17,12 @@ static inline int ccurl_feature_http2(void) { return CURL_VERSION_HTTP2; }
 static inline int ccurl_set_user_timeout(int fd, unsigned int ms) { return setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms); }
 static inline long ccurl_user_timeout(int fd) { unsigned int v = 0; socklen_t n = sizeof v; return getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &n) == 0 ? (long)v : -1; }
 static inline int ccurl_keepalive(int fd) { int v = 0; socklen_t n = sizeof v; return getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &n) == 0 ? v : -1; }
+/* The local port a socket is bound to (IPv4 or IPv6); -1 when it has none. */
+static inline int ccurl_local_port(int fd) {
+    struct sockaddr_storage a; socklen_t n = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &n) != 0) return -1;
+    if (a.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&a)->sin_port);
+    if (a.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+    return -1;
+}
 #endif

@@ -86,7 +86,8 @@ public final class HTTPClient {
 
     deinit { curl_easy_cleanup(handle) }
 
-    /// A kept connection whose sent bytes stay unacknowledged this long fails (TCP_USER_TIMEOUT).
+    /// A connection whose sent bytes stay unacknowledged this long fails (TCP_USER_TIMEOUT), from
+    /// the first request on it (set once it is connected, see `ResponseSink.connected`).
     /// A connection can die without a word: the hub's 4G router reconnects with a new address, a
     /// NAT mapping expires. Without a limit a request on it waits out the lane's timeout and, as
     /// libcurl keeps an HTTP/2 connection whose stream timed out, every retry after it too, until
@@ -136,6 +137,10 @@ public final class HTTPClient {
         set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_HEADERDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        set(CURLOPT_SOCKOPTFUNCTION, pointer: unsafeBitCast(ResponseSink.opened as @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32, to: UnsafeRawPointer.self))
+        set(CURLOPT_SOCKOPTDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        set(CURLOPT_PREREQFUNCTION, pointer: unsafeBitCast(ResponseSink.connected as @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int32, Int32) -> Int32, to: UnsafeRawPointer.self))
+        set(CURLOPT_PREREQDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         if abandon != nil {
             set(CURLOPT_NOPROGRESS, 0)
             set(CURLOPT_XFERINFOFUNCTION, pointer: unsafeBitCast(ResponseSink.progress as @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32, to: UnsafeRawPointer.self))
@@ -168,7 +173,7 @@ public final class HTTPClient {
             if ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1) == CURLE_OK { result = perform() }
         }
         guard result == CURLE_OK else {
-            let detail = String(cString: errorBuffer)
+            let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             dropConnections()
             throw CurlError(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
         }
@@ -198,12 +203,14 @@ public final class HTTPClient {
         handle = fresh
     }
 
-    /// Sets `unacknowledgedLimit` on the connection the request used, which libcurl keeps for the
-    /// next one. Not at connect time: there it would also cut the configured connect timeout
-    /// short, as Linux applies TCP_USER_TIMEOUT to the handshake too.
+    /// `unacknowledgedLimit` in milliseconds, as the socket option takes it.
+    static let unacknowledgedLimitMs = UInt32(unacknowledgedLimit.nanoseconds / 1_000_000)
+
+    /// Sets `unacknowledgedLimit` on the connection the request used, if `ResponseSink.connected`
+    /// could not (a socket it did not see opened).
     private func limitUnacknowledged() {
         guard let fd = activeSocket() else { return }
-        _ = ccurl_set_user_timeout(fd, UInt32(Self.unacknowledgedLimit.nanoseconds / 1_000_000))
+        _ = ccurl_set_user_timeout(fd, Self.unacknowledgedLimitMs)
     }
 
     /// The socket of the connection the last request used, when libcurl still has it.
@@ -269,6 +276,28 @@ final class ResponseSink {
     func reset() {
         body = []
         headers = []
+    }
+
+    /// The sockets libcurl opened for this request (two when both address families are tried).
+    var opened: [curl_socket_t] = []
+
+    static let opened: @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32 = { context, fd, _ in
+        if let context { Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue().opened.append(fd) }
+        return Int32(CURL_SOCKOPT_OK)
+    }
+
+    /// Connected (TLS done), the request not yet sent: the new connection gets the dead-peer limit
+    /// now, so that even its first request does not wait out the lane's timeout on a path that
+    /// died under it. Not when the socket opens: Linux applies TCP_USER_TIMEOUT to the handshake
+    /// too, which would cut the configured connect timeout short. A kept connection has it already.
+    static let connected: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int32, Int32) -> Int32 = {
+        context, _, _, _, localPort in
+        guard let context else { return Int32(CURL_PREREQFUNC_OK) }
+        let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+        for fd in sink.opened where ccurl_local_port(fd) == localPort {
+            _ = ccurl_set_user_timeout(fd, HTTPClient.unacknowledgedLimitMs)
+        }
+        return Int32(CURL_PREREQFUNC_OK)
     }
 
     static let progress: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = { context, _, _, _, _ in

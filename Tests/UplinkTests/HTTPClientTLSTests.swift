@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 @testable import Uplink
@@ -74,7 +75,7 @@ extension ReceiverProcess {
         tls.totalTimeout = .milliseconds(700)
         let client = try HTTPClient(tls: tls)
         let before = try json(try client.send("GET", server.url()))["peer"] as? String
-        try server.faults(["delayMs": 1500])
+        try server.faults(["delayMs": 3000])
         #expect(throws: CurlError.self) { try client.send("GET", server.url()) }
         try server.faults(["delayMs": 0])
         let after = try client.send("GET", server.url())
@@ -92,6 +93,44 @@ extension ReceiverProcess {
         let options = try #require(client.keptConnectionOptions())
         #expect(options.userTimeoutMs == Int(HTTPClient.unacknowledgedLimit.nanoseconds / 1_000_000))
         #expect(options.keepalive)
+    }
+
+    /// The limit is on a new connection before its first request goes out, not only once a
+    /// request came back: a path that dies under the first request fails it within the limit,
+    /// not the lane's timeout.
+    @Test func aNewConnectionHasTheDeadPeerLimitDuringItsFirstRequest() throws {
+        let server = try ReceiverProcess()
+        try server.faults(["delayMs": 3000])
+        let answered = Mutex<Int?>(nil)
+        let request = Thread { [url = server.url()] in
+            let status = (try? HTTPClient(tls: hub1).send("GET", url))?.status ?? -1
+            answered.withLock { $0 = status }
+        }
+        request.start()
+        var limits: [Int] = []
+        for _ in 0..<250 where limits.isEmpty {
+            usleep(10_000)
+            limits = Self.userTimeoutsOfSockets(toPort: server.port)
+        }
+        #expect(limits == [Int(HTTPClient.unacknowledgedLimitMs)], "TCP_USER_TIMEOUT (ms) of the request's socket while it waits: \(limits)")
+        #expect(answered.withLock { $0 } == nil, "seen while the request was still waiting")
+        #expect(waitUntil(5) { answered.withLock { $0 } == 200 })
+    }
+
+    /// TCP_USER_TIMEOUT of every TCP socket of this process connected to `port` on loopback and
+    /// past its TLS handshake (the limit is set then; before, it reads 0 and is not counted).
+    static func userTimeoutsOfSockets(toPort port: Int) -> [Int] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap(Int32.init) ?? []
+        return fds.compactMap { fd in
+            var peer = sockaddr_in()
+            var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let named = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &size) } }
+            guard named == 0, peer.sin_family == sa_family_t(AF_INET), Int(UInt16(bigEndian: peer.sin_port)) == port else { return nil }
+            var ms: UInt32 = 0
+            var length = socklen_t(MemoryLayout<UInt32>.size)
+            guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &ms, &length) == 0, ms > 0 else { return nil }
+            return Int(ms)
+        }
     }
 
     @Test func http2IsUsedWhenThePlatformOffersIt() throws {
