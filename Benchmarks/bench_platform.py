@@ -24,17 +24,29 @@ def start_receiver(bindir, work, extra=(), hubs=("hub-0001",)):
     hub_port, admin_port = open(work + "/ports").read().split()
     return receiver, hub_port, admin_port
 
-def platform_config(work, hub_port):
-    """[hub] and [platform] of a config for hub-0001 against that receiver."""
-    return f"""
-[hub]
-id = "hub-0001"
-[platform]
+def platform_section(work, hub_port):
+    """[platform] of a config for hub-0001 against that receiver."""
+    return f"""[platform]
 url = "https://localhost:{hub_port}"
 ca_file = "{work}/pki/ca.pem"
 client_cert = "{work}/pki/hub-0001.pem"
 client_key = "{work}/pki/hub-0001.key"
 """
+
+def platform_config(work, hub_port):
+    """[hub] and [platform] of a config for hub-0001 against that receiver."""
+    return '\n[hub]\nid = "hub-0001"\n' + platform_section(work, hub_port)
+
+if __name__ == "__main__":
+    # For Benchmarks/footprint.sh: `bench_platform.py receiver BINDIR WORK` starts the receiver
+    # (left running) and prints its pid and hub port, then the [platform] section for it.
+    import sys
+    if sys.argv[1:2] == ["receiver"] and len(sys.argv) == 4:
+        receiver, hub_port, _ = start_receiver(sys.argv[2], sys.argv[3])
+        print(receiver.pid, hub_port)
+        print(platform_section(sys.argv[3], hub_port), end="")
+    else:
+        sys.exit("usage: bench_platform.py receiver BINDIR WORK")
 
 def stop(processes, wait=10):
     """SIGTERM, newest first; SIGKILL what does not stop in time."""

@@ -39,17 +39,14 @@ idle=${IDLE:-20}
 mkdir -p "$work/state"
 hub=hub-bench platform=""
 if [ "${PLATFORM:-0}" = 1 ]; then
-    # The reference receiver with a dev PKI, acknowledging at once; the hub is its hub-0001.
+    # The reference receiver with a dev PKI, acknowledging at once, as the Python benchmarks
+    # start it; the hub is its hub-0001.
     swift build -c release --product vaktpost-receiver >/dev/null
-    deploy/pki.sh "$work/pki" hub-0001 >/dev/null
-    "$(dirname "$bin")/vaktpost-receiver" --cert "$work/pki/server.pem" --key "$work/pki/server.key" --client-ca "$work/pki/ca.pem" \
-        --port 0 --admin-port 0 --port-file "$work/ports" --db "$work/receiver.sqlite" --ack-after 0 >/dev/null 2>&1 &
-    receiver=$!
+    python3 Benchmarks/bench_platform.py receiver "$(dirname "$bin")" "$work" > "$work/platform"
+    read -r receiver _ < "$work/platform"
     trap 'kill $receiver 2>/dev/null; rm -rf "$work"' EXIT
-    for _ in $(seq 200); do [ -s "$work/ports" ] && break; sleep 0.1; done
-    read -r port _ < "$work/ports"
     hub=hub-0001
-    platform=$(printf '[platform]\nurl = "https://localhost:%s"\nca_file = "%s/pki/ca.pem"\nclient_cert = "%s/pki/hub-0001.pem"\nclient_key = "%s/pki/hub-0001.key"\n' "$port" "$work" "$work" "$work")
+    platform=$(tail -n +2 "$work/platform")
 fi
 {
     printf '[hub]\nid = "%s"\ntimezone = "Europe/Oslo"\n' "$hub"
