@@ -91,9 +91,9 @@ public final class PlatformLink: Sendable {
         /// heartbeat word the same outage differently; at most five causes are logged per outage).
         var loggedFailures: Set<String> = []
         var clockSynced: Bool
-        /// Queued events of this boot may carry unsynchronised stamps: after the clock
-        /// synchronised, and at start on a synchronised clock (a restart after sync). Stays set
-        /// until a correction pass succeeds (a full disk fails it).
+        /// Queued events of this boot may carry unsynchronised stamps: once the clock
+        /// synchronised, or at start when an agent before this one of the same boot noted such
+        /// stamps. Stays set until a correction pass succeeds (a full disk fails it).
         var correctionPending: Bool
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?

@@ -137,7 +137,7 @@ public final class HTTPClient {
         set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_HEADERDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
-        set(CURLOPT_SOCKOPTFUNCTION, pointer: unsafeBitCast(ResponseSink.opened as @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32, to: UnsafeRawPointer.self))
+        set(CURLOPT_SOCKOPTFUNCTION, pointer: unsafeBitCast(ResponseSink.socketOpened as @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32, to: UnsafeRawPointer.self))
         set(CURLOPT_SOCKOPTDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_PREREQFUNCTION, pointer: unsafeBitCast(ResponseSink.connected as @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int32, Int32) -> Int32, to: UnsafeRawPointer.self))
         set(CURLOPT_PREREQDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
@@ -276,13 +276,14 @@ final class ResponseSink {
     func reset() {
         body = []
         headers = []
+        sockets = []
     }
 
     /// The sockets libcurl opened for this request (two when both address families are tried).
-    var opened: [curl_socket_t] = []
+    var sockets: [curl_socket_t] = []
 
-    static let opened: @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32 = { context, fd, _ in
-        if let context { Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue().opened.append(fd) }
+    static let socketOpened: @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32 = { context, fd, _ in
+        if let context { Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue().sockets.append(fd) }
         return Int32(CURL_SOCKOPT_OK)
     }
 
@@ -294,7 +295,7 @@ final class ResponseSink {
         context, _, _, _, localPort in
         guard let context else { return Int32(CURL_PREREQFUNC_OK) }
         let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
-        for fd in sink.opened where ccurl_local_port(fd) == localPort {
+        for fd in sink.sockets where ccurl_local_port(fd) == localPort {
             _ = ccurl_set_user_timeout(fd, HTTPClient.unacknowledgedLimitMs)
         }
         return Int32(CURL_PREREQFUNC_OK)
