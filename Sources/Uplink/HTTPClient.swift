@@ -177,7 +177,6 @@ public final class HTTPClient {
             dropConnections()
             throw CurlError(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
         }
-        limitUnacknowledged()
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
         var version = 0
@@ -206,23 +205,11 @@ public final class HTTPClient {
     /// `unacknowledgedLimit` in milliseconds, as the socket option takes it.
     static let unacknowledgedLimitMs = UInt32(unacknowledgedLimit.nanoseconds / 1_000_000)
 
-    /// Sets `unacknowledgedLimit` on the connection the request used, if `ResponseSink.connected`
-    /// could not (a socket it did not see opened).
-    private func limitUnacknowledged() {
-        guard let fd = activeSocket() else { return }
-        _ = ccurl_set_user_timeout(fd, Self.unacknowledgedLimitMs)
-    }
-
-    /// The socket of the connection the last request used, when libcurl still has it.
-    private func activeSocket() -> Int32? {
+    /// TCP_USER_TIMEOUT (ms) and SO_KEEPALIVE of the connection the last request used and
+    /// libcurl kept, for tests.
+    func keptConnectionOptions() -> (userTimeoutMs: Int, keepalive: Bool)? {
         var fd: curl_socket_t = -1
         guard ccurl_getinfo_ptr(handle, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK, fd >= 0 else { return nil }
-        return fd
-    }
-
-    /// TCP_USER_TIMEOUT (ms) and SO_KEEPALIVE of the kept connection, for tests.
-    func keptConnectionOptions() -> (userTimeoutMs: Int, keepalive: Bool)? {
-        guard let fd = activeSocket() else { return nil }
         return (ccurl_user_timeout(fd), ccurl_keepalive(fd) == 1)
     }
 

@@ -91,7 +91,7 @@ extension ReceiverProcess {
         let client = try HTTPClient(tls: hub1)
         _ = try client.send("GET", server.url())
         let options = try #require(client.keptConnectionOptions())
-        #expect(options.userTimeoutMs == Int(HTTPClient.unacknowledgedLimit.nanoseconds / 1_000_000))
+        #expect(options.userTimeoutMs == Int(HTTPClient.unacknowledgedLimitMs))
         #expect(options.keepalive)
     }
 
