@@ -114,9 +114,14 @@ public final class PlatformLink: Sendable {
         self.hub = hub
         self.notice = notice
         startedAt = clock.elapsed()
+        let synced = clock.synced()
+        if !synced { Self.noteUnsyncedStamps(outbox, boot: clock.bootID) }
+        // A restart after the clock synchronised: the agent before may have queued stamps it had
+        // no chance to correct.
+        let stamped = synced && (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
         state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
                             configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
-                            clockSynced: clock.synced(), correctionPending: false))
+                            clockSynced: synced, correctionPending: stamped))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
@@ -124,14 +129,6 @@ public final class PlatformLink: Sendable {
                                   report: { relay.forward($0) })
         self.lanes = lanes
         relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
-        if clock.synced() {
-            // A restart after the clock synchronised: the agent before may have queued stamps
-            // it had no chance to correct.
-            let stamped = (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
-            state.withLock { $0.correctionPending = stamped }
-        } else {
-            noteUnsyncedStamps()
-        }
     }
 
     public func start() {
@@ -229,27 +226,25 @@ public final class PlatformLink: Sendable {
     /// stays unsynchronised past the grace, raise `clock.unsynced`.
     func checkClock(now: WallTime) {
         let synced = clock.synced()
-        var lostSync = false
-        let (correct, raiseUnsynced, clearUnsynced) = state.withLock { s -> (Bool, Bool, EventID?) in
+        let (correct, lostSync, raiseUnsynced, clearUnsynced) = state.withLock { s -> (Bool, Bool, Bool, EventID?) in
             defer { s.clockSynced = synced }
             if synced {
                 s.unsyncedSince = nil
                 let clear = s.unsyncedEvent
                 s.unsyncedEvent = nil
                 if !s.clockSynced { s.correctionPending = true }
-                return (s.correctionPending, false, clear)
+                return (s.correctionPending, false, false, clear)
             }
-            if s.clockSynced { lostSync = true }
             let since = s.unsyncedSince ?? (s.clockSynced ? now : startedAt)
             s.unsyncedSince = since
-            return (false, s.unsyncedEvent == nil && now - since >= settings.unsyncedGrace, nil)
+            return (false, s.clockSynced, s.unsyncedEvent == nil && now - since >= settings.unsyncedGrace, nil)
         }
         if raiseUnsynced {
             let id = raise(.clockUnsynced, data: [("reason", .string("the wall clock has not been synchronised (NTP) for \(DurationText.format(settings.unsyncedGrace))"))])
             state.withLock { $0.unsyncedEvent = id }
         }
         if let clearUnsynced { raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
-        if lostSync { noteUnsyncedStamps() }
+        if lostSync { Self.noteUnsyncedStamps(outbox, boot: clock.bootID) }
         if correct { correctClock() }
     }
 
@@ -258,8 +253,8 @@ public final class PlatformLink: Sendable {
 
     /// Kept with the events, so that an agent started after the clock synchronised knows to
     /// correct what an earlier one of this boot queued; cleared by a successful correction.
-    func noteUnsyncedStamps() {
-        try? outbox.with { try $0.setNote(Self.unsyncedNote, clock.bootID) }
+    static func noteUnsyncedStamps(_ outbox: LockedOutbox, boot: String) {
+        try? outbox.with { try $0.setNote(unsyncedNote, boot) }
     }
 
     /// Re-stamps queued events of this boot that were made with an unsynchronised clock; on
