@@ -105,15 +105,8 @@ import VaktpostCore
         let outbox = try m.open(path, limits: limits)
         try outbox.append((0..<20).map { _ in m.make(.bedState, .update) })
         try fill()
-        var accepted: [Event] = []
-        var wentToMemory = false
-        for _ in 0..<400 {
-            let batch = [m.make(.bedNotReturned), m.make(.bedState, .update, data: [("pad", .string(String(repeating: "y", count: 400)))])]
-            try outbox.append(batch)
-            accepted += batch
-            if try outbox.status().inMemory > 0 { wentToMemory = true; break }
-        }
-        #expect(wentToMemory, "the disk never filled")
+        var accepted = try appendUntilMemoryHolds(outbox, m)
+        #expect(try outbox.status().inMemory > 0, "the disk never filled")
         let alarm = m.make(.fallDetected)
         try outbox.append([alarm])
         accepted.append(alarm)
@@ -136,6 +129,19 @@ import VaktpostCore
         #expect(types == [.string("active"), .string("cleared")])
         let c = try Connection(path: path, mode: .readOnly)
         #expect(try c.text("PRAGMA integrity_check") == "ok")
+    }
+
+    /// Alarms and padded state events until the disk is full and the outbox holds some in
+    /// memory (at most 400 rounds); what it accepted.
+    func appendUntilMemoryHolds(_ outbox: Outbox, _ m: EventMaker) throws -> [Event] {
+        var accepted: [Event] = []
+        for _ in 0..<400 {
+            let batch = [m.make(.bedNotReturned), m.make(.bedState, .update, data: [("pad", .string(String(repeating: "y", count: 400)))])]
+            try outbox.append(batch)
+            accepted += batch
+            if try outbox.status().inMemory > 0 { break }
+        }
+        return accepted
     }
 
     @Test func diskFullOnARealSmallFilesystem() throws {
@@ -199,10 +205,7 @@ import VaktpostCore
         try withTemporaryDirectory { dir in
             let m = EventMaker()
             let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxPages: 40))
-            for _ in 0..<400 {
-                try outbox.append([m.make(.bedNotReturned), m.make(.bedState, .update, data: [("pad", .string(String(repeating: "y", count: 400)))])])
-                if try outbox.status().inMemory > 0 { break }
-            }
+            _ = try appendUntilMemoryHolds(outbox, m)
             try outbox.append([m.make(.bedState, .update), m.make(.fallDetected)])
             let bulk = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
             let alarm = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
