@@ -78,6 +78,9 @@ public final class DeliveryLanes: Sendable {
     /// The alarm lane's attempts and settled events, for the bulk lane's alarms-first rule.
     let alarmAttempts = Atomic<Int>(0)
     let alarmProgress = Atomic<Int>(0)
+    /// Set while queued stamps are being corrected (`PlatformLink.correctClock`): the bulk lane
+    /// makes no new batch, so none carries a stamp about to change. The alarm lane is never held.
+    let bulkHeld = Atomic<Bool>(false)
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
@@ -96,6 +99,11 @@ public final class DeliveryLanes: Sendable {
 
     public func start() {
         for lane in [Lane.alarm, .bulk] { loops[lane]!.start { [self] in run(lane) } }
+    }
+
+    /// Holds the bulk lane back from making new batches, or lets it go on.
+    public func holdBulk(_ held: Bool) {
+        if bulkHeld.exchange(held, ordering: .acquiringAndReleasing), !held { work[.bulk]!.signal() }
     }
 
     /// Something reached the platform (a heartbeat, say): lanes backing off try again now.
@@ -134,6 +142,10 @@ public final class DeliveryLanes: Sendable {
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
         while !loop.isStopped {
+            if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
+                _ = work[lane]!.wait(timeout: .now() + .milliseconds(Int(settings.idle.nanoseconds / 1_000_000)))
+                continue
+            }
             if lane == .bulk, alarmsFirst(since: &alarmsWaitingSince, loop: loop) { continue }
             if lane == .bulk, settings.bulkLinger > .zero,
                let wait = try? outbox.with({ try $0.linger(lane: .bulk, fill: 100, upTo: settings.bulkLinger) }), wait > .zero {

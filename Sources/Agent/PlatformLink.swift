@@ -91,10 +91,13 @@ public final class PlatformLink: Sendable {
         /// heartbeat word the same outage differently; at most five causes are logged per outage).
         var loggedFailures: Set<String> = []
         var clockSynced: Bool
-        /// Queued events of this boot may carry unsynchronised stamps: once the clock
-        /// synchronised, or at start when an agent before this one of the same boot noted such
-        /// stamps. Stays set until a correction pass succeeds (a full disk fails it).
-        var correctionPending: Bool
+        /// Where the pending correction of queued stamps stands; nil when none is pending. Set
+        /// once the clock synchronised, or at start when an agent before this one of the same
+        /// boot noted unsynchronised stamps; cleared when a pass ends (a full disk fails a step,
+        /// and the next tick goes on from here).
+        var correction: RewriteCursor?
+        /// Events corrected so far by the pending pass, said once when it ends.
+        var corrected = 0
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
         var lastContact: WallTime?
@@ -121,7 +124,7 @@ public final class PlatformLink: Sendable {
         let stamped = synced && (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
         state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
                             configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
-                            clockSynced: synced, correctionPending: stamped))
+                            clockSynced: synced, correction: stamped ? .start : nil))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
@@ -132,8 +135,13 @@ public final class PlatformLink: Sendable {
     }
 
     public func start() {
-        // Stamps an earlier agent of this boot left uncorrected are put right before any is sent.
-        if state.withLock({ $0.correctionPending }) { correctClock() }
+        // Stamps an earlier agent of this boot left uncorrected are put right before any is
+        // sent: the alarm lane's here (a few events), the rest by the first tick, the bulk lane
+        // held until then.
+        if state.withLock({ $0.correction != nil }) {
+            lanes.holdBulk(true)
+            correctClock(alarmLaneOnly: true)
+        }
         lanes.start()
         loops.follow.start { [self] in followLoop() }
         loops.heartbeat.start { [self] in heartbeatLoop() }
@@ -232,8 +240,11 @@ public final class PlatformLink: Sendable {
                 s.unsyncedSince = nil
                 let clear = s.unsyncedEvent
                 s.unsyncedEvent = nil
-                if !s.clockSynced { s.correctionPending = true }
-                return (s.correctionPending, false, false, clear)
+                if !s.clockSynced {
+                    s.correction = .start
+                    s.corrected = 0
+                }
+                return (s.correction != nil, false, false, clear)
             }
             let since = s.unsyncedSince ?? (s.clockSynced ? now : startedAt)
             s.unsyncedSince = since
@@ -245,7 +256,11 @@ public final class PlatformLink: Sendable {
         }
         if let clearUnsynced { raise(.clockUnsynced, .cleared, correlation: clearUnsynced) }
         if lostSync { Self.noteUnsyncedStamps(outbox, boot: clock.bootID) }
-        if correct { correctClock() }
+        if correct {
+            correctClock()
+        } else {
+            lanes.holdBulk(false)  // start() held it for a correction; the clock lost sync since
+        }
     }
 
     /// The outbox note naming the boot whose queued events may carry unsynchronised stamps.
@@ -257,21 +272,38 @@ public final class PlatformLink: Sendable {
         try? outbox.with { try $0.setNote(unsyncedNote, boot) }
     }
 
-    /// Re-stamps queued events of this boot that were made with an unsynchronised clock; on
-    /// failure (a full disk) the next tick tries again.
-    func correctClock() {
+    /// Events re-stamped per hold of the outbox: about 10 ms of work here, more on an SD card.
+    static let correctionStep = 256
+
+    /// Re-stamps queued events of this boot that were made with an unsynchronised clock, a step
+    /// at a time (`Outbox.rewriteQueued`), alarms first. The bulk lane is held meanwhile, so no
+    /// state event goes out with the stamp about to be corrected; the alarm lane never is. On
+    /// failure (a full disk) the hold ends, since delivering is what frees the disk, and the next
+    /// tick goes on where this one stopped.
+    func correctClock(alarmLaneOnly: Bool = false) {
         let offset = clock.wall().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
         let bootID = clock.bootID, zone = clock.zone
+        lanes.holdBulk(true)
+        defer { if !alarmLaneOnly { lanes.holdBulk(false) } }
+        var (cursor, corrected) = state.withLock { ($0.correction, $0.corrected) }
         do {
-            let n = try outbox.with { o in
-                let n = try o.rewriteQueued(containing: TimeCorrection.unsyncedMark) {
-                    TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone)
+            while let at = cursor, !(alarmLaneOnly && at.lane != .alarm), !loops.follow.isStopped {
+                let step = try outbox.with { o in
+                    try o.rewriteQueued(containing: TimeCorrection.unsyncedMark, from: at, limit: Self.correctionStep) {
+                        TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone)
+                    }
                 }
-                try o.setNote(Self.unsyncedNote, nil)
-                return n
+                cursor = step.next
+                corrected += step.rewritten
+                state.withLock { s in
+                    s.correction = cursor
+                    s.corrected = corrected
+                }
             }
-            state.withLock { $0.correctionPending = false }
-            if n > 0 { notice(.clockCorrected(events: n)) }
+            guard cursor == nil else { return }
+            try outbox.with { try $0.setNote(Self.unsyncedNote, nil) }
+            state.withLock { $0.corrected = 0 }
+            if corrected > 0 { notice(.clockCorrected(events: corrected)) }
         } catch {
             // Left pending: the stamps are flagged unsynchronised meanwhile, nothing is lost.
         }

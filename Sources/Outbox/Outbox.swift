@@ -511,13 +511,16 @@ public final class Outbox {
             WHERE \(condition) ORDER BY priority DESC, seq LIMIT ?
             """).bind(values + [.integer(Int64(min(limit, Int(Int32.max))))])
         var out: [StoredEvent] = []
-        while try s.step() {
-            out.append(StoredEvent(
-                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, lane: Lane(code: s.int64(2)),
-                eventClass: EventClass(rawValue: s.text(3) ?? "") ?? .log, type: s.text(4) ?? "", priority: Int(s.int64(5)),
-                sensor: s.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: s.int64(7)), payload: s.blob(8)))
-        }
+        while try s.step() { out.append(Self.storedEvent(s)) }
         return out
+    }
+
+    /// A queued event from a row whose first columns are those `fetch` selects.
+    static func storedEvent(_ row: Statement, defaultClass: EventClass = .log) -> StoredEvent {
+        StoredEvent(
+            seq: UInt64(row.int64(0)), eventID: EventID(row.text(1) ?? "")!, lane: Lane(code: row.int64(2)),
+            eventClass: EventClass(rawValue: row.text(3) ?? "") ?? defaultClass, type: row.text(4) ?? "", priority: Int(row.int64(5)),
+            sensor: row.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: row.int64(7)), payload: row.blob(8))
     }
 
     /// Records what the platform said: delivered events leave, rejected ones become dead letters
@@ -557,24 +560,34 @@ public final class Outbox {
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
     }
 
-    /// Rewrites queued events: the clock correction re-stamps events made before sync. Returns
-    /// how many changed. An alarm-lane event is rewritten in place even while being retried (each
-    /// is its own request, deduplicated by eventId). A bulk batch holding a rewritten event is
-    /// dissolved instead, its events queued again for a new batch under a new Idempotency-Key:
-    /// a retry under one key must be byte-identical. If the platform did take the old batch (its
-    /// answer lost), it answers the events again as duplicates and keeps the first stamps.
+    /// Rewrites queued events, one bounded step at a time: the clock correction re-stamps events
+    /// made before sync. A step rewrites at most `limit` stored events in one transaction, the
+    /// alarm lane's first, then the bulk lane's, in seq order from where the last step ended, and
+    /// says where the next one begins (nil: the pass is over). Between steps the outbox is free:
+    /// an alarm raised or sent meanwhile waits for one step, never for the whole backlog (a day
+    /// queued without network is tens of thousands of events, seconds on an SD card), and memory
+    /// and the WAL hold one step's events. Progress is kept: a step that fails (the disk full)
+    /// is tried again from its own cursor.
     ///
-    /// `containing` skips, in SQL, every stored event whose payload lacks those bytes, so that a
-    /// large backlog is not parsed while the outbox is held. Memory comes first: with the disk
-    /// full the stored part fails (the caller tries again later), the part in memory is done.
-    @discardableResult
-    public func rewriteQueued(containing needle: String? = nil, _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
+    /// An alarm-lane event is rewritten in place even while being retried (each is its own
+    /// request, deduplicated by eventId). A bulk batch holding a rewritten event is dissolved
+    /// instead, its events queued again for a new batch under a new Idempotency-Key: a retry under
+    /// one key must be byte-identical. If the platform did take the old batch (its answer lost),
+    /// it answers the events again as duplicates and keeps the first stamps.
+    ///
+    /// `containing` skips, in SQL, every stored event whose payload lacks those bytes, so that
+    /// what needs no rewrite is not parsed. The first step does the events held in memory (the
+    /// disk was full) before its stored part, so they are done even if that part fails.
+    public func rewriteQueued(containing needle: String? = nil, from cursor: RewriteCursor = .start, limit: Int = 256,
+                              _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> RewriteStep {
         var rewritten: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
-        for i in memory.indices {
-            guard let new = transform(memory[i]) else { continue }
-            memory[i].payload = new.payload
-            memory[i].occurredAt = new.occurredAt
-            rewritten[memory[i].eventID] = new
+        if cursor == .start {
+            for i in memory.indices {
+                guard let new = transform(memory[i]) else { continue }
+                memory[i].payload = new.payload
+                memory[i].occurredAt = new.occurredAt
+                rewritten[memory[i].eventID] = new
+            }
         }
         // Batches kept in memory (the disk was full when they were made) may hold stored events
         // too: settled against everything rewritten, whether or not the stored part succeeds.
@@ -590,31 +603,53 @@ public final class Outbox {
                 memoryBatches[.alarm] = batch
             }
         }
-        try setSynchronous(full: true)
+        // The alarm lane's part is synced like its events; the rest rides the next commit's or
+        // checkpoint's sync (a rewrite lost to a power cut leaves the event as it was, flagged).
+        try setSynchronous(full: cursor.lane == .alarm)
         var stored: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
+        var seen = 0, last = cursor.after, grown: Int64 = 0
         try db.transaction {
-            var bulkBatchOf: [UInt64: String] = [:]
-            let batched = try db.prepare("SELECT seq, batch_id FROM events WHERE lane = ? AND batch_id IS NOT NULL").bind(.integer(Lane.bulk.code))
-            while try batched.step() { bulkBatchOf[UInt64(batched.int64(0))] = batched.text(1) }
+            // The alarm lane's few events through the queue index; the bulk lane's in seq order
+            // straight through the table (`+lane`: not through the index, which would sort the
+            // whole lane at every step).
+            var conditions = [cursor.lane == .alarm ? "lane = ?" : "+lane = ?", "seq > ?"]
+            var values: [SQLiteValue] = [.integer(cursor.lane.code), .integer(Int64(clamping: cursor.after))]
+            if let needle {
+                conditions.append("instr(payload, ?) > 0")
+                values.append(.blob(Array(needle.utf8)))
+            }
+            let select = try db.prepare("""
+                SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, batch_id FROM events
+                WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT ?
+                """).bind(values + [.integer(Int64(max(1, min(limit, Int(Int32.max)))))])
             let update = try db.prepare("UPDATE events SET payload = ?, occurred_ns = ? WHERE seq = ?")
             var dissolve: Set<String> = []
-            let filter: (String, [SQLiteValue]) = needle.map { ("instr(payload, ?) > 0", [.blob(Array($0.utf8))]) } ?? ("1", [])
-            for e in try fetch(where: filter.0, filter.1, limit: Int.max) {
+            while try select.step() {
+                let e = Self.storedEvent(select)
+                seen += 1
+                last = e.seq
                 guard let new = transform(e) else { continue }
                 try update.bind(.blob(new.payload), .integer(new.occurredAt.nanosecondsSinceEpoch), .integer(Int64(e.seq))).run()
-                if let batch = bulkBatchOf[e.seq] { dissolve.insert(batch) }
+                grown += Int64(new.payload.count - e.payload.count)
                 stored[e.eventID] = new
+                guard let batch = select.text(9) else { continue }
+                if e.lane == .alarm {
+                    // An alarm-lane batch's body is its one event.
+                    try db.prepare("UPDATE batches SET body = ? WHERE batch_id = ?").bind(.blob(new.payload), .text(batch)).run()
+                } else {
+                    dissolve.insert(batch)
+                }
             }
             for batch in dissolve {
                 try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch)).run()
                 try db.prepare("UPDATE events SET batch_id = NULL WHERE batch_id = ?").bind(.text(batch)).run()
             }
-            // An alarm-lane batch's body is its one event.
-            try db.execute("UPDATE batches SET body = (SELECT payload FROM events WHERE events.batch_id = batches.batch_id) WHERE lane = \(Lane.alarm.code)")
         }
+        bytes += grown
         rewritten.merge(stored) { _, new in new }
-        try recount()
-        return rewritten.count
+        let next: RewriteCursor? = seen >= limit ? RewriteCursor(lane: cursor.lane, after: last)
+            : cursor.lane == .alarm ? RewriteCursor(lane: .bulk, after: 0) : nil
+        return RewriteStep(rewritten: rewritten.count, next: next)
     }
 
     /// Small durable notes of the uplink (the last command seen, the config ETag in force),
@@ -625,6 +660,9 @@ public final class Outbox {
     }
 
     public func setNote(_ key: String, _ text: String?) throws {
+        // Synced: a note may say that what came before it is done (a clock correction's steps
+        // ride unsynced commits; this sync makes them durable with it).
+        try setSynchronous(full: true)
         try setMetaText("note." + key, text)
     }
 
@@ -638,10 +676,7 @@ public final class Outbox {
             """)
         var out: [FollowedAlarm] = []
         while try s.step() {
-            let event = StoredEvent(
-                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, lane: Lane(code: s.int64(2)),
-                eventClass: EventClass(rawValue: s.text(3) ?? "") ?? .alarm, type: s.text(4) ?? "", priority: Int(s.int64(5)),
-                sensor: s.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: s.int64(7)), payload: s.blob(8))
+            let event = Self.storedEvent(s, defaultClass: .alarm)
             out.append(FollowedAlarm(event: event, location: s.text(9) ?? "", acceptedAt: WallTime(nanosecondsSinceEpoch: s.int64(10)),
                                      status: s.text(11) ?? "received", escalation: s.text(12).flatMap(EventID.init)))
         }

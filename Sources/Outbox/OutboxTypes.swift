@@ -49,6 +49,22 @@ public struct OutboxBatch: Equatable, Sendable {
     public var inMemory: Bool
 }
 
+/// Where a rewrite pass (`Outbox.rewriteQueued`) stands: the alarm lane's events first, then
+/// the bulk lane's, each in seq order after `after`.
+public struct RewriteCursor: Equatable, Sendable {
+    public var lane: Lane
+    public var after: UInt64
+
+    public static let start = RewriteCursor(lane: .alarm, after: 0)
+}
+
+/// One step of a rewrite pass: how many events it changed, and where the next step begins
+/// (nil when the pass is over).
+public struct RewriteStep: Equatable, Sendable {
+    public var rewritten: Int
+    public var next: RewriteCursor?
+}
+
 /// What the platform said about one event of a batch.
 public enum DeliveryOutcome: Equatable, Sendable {
     /// Accepted or already known (a duplicate): it leaves the outbox.

@@ -1,8 +1,8 @@
 import Synchronization
 import Foundation
-import Outbox
+@testable import Outbox
+import SQLiteStore
 import Testing
-import TestSupport
 import TestSupport
 import Uplink
 @testable import Agent
@@ -66,6 +66,26 @@ final class Reports: Sendable {
             #expect(try stub.arrivedIDs() == [alarm.eventID.description])
             #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 0)
             #expect(try l.withOutbox { try $0.status().lanes[.bulk]?.depth } == 300)
+        }
+    }
+
+    /// While queued stamps are corrected the bulk lane makes no batch (none may carry a stamp
+    /// about to change); the alarm lane is not held, and the bulk lane goes on when let go.
+    @Test mutating func aHeldBulkLaneWaitsAndTheAlarmLaneDoesNot() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports())
+            let state = event(.bedState, .update), alarm = event(.fallDetected)
+            l.holdBulk(true)
+            l.start()
+            defer { l.stop() }
+            try l.withOutbox { try $0.append([state, alarm]) }
+            l.wake()
+            #expect(try waitUntil(5) { try stub.arrivedIDs().contains(alarm.eventID.description) })
+            #expect(try !waitUntil(1.5) { try stub.arrivedIDs().contains(state.eventID.description) }, "held")
+            #expect(try l.withOutbox { try $0.db.integer("SELECT COUNT(*) FROM batches") } == 0, "no batch made while held")
+            l.holdBulk(false)
+            #expect(try waitUntil(5) { try stub.arrivedIDs().contains(state.eventID.description) })
         }
     }
 

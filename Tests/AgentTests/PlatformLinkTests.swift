@@ -326,6 +326,37 @@ final class Notices: Sendable {
         }
     }
 
+    /// A backlog larger than one correction step (a day queued without network is tens of
+    /// thousands of events) is corrected step by step, the outbox free between steps, and every
+    /// event arrives corrected: at a restart after sync, with the platform there from the first
+    /// moment, the bulk lane makes no batch until the pass is over.
+    @Test func aBacklogOfManyStepsArrivesCorrectedWhole() throws {
+        let receiver = try ReceiverProcess()
+        let synced = Sync()
+        try withTemporaryDirectory { dir in
+            var s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            // State events only: queued alarms would hold the bulk lane back by themselves.
+            let count = PlatformLink.correctionStep * 5 + 50
+            var ids: Set<String> = []
+            for i in 0..<count {
+                let id = try #require(s.hub.events.raise(.bedState, .update, data: [("deviceId", .string("bed")), ("n", .int(Int64(i)))]))
+                ids.insert(id.description)
+            }
+            synced.set()
+            s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(waitUntil(10) { s.notices.contains { $0 == .clockCorrected(events: count) } })
+            #expect(try waitUntil(30) { Set(try receiver.arrivedIDs()).isSuperset(of: ids) })
+            let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=\(count + 50)") as? [String: Any]
+            let arrived = ((stored?["events"] as? [[String: Any]]) ?? []).compactMap { $0["event"] as? [String: Any] }
+                .filter { ids.contains($0["eventId"] as? String ?? "") }
+            #expect(arrived.count == count)
+            let uncorrected = arrived.filter { ($0["clock"] as? [String: Any])?["corrected"] as? Bool != true }
+            #expect(uncorrected.count == 0, "arrived with the unsynchronised stamp")
+        }
+    }
+
     /// An agent restarted after the clock synchronised corrects what the agent before queued
     /// with the unsynchronised clock, before sending any of it, and only once.
     @Test func aRestartAfterClockSyncCorrectsWhatTheAgentBeforeQueued() throws {

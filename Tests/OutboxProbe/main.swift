@@ -4,6 +4,7 @@ import Glibc
 import Outbox
 import VaktpostCore
 import VaktpostPosix
+import Synchronization
 
 // outbox-probe: drives the outbox from its own process.
 //   outbox-probe crash-writer DB SEED    stores and acknowledges events forever, printing
@@ -15,6 +16,10 @@ import VaktpostPosix
 //                                        and prints "events=N batch=B seconds=S events_per_second=R".
 //   outbox-probe backlog DB EVENTS ALARMS  an outage's backlog: EVENTS state events with ALARMS
 //                                        alarms spread among them, for the drain benchmark.
+//   outbox-probe restamp DB EVENTS      the clock correction over EVENTS events stamped before sync,
+//                                        step by step as the agent runs it, an alarm appended from
+//                                        another thread meanwhile; prints "rewritten=N seconds=S
+//                                        longest_step=S alarm_wait=S maxrss_kib=K".
 
 func say(_ line: String) {
     let bytes = Array((line + "\n").utf8)
@@ -58,7 +63,7 @@ func open(_ path: String, limits: OutboxLimits = OutboxLimits()) -> Outbox {
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
-    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS")
+    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS | restamp DB EVENTS")
     exit(64)
 }
 
@@ -140,6 +145,72 @@ case "backlog":
     try? outbox.checkpoint()
     try? outbox.close()
     say("events=\(stored)")
+case "restamp":
+    guard args.count == 4, let total = Int(args[3]), total > 0 else {
+        say("usage: outbox-probe restamp DB EVENTS")
+        exit(64)
+    }
+    let outbox = open(args[2], limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 2_000_000))
+    // Stamped as an agent does before NTP: unsynchronised, with the boot time to correct from.
+    func unsynced(_ e: Event) -> Event {
+        var e = e
+        e.occurredAt = EventTime(wall: e.occurredAt.wall, utcOffsetSeconds: 0, boottimeNanoseconds: 5_000_000_000, bootID: "probe", clockSynced: false)
+        return e
+    }
+    var stored = 0
+    while stored < total {
+        let chunk = (stored..<min(total, stored + 1000)).map { i in
+            unsynced(i % 100 == 0 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]))
+        }
+        do { try outbox.append(chunk) } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        stored += chunk.count
+    }
+    try? outbox.checkpoint()
+    // The agent's one lock around the outbox (LockedOutbox), here for the two threads.
+    final class Shared: @unchecked Sendable {
+        let lock = Mutex(())
+        let outbox: Outbox
+        init(_ outbox: Outbox) { self.outbox = outbox }
+        func with<T>(_ body: (Outbox) throws -> T) throws -> T { try lock.withLock { _ in try body(outbox) } }
+    }
+    let shared = Shared(outbox)
+    let raiser = BackgroundLoop(label: "vaktpost.probe.alarm")
+    let start = monotonicSeconds()
+    raiser.start {
+        usleep(20_000)  // once the pass is under way
+        let raised = monotonicSeconds()
+        do { try shared.with { _ = try $0.append([event(.fallDetected, sensor: "fall")]) } } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        say("alarm_wait=\(monotonicSeconds() - raised)")
+    }
+    var rewritten = 0, longest = 0.0
+    var cursor: RewriteCursor? = .start
+    while let at = cursor {
+        let began = monotonicSeconds()
+        do {
+            let step = try shared.with { o in
+                try o.rewriteQueued(containing: TimeCorrection.unsyncedMark, from: at) {
+                    TimeCorrection.correct($0.payload, bootID: "probe", offsetNanoseconds: 1_700_000_000_000_000_000, zone: .utc)
+                }
+            }
+            rewritten += step.rewritten
+            cursor = step.next
+        } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        longest = max(longest, monotonicSeconds() - began)
+    }
+    let seconds = monotonicSeconds() - start
+    raiser.stop()
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    say("rewritten=\(rewritten) seconds=\(seconds) longest_step=\(longest) maxrss_kib=\(usage.ru_maxrss)")
 default:
     say("unknown mode \(args[1])")
     exit(64)

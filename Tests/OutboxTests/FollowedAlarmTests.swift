@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Outbox
+import SQLiteStore
 import VaktpostCore
 
 /// Alarms the platform received stay in the outbox until an operator takes them.
@@ -55,12 +56,12 @@ import VaktpostCore
             let queued = maker.make(.bedState, .update)
             try outbox.append([queued])
 
-            #expect(try outbox.rewriteQueued { _ in nil } == 0)
-            #expect(try outbox.rewriteQueued(containing: "no event holds this") { e in (Array("{}".utf8), e.occurredAt) } == 0)
+            #expect(try outbox.rewriteAll { _ in nil } == 0)
+            #expect(try outbox.rewriteAll(containing: "no event holds this") { e in (Array("{}".utf8), e.occurredAt) } == 0)
             #expect(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody) == bulk, "untouched, a bulk batch keeps its bytes")
 
             let marked = Array("{\"rewritten\":true}".utf8)
-            #expect(try outbox.rewriteQueued { e in (marked, e.occurredAt) } == 3)
+            #expect(try outbox.rewriteAll { e in (marked, e.occurredAt) } == 3)
             let remade = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
             #expect(remade.id != bulk.id, "a changed bulk batch goes under a new Idempotency-Key")
             #expect(Set(remade.events.map(\.eventID)) == [inBatch.eventID, queued.eventID])
@@ -75,6 +76,45 @@ import VaktpostCore
             let rest = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
             try outbox.settle(rest, outcomes: Dictionary(uniqueKeysWithValues: rest.events.map { ($0.eventID, .delivered) }))
             #expect(try outbox.status().lanes[.bulk]?.depth ?? 0 == 0)
+        }
+    }
+
+    /// A rewrite pass goes in steps of at most `limit` stored events, the alarm lane's first, so
+    /// the outbox is never held for a whole backlog; it picks up events queued between its steps
+    /// and keeps the stored size right.
+    @Test func aRewritePassGoesInBoundedStepsAlarmsFirst() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/o.sqlite")
+            let queued = [m.make(.bedState, .update), m.make(.fallDetected), m.make(.bedState, .update), m.make(.bedState, .update),
+                          m.make(.sensorSilent), m.make(.bedState, .update), m.make(.bedState, .update)]
+            try outbox.append(queued)
+            let marked = Array("{\"corrected\":true,\"padding\":\"longer than the event was\"}".utf8)
+            var steps: [[EventID]] = []
+            var cursor: RewriteCursor? = .start
+            var late: Event? = nil
+            while let at = cursor {
+                var touched: [EventID] = []
+                let step = try outbox.rewriteQueued(from: at, limit: 2) { e in
+                    guard e.payload != marked else { return nil }
+                    touched.append(e.eventID)
+                    return (marked, e.occurredAt)
+                }
+                #expect(step.rewritten == touched.count)
+                steps.append(touched)
+                cursor = step.next
+                if steps.count == 4 {
+                    late = m.make(.bedState, .update)
+                    try outbox.append([late!])
+                }
+                #expect(steps.count < 20, "the pass ends")
+            }
+            #expect(steps.allSatisfy { $0.count <= 2 }, "\(steps)")
+            #expect(steps.first == [queued[1].eventID, queued[4].eventID], "the alarm lane's first")
+            let all = steps.flatMap { $0 }
+            #expect(all.count == Set(all).count, "none twice")
+            #expect(Set(all) == Set((queued + [late!]).map(\.eventID)), "every one, the one queued meanwhile too")
+            #expect(outbox.bytes == (try outbox.db.integer("SELECT SUM(length(payload)) FROM events")), "the size the capacity policy uses")
         }
     }
 }

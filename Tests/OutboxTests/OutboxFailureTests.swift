@@ -211,7 +211,7 @@ import VaktpostCore
             let alarm = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
             #expect(bulk.inMemory && alarm.inMemory, "the disk never filled")
             let big = Array(String(repeating: "x", count: 8192).utf8)  // far more than the full disk takes
-            #expect(throws: SQLiteError.self) { try outbox.rewriteQueued { e in (big, e.occurredAt) } }
+            #expect(throws: SQLiteError.self) { try outbox.rewriteAll { e in (big, e.occurredAt) } }
             let remade = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
             #expect(remade.id != bulk.id && remade.events.allSatisfy { $0.payload == big })
             let retried = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })

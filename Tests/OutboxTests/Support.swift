@@ -25,6 +25,20 @@ final class EventMaker: @unchecked Sendable {
     }
 }
 
+extension Outbox {
+    /// A whole rewrite pass, step after step as the clock correction runs it: how many changed.
+    func rewriteAll(containing needle: String? = nil, limit: Int = 256,
+                    _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
+        var cursor: RewriteCursor? = .start, total = 0
+        while let at = cursor {
+            let step = try rewriteQueued(containing: needle, from: at, limit: limit, transform)
+            total += step.rewritten
+            cursor = step.next
+        }
+        return total
+    }
+}
+
 func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     let dir = NSTemporaryDirectory() + "vaktpost-outbox-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
