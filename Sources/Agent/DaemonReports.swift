@@ -166,10 +166,9 @@ public struct Checklist {
                 if let days = r.certificateExpiry, days < 30 { add(.warn, "platform \(platform.url) reachable with a valid certificate\(expiry)", "tell the platform operator its certificate expires soon") }
                 else { add(.pass, "platform \(platform.url) reachable with a valid certificate\(expiry), HTTP \(r.httpVersion)") }
             }
-        } catch let error as CurlError {
-            add(.fail, "platform \(platform.url) reachable", error.description)
         } catch {
-            add(.fail, "platform \(platform.url) reachable", "\(error)")
+            // Both calls throw CurlError only: its description says what to do.
+            add(.fail, "platform \(platform.url) reachable", error.description)
         }
     }
 }

@@ -506,7 +506,7 @@ public final class HubDaemon: HubControl {
     }
 
     func statusLine() -> String {
-        let depth = (try? outbox.with { try $0.status().lanes.values.reduce(0) { $0 + $1.depth } }) ?? -1
+        let depth = (try? outbox.with { try $0.summary().depth }) ?? -1
         let open = core.withLock { $0.openAlarms.count }
         return "\(config.sensors.count) sensors, \(open) open alarms, outbox \(depth), uplink \(link.map { $0.linkUp ? "up" : "DOWN" } ?? "not configured")"
     }

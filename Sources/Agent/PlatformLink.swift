@@ -301,7 +301,7 @@ public final class PlatformLink: Sendable {
                 }
             }
             guard cursor == nil else { return }
-            try outbox.with { try $0.setNote(Self.unsyncedNote, nil) }
+            try outbox.with { try $0.setNote(Self.unsyncedNote, nil, synced: true) }
             state.withLock { $0.corrected = 0 }
             if corrected > 0 { notice(.clockCorrected(events: corrected)) }
         } catch {
@@ -396,11 +396,11 @@ public final class PlatformLink: Sendable {
     /// The health snapshot with the link's own knowledge filled in.
     public func health() -> HealthSnapshot {
         var h = hub.health()
-        if let status = try? outbox.with({ try $0.status() }) {
-            h.outboxDepth = status.lanes.values.reduce(0) { $0 + $1.depth } + status.inMemory
-            h.oldestQueued = status.lanes.values.compactMap(\.oldest).min()
-            h.highestSeqQueued = status.nextSeq > 1 ? status.nextSeq - 1 : nil
-            h.dropped = status.evictedLog
+        if let queue = try? outbox.with({ try $0.summary() }) {
+            h.outboxDepth = queue.depth
+            h.oldestQueued = queue.oldest
+            h.highestSeqQueued = queue.nextSeq > 1 ? queue.nextSeq - 1 : nil
+            h.dropped = queue.evictedLog
         }
         h.clockSynced = clock.synced()
         h.configVersion = configVersion ?? h.configVersion

@@ -112,6 +112,16 @@ public struct OutboxStatus: Equatable, Sendable {
     public var awaitingAcknowledgement: Int = 0
 }
 
+/// The queue at a glance (`Outbox.summary`): cheap enough for every heartbeat.
+public struct QueueSummary: Equatable, Sendable {
+    /// Events queued, on disk and in memory.
+    public var depth: Int
+    /// When the event queued longest (the lowest seq) occurred.
+    public var oldest: WallTime?
+    public var nextSeq: UInt64
+    public var evictedLog: Int64
+}
+
 public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The disk is full and the memory queue holds as many alarms as it may: this event was not accepted.
     case memoryFull(limit: Int)

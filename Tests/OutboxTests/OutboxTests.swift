@@ -70,6 +70,35 @@ import VaktpostCore
         }
     }
 
+    /// The heartbeat's and the status line's summary, kept without reading the queue through,
+    /// agrees with a full count after every kind of change.
+    @Test func theSummaryAgreesWithAFullCount() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 20))
+            func agrees(_ after: String) throws {
+                let summary = try outbox.summary(), full = try outbox.status()
+                #expect(summary.depth == full.lanes.values.reduce(0) { $0 + $1.depth } + full.inMemory, "\(after)")
+                #expect(summary.oldest == (try outbox.fetch(where: "1", [], limit: 1_000).min { $0.seq < $1.seq })?.occurredAt, "\(after)")
+                #expect(summary.nextSeq == full.nextSeq && summary.evictedLog == full.evictedLog, "\(after)")
+            }
+            try agrees("empty")
+            let logs = (0..<6).map { _ in m.make(.agentRestarted) }.map { e -> Event in var e = e; e.eventClass = .log; return e }
+            try outbox.append(logs + (0..<6).map { _ in m.make(.bedNotReturned) })
+            try outbox.append((0..<10).map { _ in m.make(.bedState, .update) })
+            try agrees("appends that evicted")
+            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 3, maxBytes: 1 << 20, body: noBody))
+            try outbox.settle(batch, outcomes: [batch.events[0].eventID: .delivered, batch.events[1].eventID: .rejected(reason: "422")])
+            try agrees("a delivery and a dead letter")
+            try outbox.retryDeadLetters()
+            try agrees("dead letters retried")
+            while let alarm = try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody) {
+                try outbox.settle(alarm, outcomes: allDelivered(alarm))
+            }
+            try agrees("the alarm lane delivered")
+        }
+    }
+
     @Test func seqIsNeverReusedAfterDeliveryRestartOrCrash() throws {
         try withTemporaryDirectory { dir in
             let m = EventMaker()
