@@ -16,6 +16,12 @@ import Synchronization
 //                                        and prints "events=N batch=B seconds=S events_per_second=R".
 //   outbox-probe backlog DB EVENTS ALARMS  an outage's backlog: EVENTS state events with ALARMS
 //                                        alarms spread among them, for the drain benchmark.
+//   outbox-probe full DB MAX_MIB APPENDS  an outage past the outbox's capacity (MAX_MIB): fills it
+//                                        with technical and state events of 10 sensors until what
+//                                        may not be evicted exceeds it, then times APPENDS appends
+//                                        of one event each (every tenth an alarm) and prints
+//                                        "appends=N median_ms=M p99_ms=P max_ms=X alarm_median_ms=A
+//                                        depth=D".
 //   outbox-probe restamp DB EVENTS      the clock correction over EVENTS events stamped before sync,
 //                                        step by step as the agent runs it, an alarm appended from
 //                                        another thread meanwhile; prints "rewritten=N seconds=S
@@ -63,7 +69,7 @@ func open(_ path: String, limits: OutboxLimits = OutboxLimits()) -> Outbox {
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
-    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS | restamp DB EVENTS")
+    say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS | full DB MAX_MIB APPENDS | restamp DB EVENTS")
     exit(64)
 }
 
@@ -145,6 +151,42 @@ case "backlog":
     try? outbox.checkpoint()
     try? outbox.close()
     say("events=\(stored)")
+case "full":
+    guard args.count == 5, let mib = Int64(args[3]), let appends = Int(args[4]), mib > 0, appends > 0 else {
+        say("usage: outbox-probe full DB MAX_MIB APPENDS")
+        exit(64)
+    }
+    let outbox = open(args[2], limits: OutboxLimits(maxBytes: mib << 20, maxRows: 2_000_000))
+    // Half of it technical events (a sensor that keeps going silent and coming back): those
+    // the capacity policy may not evict, so they end up filling the outbox past its limit.
+    func reading(_ i: Int) -> Event {
+        i % 2 == 0 ? event(.sensorSilent, sensor: "bed\(i % 10)", data: [("n", .int(Int64(i)))])
+            : event(.bedState, .update, sensor: "bed\(i % 10)", data: [("occupied", .bool(i % 4 == 1)), ("n", .int(Int64(i)))])
+    }
+    var i = 0
+    while (try? outbox.status().lanes.values.reduce(Int64(0)) { $0 + $1.bytes }) ?? 0 <= mib << 20 {
+        do { try outbox.append((0..<1000).map { k in reading(i + k) }) } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        i += 1000
+    }
+    var all: [Double] = [], alarms: [Double] = []
+    for k in 0..<appends {
+        let e = k % 10 == 9 ? event(.fallDetected, sensor: "fall") : reading(i + k)
+        let began = monotonicSeconds()
+        do { try outbox.append([e]) } catch {
+            say("error \(error)")
+            exit(3)
+        }
+        let ms = (monotonicSeconds() - began) * 1000
+        all.append(ms)
+        if k % 10 == 9 { alarms.append(ms) }
+    }
+    all.sort()
+    alarms.sort()
+    let depth = (try? outbox.summary().depth) ?? -1
+    say("appends=\(appends) median_ms=\(all[all.count / 2]) p99_ms=\(all[min(all.count - 1, all.count * 99 / 100)]) max_ms=\(all.last!) alarm_median_ms=\(alarms.isEmpty ? 0 : alarms[alarms.count / 2]) depth=\(depth)")
 case "restamp":
     guard args.count == 4, let total = Int(args[3]), total > 0 else {
         say("usage: outbox-probe restamp DB EVENTS")

@@ -16,8 +16,9 @@ import VaktpostCore
             try outbox.append(alarms + logs)
             try outbox.append(bedStates + doorStates)  // 22 rows: 2 over
             var status = try outbox.status()
-            // The two oldest logs went; states and alarms are untouched.
-            #expect(status.evictedLog == 2)
+            // The three oldest logs went (to 1 % under the limit, one row here, so that eviction
+            // runs once per 1 % of growth); states and alarms are untouched.
+            #expect(status.evictedLog == 3)
             #expect(status.coalescedState == 0)
             try outbox.append((0..<8).map { _ in m.make(.sensorSilent) })  // far over: every log, then states coalesce
             status = try outbox.status()
@@ -33,7 +34,47 @@ import VaktpostCore
             #expect(pressure.count == 1)
             let data = try JSONValue.parse(String(decoding: pressure[0].payload, as: UTF8.self))
             #expect(data["state"] == .string("active"))
-            #expect(data["data"]?["evictedLog"] == .int(2))
+            #expect(data["data"]?["evictedLog"] == .int(3))
+        }
+    }
+
+    /// A long outage past the limits with only protected events left: the policy's scans run
+    /// once per 1 % of growth, not at every append (each would scan the whole outbox, alarms'
+    /// appends too), and the outbox stays within that 1 % of where it could get to.
+    @Test func pastTheLimitWithOnlyProtectedEventsThePolicyRunsOncePerPercentOfGrowth() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 1000))
+            try outbox.append((0..<1000).map { _ in m.make(.bedNotReturned) })
+            try outbox.append([m.make(.bedState, .update)])  // over: the pass finds nothing to take
+            let floor = try outbox.summary().depth
+            #expect(floor == 1002, "the state and outbox.pressure")
+            for _ in 0..<10 { try outbox.append([m.make(.bedState, .update)]) }
+            #expect(try outbox.status().coalescedState == 0, "within 1 % (10 rows) of the floor: no pass")
+            #expect(try outbox.summary().depth == floor + 10)
+            try outbox.append([m.make(.bedState, .update)])
+            #expect(try outbox.status().coalescedState == 11, "past it: one pass keeps the newest state")
+            #expect(try outbox.summary().depth == floor)
+        }
+    }
+
+    /// Another connection (`vaktpost queue retry-dead-letters` while the daemon runs) adds rows
+    /// the daemon's counters do not know of: the next pass counts again before evicting.
+    @Test func rowsAnotherConnectionAddedAreCountedBeforeEvicting() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite"
+            let outbox = try m.open(path, limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 20))
+            let states = (0..<18).map { i in m.make(.bedState, .update, sensor: "bed\(i)") }
+            try outbox.append(states)
+            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 5, maxBytes: 1 << 20, body: noBody))
+            try outbox.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: "422")) }))
+            #expect(try OutboxFile.retryDeadLetters(path: path) == 5)  // 18 rows again; the daemon's count says 13
+            let logs = (0..<8).map { _ in m.make(.agentRestarted) }.map { e -> Event in var e = e; e.eventClass = .log; return e }
+            try outbox.append(Array(logs.prefix(3)))
+            try outbox.append(Array(logs.suffix(5)))  // 26 rows, counted 21: over either way
+            #expect(try outbox.status().evictedLog == 7, "down to 19 of the true 26, not of the 21 counted")
+            #expect(try outbox.summary().depth == 19 + 1, "and outbox.pressure")
         }
     }
 
