@@ -14,12 +14,7 @@ runs=${1:-5}
 shift || true
 sizes=("${@:-10000 40000 100000}")
 read -r -a sizes <<<"${sizes[*]}"
-swift build -c release --product outbox-probe >/dev/null 2>&1 || swift build -c release --product outbox-probe
-probe=$(swift build -c release --show-bin-path 2>/dev/null)/outbox-probe
-work=$(mktemp -d "${TMPDIR:-/tmp}/vaktpost-bench-XXXXXX")
-trap 'rm -rf "$work"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-field() { sed -nE "s/.*$1=([0-9.e-]+).*/\\1/p" | head -1; }
+. Benchmarks/probe_setup.sh
 
 printf '%-9s %10s %12s %16s %14s %14s\n' "events" "rewritten" "pass (s)" "longest step (ms)" "alarm wait (ms)" "peak RSS (MiB)"
 for n in "${sizes[@]}"; do

@@ -13,12 +13,7 @@ runs=${1:-3}
 shift || true
 sizes=("${@:-8 24 64}")
 read -r -a sizes <<<"${sizes[*]}"
-swift build -c release --product outbox-probe >/dev/null 2>&1 || swift build -c release --product outbox-probe
-probe=$(swift build -c release --show-bin-path 2>/dev/null)/outbox-probe
-work=$(mktemp -d "${TMPDIR:-/tmp}/vaktpost-bench-XXXXXX")
-trap 'rm -rf "$work"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-field() { sed -nE "s/.*$1=([0-9.e-]+).*/\\1/p" | head -1; }
+. Benchmarks/probe_setup.sh
 
 printf '%-9s %9s %16s %16s %18s\n' "max MiB" "depth" "append p50 (ms)" "append p99 (ms)" "alarm append (ms)"
 for mib in "${sizes[@]}"; do

@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 events=${1:-100000}
 runs=${2:-5}
 command -v strace >/dev/null || { echo "strace is missing: apt-get install -y strace" >&2; exit 1; }
-swift build -c release --product outbox-probe >/dev/null
-probe=$(swift build -c release --show-bin-path)/outbox-probe
-work=$(mktemp -d "${TMPDIR:-/tmp}/vaktpost-bench-XXXXXX")
-trap 'rm -rf "$work"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. Benchmarks/probe_setup.sh
 
 # fsyncs per thread: strace -ff writes one file per thread; the process's own (lowest id) is
 # the appending thread, the other holding fsyncs is the checkpointer beside it.
