@@ -582,9 +582,12 @@ public final class Outbox {
     }
 
     /// Rewrites queued events, one bounded step at a time: the clock correction re-stamps events
-    /// made before sync. A step rewrites at most `limit` stored events in one transaction, the
-    /// alarm lane's first, then the bulk lane's, in seq order from where the last step ended, and
-    /// says where the next one begins (nil: the pass is over). Between steps the outbox is free:
+    /// made before sync. A step looks at most at `window` seqs after where the last one ended and
+    /// rewrites at most `limit` events of them, in one transaction: the alarm lane's part of the
+    /// queue first, then the bulk lane's, in seq order. It says where the next step begins (nil:
+    /// the pass is over). Each part reads the queue once, in order, however its events lie (a
+    /// lane part read through the queue index would be sorted anew at every step: with a full
+    /// outbox of technical events, quadratic). Between steps the outbox is free:
     /// an alarm raised or sent meanwhile waits for one step, never for the whole backlog (a day
     /// queued without network is tens of thousands of events, seconds on an SD card), and memory
     /// and the WAL hold one step's events. Progress is kept: a step that fails (the disk full)
@@ -599,7 +602,7 @@ public final class Outbox {
     /// `containing` skips, in SQL, every stored event whose payload lacks those bytes, so that
     /// what needs no rewrite is not parsed. The first step does the events held in memory (the
     /// disk was full) before its stored part, so they are done even if that part fails.
-    public func rewriteQueued(containing needle: String? = nil, from cursor: RewriteCursor = .start, limit: Int = 256,
+    public func rewriteQueued(containing needle: String? = nil, from cursor: RewriteCursor = .start, limit: Int = 256, window: Int = 4096,
                               _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> RewriteStep {
         var rewritten: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
         if cursor == .start {
@@ -629,12 +632,11 @@ public final class Outbox {
         try setSynchronous(full: cursor.lane == .alarm)
         var stored: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
         var seen = 0, last = cursor.after, grown: Int64 = 0
+        let windowEnd = cursor.after &+ UInt64(max(1, window))
         try db.transaction {
-            // The alarm lane's few events through the queue index; the bulk lane's in seq order
-            // straight through the table (`+lane`: not through the index, which would sort the
-            // whole lane at every step).
-            var conditions = [cursor.lane == .alarm ? "lane = ?" : "+lane = ?", "seq > ?"]
-            var values: [SQLiteValue] = [.integer(cursor.lane.code), .integer(Int64(clamping: cursor.after))]
+            // Straight through the table by seq (`+lane`: not through the queue index).
+            var conditions = ["seq > ?", "seq <= ?", "+lane = ?"]
+            var values: [SQLiteValue] = [.integer(Int64(clamping: cursor.after)), .integer(Int64(clamping: windowEnd)), .integer(cursor.lane.code)]
             if let needle {
                 conditions.append("instr(payload, ?) > 0")
                 values.append(.blob(Array(needle.utf8)))
@@ -668,7 +670,10 @@ public final class Outbox {
         }
         bytes += grown
         rewritten.merge(stored) { _, new in new }
+        // On from the last event looked at if the limit ended the step, else from the window's
+        // end; past the highest seq given out, this part of the pass is done.
         let next: RewriteCursor? = seen >= limit ? RewriteCursor(lane: cursor.lane, after: last)
+            : windowEnd < nextSeq - 1 ? RewriteCursor(lane: cursor.lane, after: windowEnd)
             : cursor.lane == .alarm ? RewriteCursor(lane: .bulk, after: 0) : nil
         return RewriteStep(rewritten: rewritten.count, next: next)
     }

@@ -22,7 +22,8 @@ import Synchronization
 //                                        of one event each (every tenth an alarm) and prints
 //                                        "appends=N median_ms=M p99_ms=P max_ms=X alarm_median_ms=A
 //                                        depth=D".
-//   outbox-probe restamp DB EVENTS      the clock correction over EVENTS events stamped before sync,
+//   outbox-probe restamp DB EVENTS [ALARM_EVERY]  the clock correction over EVENTS events stamped
+//                                        before sync (one in ALARM_EVERY in the alarm lane),
 //                                        step by step as the agent runs it, an alarm appended from
 //                                        another thread meanwhile; prints "rewritten=N seconds=S
 //                                        longest_step=S alarm_wait=S maxrss_kib=K".
@@ -188,8 +189,8 @@ case "full":
     let depth = (try? outbox.summary().depth) ?? -1
     say("appends=\(appends) median_ms=\(all[all.count / 2]) p99_ms=\(all[min(all.count - 1, all.count * 99 / 100)]) max_ms=\(all.last!) alarm_median_ms=\(alarms.isEmpty ? 0 : alarms[alarms.count / 2]) depth=\(depth)")
 case "restamp":
-    guard args.count == 4, let total = Int(args[3]), total > 0 else {
-        say("usage: outbox-probe restamp DB EVENTS")
+    guard args.count == 4 || args.count == 5, let total = Int(args[3]), total > 0 else {
+        say("usage: outbox-probe restamp DB EVENTS [ALARM_EVERY]")
         exit(64)
     }
     let outbox = open(args[2], limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 2_000_000))
@@ -199,10 +200,12 @@ case "restamp":
         e.occurredAt = EventTime(wall: e.occurredAt.wall, utcOffsetSeconds: 0, boottimeNanoseconds: 5_000_000_000, bootID: "probe", clockSynced: false)
         return e
     }
+    // One event in ALARM_EVERY is in the alarm lane (default 100; 2 is an outbox full of technical events).
+    let alarmEvery = args.count == 5 ? max(1, Int(args[4]) ?? 100) : 100
     var stored = 0
     while stored < total {
         let chunk = (stored..<min(total, stored + 1000)).map { i in
-            unsynced(i % 100 == 0 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]))
+            unsynced(i % alarmEvery == 0 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]))
         }
         do { try outbox.append(chunk) } catch {
             say("error \(error)")

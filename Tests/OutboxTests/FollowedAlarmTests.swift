@@ -79,9 +79,9 @@ import VaktpostCore
         }
     }
 
-    /// A rewrite pass goes in steps of at most `limit` stored events, the alarm lane's first, so
-    /// the outbox is never held for a whole backlog; it picks up events queued between its steps
-    /// and keeps the stored size right.
+    /// A rewrite pass goes in steps of at most `limit` events from at most `window` seqs, the
+    /// alarm lane's first, so the outbox is never held for a whole backlog; it picks up events
+    /// queued between its steps and keeps the stored size right.
     @Test func aRewritePassGoesInBoundedStepsAlarmsFirst() throws {
         try withTemporaryDirectory { dir in
             let m = EventMaker()
@@ -90,16 +90,18 @@ import VaktpostCore
                           m.make(.sensorSilent), m.make(.bedState, .update), m.make(.bedState, .update)]
             try outbox.append(queued)
             let marked = Array("{\"corrected\":true,\"padding\":\"longer than the event was\"}".utf8)
-            var steps: [[EventID]] = []
+            var steps: [[EventID]] = [], spans: [UInt64] = []
             var cursor: RewriteCursor? = .start
             var late: Event? = nil
             while let at = cursor {
-                var touched: [EventID] = []
-                let step = try outbox.rewriteQueued(from: at, limit: 2) { e in
+                var touched: [EventID] = [], seqs: [UInt64] = []
+                let step = try outbox.rewriteQueued(from: at, limit: 2, window: 3) { e in
+                    seqs.append(e.seq)
                     guard e.payload != marked else { return nil }
                     touched.append(e.eventID)
                     return (marked, e.occurredAt)
                 }
+                spans.append((seqs.max() ?? 0) - (seqs.min() ?? 0))
                 #expect(step.rewritten == touched.count)
                 steps.append(touched)
                 cursor = step.next
@@ -110,7 +112,9 @@ import VaktpostCore
                 #expect(steps.count < 20, "the pass ends")
             }
             #expect(steps.allSatisfy { $0.count <= 2 }, "\(steps)")
-            #expect(steps.first == [queued[1].eventID, queued[4].eventID], "the alarm lane's first")
+            #expect(spans.allSatisfy { $0 < 3 }, "no step looks past its window: \(spans)")
+            let alarmsDone = try #require(steps.lastIndex { $0.contains(queued[4].eventID) })
+            #expect(Set(steps[...alarmsDone].flatMap { $0 }) == [queued[1].eventID, queued[4].eventID], "the alarm lane's first")
             let all = steps.flatMap { $0 }
             #expect(all.count == Set(all).count, "none twice")
             #expect(Set(all) == Set((queued + [late!]).map(\.eventID)), "every one, the one queued meanwhile too")
