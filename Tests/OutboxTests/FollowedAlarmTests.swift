@@ -32,6 +32,8 @@ import VaktpostCore
             // The platform lost it: back in the alarm lane, same seq and bytes.
             try reopened.requeueFollowed(alarm.eventID)
             #expect(try reopened.followedAlarms().isEmpty)
+            #expect(reopened.rows == Int(try reopened.db.integer("SELECT COUNT(*) FROM events") ?? -1), "counted for the capacity policy")
+            #expect(reopened.bytes == (try reopened.db.integer("SELECT SUM(length(payload)) FROM events")))
             let again = try #require(try reopened.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
             #expect(again.events.map(\.eventID) == [alarm.eventID])
             #expect(again.events.first?.payload == batch.events.first?.payload)
