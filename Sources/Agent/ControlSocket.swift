@@ -105,7 +105,7 @@ extension HubDaemon {
         let now = clock.now()
         func stamp(_ t: WallTime) -> JSONValue { .string(RFC3339.format(t, utcOffsetSeconds: zone.utcOffset(at: t), fractionDigits: 0)) }
         let health = self.link?.health() ?? health()
-        let outboxStatus = try? outbox.with { try $0.status() }
+        let outboxStatus = try? outbox.with { try $0.status(sizes: false) }  // the depths; the oldest age is the summary's
         let (open, sensors) = core.withLock { c in (Array(c.openAlarms.values), c.sensors) }
         let sensorList: [JSONValue] = config.sensors.map { s in
             let h = sensors[s.id]

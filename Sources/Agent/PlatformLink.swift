@@ -529,7 +529,7 @@ public final class PlatformLink: Sendable {
             return (.done, [("eventId", .string(id.description))])
         case .diagnostics:
             let h = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: clock.now(), zone: clock.zone)
-            let deadLetters = (try? outbox.with { try $0.status().deadLetters }) ?? 0
+            let deadLetters = (try? outbox.with { try $0.status(sizes: false).deadLetters }) ?? 0
             return (.done, [("health", h), ("deadLetters", .int(Int64(deadLetters))), ("linkUp", .bool(linkUp))])
         case .setHeartbeat(let seconds):
             guard let seconds, HeartbeatReply.allowed.contains(seconds) else {

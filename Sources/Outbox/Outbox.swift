@@ -767,8 +767,11 @@ public final class Outbox {
         return try s.step() && s.int64(0) == 1
     }
 
-    public func status() throws -> OutboxStatus {
-        var s = try Outbox.status(of: db)
+    /// `sizes: false` counts the lanes through the queue index alone and leaves each lane's
+    /// `bytes` at 0 and `oldest` nil: what `vaktpost status` needs, 4 ms at 100,000 queued here
+    /// against 32 ms for the sizes and oldest stamps, which read every event with the outbox held.
+    public func status(sizes: Bool = true) throws -> OutboxStatus {
+        var s = try Outbox.status(of: db, sizes: sizes)
         s.inMemory = memory.count
         s.nextSeq = nextSeq
         return s
@@ -785,11 +788,13 @@ public final class Outbox {
                             nextSeq: nextSeq, evictedLog: try db.integer("SELECT value FROM meta WHERE key = 'evicted_log'") ?? 0)
     }
 
-    static func status(of db: Connection) throws -> OutboxStatus {
+    static func status(of db: Connection, sizes: Bool = true) throws -> OutboxStatus {
         var lanes: [Lane: LaneStatus] = [.alarm: .empty, .bulk: .empty]
-        let s = try db.prepare("SELECT lane, COUNT(*), SUM(length(payload)), MIN(occurred_ns) FROM events GROUP BY lane")
+        let s = try db.prepare(sizes ? "SELECT lane, COUNT(*), SUM(length(payload)), MIN(occurred_ns) FROM events GROUP BY lane"
+                                     : "SELECT lane, COUNT(*) FROM events GROUP BY lane")
         while try s.step() {
-            lanes[Lane(code: s.int64(0))] = LaneStatus(depth: Int(s.int64(1)), bytes: s.int64(2), oldest: WallTime(nanosecondsSinceEpoch: s.int64(3)))
+            lanes[Lane(code: s.int64(0))] = LaneStatus(depth: Int(s.int64(1)), bytes: sizes ? s.int64(2) : 0,
+                                                       oldest: sizes ? WallTime(nanosecondsSinceEpoch: s.int64(3)) : nil)
         }
         return OutboxStatus(
             lanes: lanes,

@@ -71,7 +71,8 @@ import VaktpostCore
     }
 
     /// The heartbeat's and the status line's summary, kept without reading the queue through,
-    /// agrees with a full count after every kind of change.
+    /// and `vaktpost status`'s depths, counted through the index, agree with a full count after
+    /// every kind of change.
     @Test func theSummaryAgreesWithAFullCount() throws {
         try withTemporaryDirectory { dir in
             let m = EventMaker()
@@ -81,6 +82,10 @@ import VaktpostCore
                 #expect(summary.depth == full.lanes.values.reduce(0) { $0 + $1.depth } + full.inMemory, "\(after)")
                 #expect(summary.oldest == (try outbox.fetch(where: "1", [], limit: 1_000).min { $0.seq < $1.seq })?.occurredAt, "\(after)")
                 #expect(summary.nextSeq == full.nextSeq && summary.evictedLog == full.evictedLog, "\(after)")
+                let depths = try outbox.status(sizes: false)
+                #expect(depths.lanes.mapValues(\.depth) == full.lanes.mapValues(\.depth), "\(after): counted through the index alone")
+                #expect(depths.lanes.values.allSatisfy { $0.bytes == 0 && $0.oldest == nil })
+                #expect(depths.deadLetters == full.deadLetters && depths.inMemory == full.inMemory)
             }
             try agrees("empty")
             let logs = (0..<6).map { _ in m.make(.agentRestarted) }.map { e -> Event in var e = e; e.eventClass = .log; return e }
