@@ -68,6 +68,14 @@ func open(_ path: String, limits: OutboxLimits = OutboxLimits()) -> Outbox {
     }
 }
 
+/// Stores events, or says why and exits 3: a measurement whose outbox fails measures nothing.
+func appendOrExit(_ events: [Event], to outbox: Outbox) {
+    do { try outbox.append(events) } catch {
+        say("error \(error)")
+        exit(3)
+    }
+}
+
 let args = CommandLine.arguments
 guard args.count >= 3 else {
     say("usage: outbox-probe crash-writer DB SEED | ingest DB EVENTS BATCH | backlog DB EVENTS ALARMS | full DB MAX_MIB APPENDS | restamp DB EVENTS")
@@ -122,10 +130,7 @@ case "ingest":
     let start = monotonicSeconds()
     for b in batches {
         if pause > 0 { usleep(pause) }
-        do { try outbox.append(b) } catch {
-            say("error \(error)")
-            exit(3)
-        }
+        appendOrExit(b, to: outbox)
     }
     let seconds = monotonicSeconds() - start
     loop.stop()
@@ -143,10 +148,7 @@ case "backlog":
         let chunk = (stored..<min(total, stored + 1000)).map { i in
             i % every == every - 1 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))])
         }
-        do { try outbox.append(chunk) } catch {
-            say("error \(error)")
-            exit(3)
-        }
+        appendOrExit(chunk, to: outbox)
         stored += chunk.count
     }
     try? outbox.checkpoint()
@@ -166,20 +168,14 @@ case "full":
     }
     var i = 0
     while (try? outbox.status().lanes.values.reduce(Int64(0)) { $0 + $1.bytes }) ?? 0 <= mib << 20 {
-        do { try outbox.append((0..<1000).map { k in reading(i + k) }) } catch {
-            say("error \(error)")
-            exit(3)
-        }
+        appendOrExit((0..<1000).map { k in reading(i + k) }, to: outbox)
         i += 1000
     }
     var all: [Double] = [], alarms: [Double] = []
     for k in 0..<appends {
         let e = k % 10 == 9 ? event(.fallDetected, sensor: "fall") : reading(i + k)
         let began = monotonicSeconds()
-        do { try outbox.append([e]) } catch {
-            say("error \(error)")
-            exit(3)
-        }
+        appendOrExit([e], to: outbox)
         let ms = (monotonicSeconds() - began) * 1000
         all.append(ms)
         if k % 10 == 9 { alarms.append(ms) }
@@ -207,10 +203,7 @@ case "restamp":
         let chunk = (stored..<min(total, stored + 1000)).map { i in
             unsynced(i % alarmEvery == 0 ? event(.fallDetected, sensor: "fall") : event(.bedState, .update, data: [("occupied", .bool(i % 2 == 0))]))
         }
-        do { try outbox.append(chunk) } catch {
-            say("error \(error)")
-            exit(3)
-        }
+        appendOrExit(chunk, to: outbox)
         stored += chunk.count
     }
     try? outbox.checkpoint()
