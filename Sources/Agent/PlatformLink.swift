@@ -137,11 +137,8 @@ public final class PlatformLink: Sendable {
     public func start() {
         // Stamps an earlier agent of this boot left uncorrected are put right before any is
         // sent: the alarm lane's here (a few events), the rest by the first tick, the bulk lane
-        // held until then.
-        if state.withLock({ $0.correction != nil }) {
-            lanes.holdBulk(true)
-            correctClock(alarmLaneOnly: true)
-        }
+        // held until then (correctClock holds it and, for the alarm lane only, leaves it held).
+        if state.withLock({ $0.correction != nil }) { correctClock(alarmLaneOnly: true) }
         lanes.start()
         loops.follow.start { [self] in followLoop() }
         loops.heartbeat.start { [self] in heartbeatLoop() }
