@@ -17,14 +17,16 @@ status is 1 when anything failed.
                                            connection under every fifth request; the agent's
                                            connections going dead without a word; the link
                                            lost (packets dropped, connects hang); the disk
-                                           full during an outage; one sensor flooding 1,000
+                                           full during an outage; the disk failing every
+                                           write (EIO, injected with strace); one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every
                                            event arrives
 
-Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead connections).
+Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead connections, strace
+attaching to the agent for the failing disk).
 """
 import datetime, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
 from bench_platform import (ROOT as root, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
@@ -405,6 +407,39 @@ class DiskFull(Scenario):
     def cleanup(self):
         subprocess.run(["umount", "-l", self.work + "/state"], stderr=subprocess.DEVNULL)
 
+class DiskFails(Scenario):
+    """For the fault window every write and sync of the outbox's files fails with EIO, as on an
+    SD card at the end of its life: strace attaches to the running agent, injects the errors
+    into exactly those files, and detaches (the receiver stays up the whole time)."""
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.strace = None
+
+    def at(self, second):
+        if second == FAULT_WINDOW[0] and shutil.which("strace"):
+            self.strace = subprocess.Popen(
+                ["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox, "-P", self.outbox + "-wal",
+                 "-e", "trace=pwrite64,fdatasync,fsync,ftruncate", "-e", "inject=pwrite64,fdatasync,fsync,ftruncate:error=EIO"])
+        if second == FAULT_WINDOW[1]:
+            self.cleanup()
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to fail the writes (apt-get install -y strace)"):
+            return
+        failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
+        check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised and cleared ({failed})")
+        start = self.t0 + FAULT_WINDOW[0] + 2
+        during = sorted(received - occurred for occurred, received in alarm_arrivals(self.work, type="button.pressed")
+                        if start <= occurred < self.t0 + FAULT_WINDOW[1])
+        check(during and during[-1] < 2, f"{self.name}: alarms pressed while no write succeeded arrived at once: "
+                                         f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
+                                         f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
+
+    def cleanup(self):
+        if self.strace and self.strace.poll() is None:
+            self.strace.send_signal(signal.SIGINT)  # detaches; the agent runs on untraced
+            self.strace.wait(10)
+
 class Flood(Scenario):
     """A configured motion sensor of its own sends 1,000 telegrams a second for 15 s, each a
     change (so 15,000 events), on top of the stream."""
@@ -443,6 +478,7 @@ def faults():
         DeadConnections("dead-connections", bindir, base),
         LinkDown("link-down", bindir, base),
         DiskFull("disk-full", bindir, base),
+        DiskFails("disk-fails", bindir, base),
         Flood("flooding", bindir, base),
     ]
     only = os.environ.get("ONLY")
@@ -455,6 +491,8 @@ def faults():
         for s in scenarios:
             s.start()
         t0 = now()
+        for s in scenarios:
+            s.t0 = t0.timestamp()
         for second in range(RUN_FOR):
             for s in scenarios:
                 s.sample()

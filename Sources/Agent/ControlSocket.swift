@@ -127,10 +127,11 @@ extension HubDaemon {
             return .object(dropping: fields)
         } ?? .object([("configured", .bool(false))])
         let outboxJSON: JSONValue = outboxStatus.map { o in
-            .object([
+            .object(dropping: [
                 ("alarmLane", .int(Int64(o.lanes[.alarm]?.depth ?? 0))), ("bulkLane", .int(Int64(o.lanes[.bulk]?.depth ?? 0))),
                 ("awaitingAcknowledgement", .int(Int64(o.awaitingAcknowledgement))), ("deadLetters", .int(Int64(o.deadLetters))),
                 ("inMemory", .int(Int64(o.inMemory))), ("oldestAgeS", .int(health.oldestQueued.map { (now - $0).nanoseconds / 1_000_000_000 } ?? 0)),
+                ("writeFailure", o.writeFailure.map { .string($0) }),
             ])
         } ?? .null
         let fields: [(String, JSONValue?)] = [

@@ -27,6 +27,9 @@ public enum DaemonReports {
         let o = s["outbox"]
         out += "outbox  alarm lane \(o?["alarmLane"]?.intValue ?? 0), bulk lane \(o?["bulkLane"]?.intValue ?? 0) (oldest \(seconds(o?["oldestAgeS"]))), "
             + "awaiting acknowledgement \(o?["awaitingAcknowledgement"]?.intValue ?? 0), dead letters \(o?["deadLetters"]?.intValue ?? 0)\n"
+        if let failure = o?["writeFailure"]?.stringValue {
+            out += "        CANNOT WRITE (\(failure)): \(o?["inMemory"]?.intValue ?? 0) events held in memory, alarms sent from there\n"
+        }
         out += "clock   \(s["clockSynced"]?.boolValue == true ? "synchronised" : "NOT synchronised")\n"
         if let d = s["diskFreePct"], case .double(let pct) = d { out += "disk    \(pct) % free\n" }
         if case .array(let rs)? = s["receivers"], !rs.isEmpty {
@@ -107,6 +110,11 @@ public struct Checklist {
         let status = try? ControlClient.send(.object([("command", .string("status"))]), socket: socket)
         if let status {
             c.add(.pass, "the agent is running (up \(DaemonReports.seconds(status["uptimeS"])))")
+            if let failure = status["outbox"]?["writeFailure"]?.stringValue {
+                c.add(.fail, "the outbox writes to disk: \(failure)", failure.contains("full")
+                      ? "free space now (`du -sh /var/log/* /var/lib/*`); events wait in memory until then"
+                      : "`dmesg | grep -i error`: I/O errors mean a failing SD card, replace it; `database is locked`: `fuser \(config.outbox.path)`")
+            }
             c.sensorChecks(config, status)
             if case .array(let inputs)? = status["receivers"] {
                 for i in inputs {

@@ -132,12 +132,38 @@ public final class HubDaemon: HubControl {
 
         let stamp = clock.stamp
         let now = clock.now
+        let limits = OutboxLimits(config.outbox)
+        let standIn = Self.standInPath(socket: options.socketPath)
         let box: Outbox
+        var standInFor: String? = nil
+        var absorbed: (events: Int, event: EventID?)? = nil
         do {
             // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
-            box = try Outbox(path: config.outbox.path, limits: OutboxLimits(config.outbox), now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+            box = try Outbox(path: config.outbox.path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+            if access(standIn, F_OK) == 0 {
+                do {
+                    absorbed = try box.absorb(standIn: standIn)
+                    for suffix in ["", "-wal", "-shm"] { Files.remove(standIn + suffix) }
+                } catch {
+                    logger.error("the stand-in outbox \(standIn) could not be moved into \(config.outbox.path) (\(error)); it is kept for the next start")
+                }
+            }
         } catch {
-            throw DaemonError("cannot open the outbox \(config.outbox.path): \(error). Check that the directory exists and belongs to the agent's user (systemd's StateDirectory=vaktpost makes /var/lib/vaktpost)")
+            // Without an outbox the agent would not start, and no alarm would go out (a worn SD
+            // card the kernel remounted read-only, a state directory missing): it runs from a
+            // stand-in on the runtime directory's tmpfs instead, continuing the outbox's seqs,
+            // and says so. What the stand-in holds survives restarts of the agent, not of the hub.
+            let floor = Outbox.nextSeq(readingFrom: config.outbox.path, limits: limits) ?? UInt64(max(1, real().millisecondsSinceEpoch)) * 1000
+            do {
+                box = try Outbox(path: standIn, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+            } catch let second {
+                throw DaemonError("cannot open the outbox \(config.outbox.path) (\(error)), nor a stand-in at \(standIn) (\(second)). "
+                                  + "Check that the directory exists and belongs to the agent's user (systemd's StateDirectory=vaktpost makes /var/lib/vaktpost), "
+                                  + "and the kernel log (dmesg) for I/O errors")
+            }
+            box.standingIn = (config.outbox.path, "\(error)")
+            standInFor = "\(error)"
+            logger.critical("cannot open the outbox \(config.outbox.path) (\(error)): running from a stand-in at \(standIn) (memory: lost if the hub loses power); check that the directory exists and belongs to the agent's user, and the kernel log (dmesg) for I/O errors (replace the SD card); then restart the agent")
         }
         let unclean = box.startedAfterUncleanStop
         let previousBoot = try? box.note("boot_id")
@@ -171,6 +197,22 @@ public final class HubDaemon: HubControl {
             logger.warning("started after an unclean stop: \(reason)")
         }
         try? outbox.with { try $0.setNote("boot_id", bootID) }
+        if let cause = standInFor, ((try? outbox.with { try $0.note("stand_in_event") }) ?? nil) == nil {
+            // Raised once per stand-in (a restart still without the disk finds it raised).
+            let id = raise(.outboxWriteFailed, data: [("error", .string(cause)), ("outbox", .string(config.outbox.path)), ("standIn", .string(standIn))])
+            try? outbox.with { try $0.setNote("stand_in_event", id?.description) }
+        }
+        if let absorbed {
+            if let event = absorbed.event { raise(.outboxWriteFailed, .cleared, correlation: event, data: [("moved", .int(Int64(absorbed.events)))]) }
+            logger.notice("the outbox writes again: the \(absorbed.events) events the stand-in \(standIn) still held are in it")
+        }
+    }
+
+    /// Where the outbox stands in when its own cannot be opened: beside the control socket, on
+    /// the runtime directory's tmpfs (/run/vaktpost), which the unit keeps across restarts.
+    static func standInPath(socket: String) -> String {
+        let dir = socket.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return (dir.isEmpty ? "." : dir) + "/outbox-stand-in.sqlite"
     }
 
     /// The outbox's own technical events (pressure, disk full, recovered), stamped like all others.
@@ -238,7 +280,7 @@ public final class HubDaemon: HubControl {
                     try o.flushMemory()
                 } catch {
                     // Nowhere to write them: say so, loudly, with what to do.
-                    logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written (\(error)); free space on the hub's disk")
+                    logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written (\(error)); \(Self.advice(o.hold, path: o.path))")
                 }
                 try o.checkpoint()
                 try o.close()
@@ -378,8 +420,8 @@ public final class HubDaemon: HubControl {
                 logger.critical("ALARM \(e.type.rawValue) \(e.state.rawValue) \(e.sensor?.rawValue ?? "") \(e.room?.rawValue ?? "")")
             }
         } catch {
-            // The outbox refused (disk full and memory full): this is the one place events can
-            // be lost, so it is shouted, with what to do.
+            // The outbox refused (the disk takes no writes and memory holds all the alarms it
+            // may): this is the one place events can be lost, so it is shouted, with what to do.
             logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
             return false
         }
@@ -439,13 +481,30 @@ public final class HubDaemon: HubControl {
         }
     }
 
+    /// The journal's side of `outbox.disk_full` / `outbox.write_failed`: a technician reading it
+    /// over SSH learns what to do without the platform.
+    func reportHold(_ hold: StorageHold?, held: Int) {
+        if let hold {
+            logger.critical("the outbox cannot write to \(config.outbox.path) (\(hold.cause)): events are held in memory (\(held) now) and sent from there, alarms first; \(Self.advice(hold, path: config.outbox.path))")
+        } else {
+            logger.notice("the outbox writes again: the events held in memory are on disk")
+        }
+    }
+
+    static func advice(_ hold: StorageHold?, path: String) -> String {
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        guard let hold, hold.type != .outboxDiskFull else { return "free space on the hub's disk (df -h \(dir.isEmpty ? "." : dir))" }
+        return "look for I/O errors in the kernel log (dmesg) and replace the SD card if it reports them; "
+            + "if the outbox is locked, see which process holds it (fuser \(path))"
+    }
+
     /// The outbox's checkpoints, off its lock (see `OutboxCheckpointer.run`).
     func checkpointLoopBody() {
         let checkpointer: OutboxCheckpointer
         do {
-            checkpointer = try OutboxCheckpointer(path: config.outbox.path)
+            checkpointer = try OutboxCheckpointer(path: try outbox.with { $0.path })
         } catch {
-            logger.error("the outbox checkpoints inside its commits: no second connection to \(config.outbox.path) (\(error))")
+            logger.error("the outbox checkpoints inside its commits: no second connection to it (\(error))")
             return
         }
         let loop = checkpointLoop
@@ -459,6 +518,7 @@ public final class HubDaemon: HubControl {
     func tickLoopBody() {
         var lastAlive = SystemClock.boottime()
         var lastAliveNote = UInt64(0)
+        var lastHold: StorageHold? = nil
         var savedHistories: [String: BTHomeHistory]? = nil
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
@@ -473,7 +533,12 @@ public final class HubDaemon: HubControl {
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             if now - lastAlive >= 10_000_000_000 {
                 lastAlive = now
-                try? outbox.with { try $0.flushMemory() }
+                let (hold, held) = (try? outbox.with { o in
+                    try? o.flushMemory()
+                    return (o.hold, o.inMemoryCount)
+                }) ?? (nil, 0)
+                if hold != lastHold { reportHold(hold, held: held) }
+                lastHold = hold
                 // What an idle hub writes: the last-alive mark once a minute (it dates an unclean
                 // stop), the BTHome counters only when they moved; not two fsyncs every 10 s.
                 if now - lastAliveNote >= 60_000_000_000 {

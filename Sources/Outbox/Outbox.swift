@@ -17,7 +17,9 @@ import VaktpostPosix
 /// - One transaction per `append`: one fsync for the whole group, `synchronous=FULL` whenever it
 ///   carries an alarm-lane event, so an alarm is on disk before `append` returns.
 /// - When full: oldest `log` first, then superseded `state`; alarms, technical and test events
-///   are never evicted. When the disk itself is full: events wait in a bounded memory queue.
+///   are never evicted. When the disk itself takes no writes (full, failing, locked by another
+///   process): events wait in a bounded memory queue and are sent from there, and what the
+///   platform confirms meanwhile is recorded when the disk takes writes again.
 ///
 /// Not `Sendable`: one owner calls it from one thread (the daemon gives it its own).
 public final class Outbox {
@@ -38,16 +40,34 @@ public final class Outbox {
     /// (only protected events and the newest states left): the next pass waits until the
     /// outbox has grown by `capacitySlack` past it, instead of scanning at every append.
     var capacityFloor: (rows: Int, bytes: Int64)?
-    /// Events accepted while the disk was full, not yet written.
+    /// Events accepted while the disk took no writes, not yet written.
     var memory: [StoredEvent] = []
     var memoryRuleState: EngineState?
     var memoryBatches: [Lane: OutboxBatch] = [:]
     var memoryEvicted = (log: Int64(0), state: Int64(0))
-    var diskFull: EventID?
+    /// Set from the first write the disk refused until memory is written: the technical event
+    /// raised for it, and why.
+    public private(set) var hold: StorageHold?
+    /// Deliveries the platform confirmed while the disk took no writes, recorded with the memory
+    /// queue. Until then their stored events are not offered again (`awaitingRecord`).
+    var unrecorded: [Settlement] = []
+    var awaitingRecord: Set<EventID> = []
+    /// Changes to followed alarms, and notes, made while the disk took no writes.
+    var followUps: [EventID: FollowUp] = [:]
+    var notesHeld: [String: String?] = [:]
+    /// While held, the disk is tried again at most once a second (boot clock, ns): each try is a
+    /// failing write, or a wait for another process's lock, with the outbox held.
+    var retryAt: UInt64 = 0
+    /// Writes tried while held (for tests: the retries are spaced, not one per append).
+    var retries = 0
     var pressure: EventID?
     var synchronousFull: Bool?
     /// When the last commit was, and whom to tell that the WAL has grown: for a checkpointer.
     public let walActivity = WALActivity()
+
+    /// Set when this outbox stands in for the one at `path`, which could not be opened for
+    /// writing (`HubDaemon`): why not.
+    public var standingIn: (path: String, cause: String)?
 
     /// Where a damaged database was moved at open, if one was.
     public private(set) var recoveredFrom: String?
@@ -56,7 +76,9 @@ public final class Outbox {
 
     /// Opens (or creates) the outbox. A damaged file is moved aside and replaced, and the new
     /// outbox starts with an `outbox.recovered` event: the agent runs on instead of crash-looping.
-    public init(path: String, limits: OutboxLimits = OutboxLimits(), now: @escaping () -> WallTime, makeEvent: @escaping TechnicalEventMaker) throws {
+    ///
+    /// `seqFloor`: the lowest seq to give out, for a stand-in outbox that continues another's seqs.
+    public init(path: String, limits: OutboxLimits = OutboxLimits(), seqFloor: UInt64 = 0, now: @escaping () -> WallTime, makeEvent: @escaping TechnicalEventMaker) throws {
         self.path = path
         self.limits = limits
         self.now = now
@@ -81,6 +103,7 @@ public final class Outbox {
         // was itself what filled the disk (Benchmarks/reliability.py); journal_size_limit
         // shrinks the file back to 4 MB when the WAL starts over. Not less: a WAL file that
         // must grow again makes every commit's fdatasync write its size too (-30 % ingest).
+        db.setBusyTimeout(limits.lockWait)
         try db.execute("PRAGMA journal_mode = WAL; PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 4194304")
         db.onCommit(walPages: { [unowned db, walActivity] pages in
             walActivity.committed(walPages: pages)
@@ -97,7 +120,7 @@ public final class Outbox {
             seq += UInt64(limits.memoryEvents)
             startedAfterUncleanStop = true
         }
-        nextSeq = seq
+        nextSeq = max(seq, seqFloor)
         pressure = try db.text("SELECT text FROM meta WHERE key = 'pressure_id'").flatMap(EventID.init)
         try db.transaction {
             try setMeta("next_seq", Int64(nextSeq))
@@ -199,13 +222,15 @@ public final class Outbox {
     // MARK: Storing
 
     /// Stores events (and the rule state that produced them) in one transaction. Returns their
-    /// seqs. When this returns, every alarm-lane event is on disk, or, if the disk is full, held
-    /// in memory and retried on the next call; it throws only when it did not accept the events.
+    /// seqs. When this returns, every alarm-lane event is on disk, or, if the disk takes no
+    /// writes (full, failing, locked by another process), held in memory, sendable from there,
+    /// and written by a later call; it throws only when it did not accept the events.
     @discardableResult
     public func append(_ events: [Event], ruleState: EngineState? = nil) throws -> [UInt64] {
-        if !memory.isEmpty { try? flushMemory() }
-        var stored = events.map(prepare)
-        if memory.isEmpty {
+        if hold != nil, SystemClock.boottime() >= retryAt { try? flushMemory() }
+        let stored = events.map(prepare)
+        var failure: SQLiteError? = nil
+        if hold == nil {
             for attempt in 0..<2 {
                 do {
                     try setSynchronous(full: stored.contains { $0.lane == .alarm })
@@ -218,69 +243,99 @@ public final class Outbox {
                         try enforceCapacity()
                     }
                     return stored.map(\.seq)
-                } catch let error as SQLiteError where error.isFull {
+                } catch let error as SQLiteError where error.isStorageFailure {
                     // Rolled back. The seqs stay taken (never reused). The WAL itself may be
                     // what fills the disk (it grows to 32 MB between idle checkpoints): fold it
                     // into the database, truncate it, try once more; else to memory below.
                     try? reloadAfterRollback()
-                    if attempt == 0, (try? checkpoint()) != nil { continue }
+                    failure = error
+                    if error.isFull, attempt == 0, (try? checkpoint()) != nil { continue }
                     break
                 }
             }
         }
         let incomingAlarms = stored.filter { $0.lane == .alarm }.count
         guard memory.filter({ $0.lane == .alarm }).count + incomingAlarms <= limits.memoryEvents else {
-            throw OutboxError.memoryFull(limit: limits.memoryEvents)
-        }
-        if diskFull == nil {
-            let event = prepare(makeEvent(.outboxDiskFull, .active, nil, [("inMemory", .int(Int64(memory.count + stored.count)))]))
-            diskFull = event.eventID
-            stored.append(event)
+            throw OutboxError.memoryFull(limit: limits.memoryEvents, cause: hold?.cause ?? failure.map(Self.cause) ?? "?")
         }
         memory += stored
+        if let failure { holdInMemory(failure) }
         if let ruleState { memoryRuleState = ruleState }
         trimMemory()
         return stored.map(\.seq)
     }
 
-    /// Tries again to write what waits in memory. Called by every `append`; the daemon also
-    /// calls it on a timer so a quiet hub notices when space returns.
+    /// The disk refused a write: from now on events wait in memory (raised once, as
+    /// `outbox.disk_full` or `outbox.write_failed`), and the disk is tried again in a second.
+    func holdInMemory(_ error: SQLiteError) {
+        retryAt = SystemClock.boottime() + 1_000_000_000
+        guard hold == nil else { return }
+        // A lock another process holds made this write wait `lockWait`; the retries must not,
+        // with the outbox held and an alarm perhaps waiting for it.
+        db.setBusyTimeout(.milliseconds(100))
+        let type: EventType = error.isFull ? .outboxDiskFull : .outboxWriteFailed
+        let event = prepare(makeEvent(type, .active, nil, [("inMemory", .int(Int64(memory.count + 1))), ("error", .string(Self.cause(error)))]))
+        hold = StorageHold(type: type, eventID: event.eventID, cause: Self.cause(error))
+        memory.append(event)
+    }
+
+    static func cause(_ error: SQLiteError) -> String { "\(error.message), SQLite code \(error.extendedCode)" }
+
+    /// Whether to try the disk now: always, unless it refused a write less than a second ago.
+    var mayTryDisk: Bool { hold == nil || SystemClock.boottime() >= retryAt }
+
     public var inMemoryCount: Int { memory.count }
 
+    /// Writes what waits in memory, and records the deliveries settled meanwhile, in one
+    /// transaction; ends the hold (`outbox.disk_full` or `outbox.write_failed` cleared). Called
+    /// by `append` (at most once a second while held); the daemon also calls it on a timer so
+    /// a quiet hub notices when the disk takes writes again.
     public func flushMemory() throws {
-        guard !memory.isEmpty else { return }
-        let cleared = diskFull.map { prepare(makeEvent(.outboxDiskFull, .cleared, $0, [("written", .int(Int64(memory.count)))])) }
-        let pending = memory + (cleared.map { [$0] } ?? [])
+        guard let held = hold else { return }
+        retries += 1
+        let seqBefore = nextSeq
+        let cleared = prepare(makeEvent(held.type, .cleared, held.eventID, [("written", .int(Int64(memory.count)))]))
+        let pending = memory + [cleared]
         try setSynchronous(full: true)
         do {
-            try writeMemory(pending)
-        } catch let error as SQLiteError where error.isFull {
-            try? reloadAfterRollback()
-            // As in `append`: a truncated WAL may be room enough.
-            guard (try? checkpoint()) != nil else { throw error }
             do {
                 try writeMemory(pending)
-            } catch {
+            } catch let error as SQLiteError where error.isFull {
                 try? reloadAfterRollback()
-                throw error
+                // As in `append`: a truncated WAL may be room enough.
+                guard (try? checkpoint()) != nil else { throw error }
+                try writeMemory(pending)
             }
         } catch {
             try? reloadAfterRollback()
+            // The cleared event was never written: its seq goes to the next event, no gap.
+            nextSeq = seqBefore
+            retryAt = SystemClock.boottime() + 1_000_000_000
             throw error
         }
         memory = []
         memoryRuleState = nil
         memoryEvicted = (0, 0)
-        diskFull = nil
+        hold = nil
+        unrecorded = []
+        awaitingRecord = []
+        followUps = [:]
+        notesHeld = [:]
         memoryBatches = [:]  // now ordinary stored batches: nextBatch finds them in the table
+        db.setBusyTimeout(limits.lockWait)
     }
 
     func writeMemory(_ pending: [StoredEvent]) throws {
         try db.transaction {
+            // The deliveries first: an alarm received meanwhile and then lost by the platform
+            // (404) is in memory again, to be inserted after its settlement took it out.
+            for settlement in unrecorded { try record(settlement) }
             for e in pending { try insert(e) }
             rows += pending.count
             bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
             for batch in memoryBatches.values { try storeBatch(batch) }
+            for (id, change) in followUps { try apply(change, to: id) }
+            for (key, text) in notesHeld { try setMetaText("note." + key, text) }
             if let state = memoryRuleState { try saveRuleState(state) }
             try addCounter("evicted_log", memoryEvicted.log)
             try addCounter("coalesced_state", memoryEvicted.state)
@@ -472,8 +527,12 @@ public final class Outbox {
     /// highest priority first, then oldest. `body` writes the request body for the uplink.
     public func nextBatch(lane: Lane, maxCount: Int, maxBytes: Int, body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
         if let batch = memoryBatches[lane] { return batch }
-        if let batch = try storedBatch(lane) { return batch }
         let waiting = memory.filter { $0.lane == lane }.sorted(by: Outbox.sendOrder)
+        do {
+            if let batch = try storedBatch(lane) { return batch }
+        } catch let error as SQLiteError where error.isStorageFailure && !waiting.isEmpty {
+            // The disk cannot even be read: what memory holds goes out all the same.
+        }
         let candidates = waiting.isEmpty ? try queued(lane, limit: maxCount) : waiting
         var chosen: [StoredEvent] = []
         var size = 0
@@ -484,7 +543,7 @@ public final class Outbox {
         }
         guard !chosen.isEmpty else { return nil }
         let id = EventID.v7(unixMilliseconds: now().millisecondsSinceEpoch, using: &rng).description
-        var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty)
+        var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty || !mayTryDisk)
         if !batch.inMemory {
             do {
                 // A bulk batch's bookkeeping needs no fsync of its own: if power loss takes it,
@@ -492,7 +551,8 @@ public final class Outbox {
                 // ones it already has as duplicates (per eventId). Alarms stay fully synced.
                 try setSynchronous(full: lane == .alarm)
                 try db.transaction { try storeBatch(batch) }
-            } catch let error as SQLiteError where error.isFull {
+            } catch let error as SQLiteError where error.isStorageFailure {
+                holdInMemory(error)
                 batch.inMemory = true  // still sendable; its bytes live in memory until settled
             }
         }
@@ -513,16 +573,29 @@ public final class Outbox {
     }
 
     func storedBatch(_ lane: Lane) throws -> OutboxBatch? {
-        let s = try db.prepare("SELECT batch_id, body FROM batches WHERE lane = ? ORDER BY created_ns LIMIT 1").bind(.integer(lane.code))
+        // Skipping the batches delivered while the disk took no writes (a handful at most).
+        let settled = unrecorded.filter { $0.batch.lane == lane && !$0.batch.inMemory }.map { SQLiteValue.text($0.batch.id) }
+        let s = try db.prepare("""
+            SELECT batch_id, body FROM batches WHERE lane = ?\(settled.isEmpty ? "" : " AND batch_id NOT IN (\(placeholders(settled.count)))")
+            ORDER BY created_ns LIMIT 1
+            """).bind([.integer(lane.code)] + settled)
         guard try s.step(), let id = s.text(0) else { return nil }
         let body = s.blob(1)
         let events = try fetch(where: "batch_id = ?", [.text(id)], limit: Int.max)
         return OutboxBatch(id: id, lane: lane, body: body, events: events, inMemory: false)
     }
 
+    /// The lane's events not yet in a batch. While the disk takes no writes, not those already
+    /// delivered (`awaitingRecord`), and none at all once a memory queue's worth of them is
+    /// (the rest waits for the disk).
     func queued(_ lane: Lane, limit: Int) throws -> [StoredEvent] {
-        try fetch(where: "lane = ? AND batch_id IS NULL", [.integer(lane.code)], limit: limit)
+        guard !awaitingRecord.isEmpty else { return try fetch(where: "lane = ? AND batch_id IS NULL", [.integer(lane.code)], limit: limit) }
+        guard awaitingRecord.count < limits.memoryEvents else { return [] }
+        return try fetch(where: "lane = ? AND batch_id IS NULL", [.integer(lane.code)], limit: limit + awaitingRecord.count)
+            .filter { !awaitingRecord.contains($0.eventID) }.prefix(limit).map { $0 }
     }
+
+    func placeholders(_ n: Int) -> String { Array(repeating: "?", count: n).joined(separator: ", ") }
 
     func fetch(where condition: String, _ values: [SQLiteValue], limit: Int) throws -> [StoredEvent] {
         let s = try db.prepare("""
@@ -544,41 +617,70 @@ public final class Outbox {
 
     /// Records what the platform said: delivered events leave, rejected ones become dead letters
     /// with the reason, and events it did not answer for go back to the queue for a new batch.
+    /// If the disk takes no writes, the outcome is kept and recorded with the memory queue: the
+    /// lane goes on to the next event (a delivered alarm is never sent again for a failing disk).
     public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
-        let onlyInMemory = Set(memory.map(\.eventID))
-        // As for making the batch: a lost settle is a resend the platform answers as duplicates.
-        try setSynchronous(full: batch.lane == .alarm)
-        try db.transaction {
-            for e in batch.events {
-                switch outcomes[e.eventID] {
-                case .delivered?:
-                    try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-                case .deliveredFollowing(let location)?:
-                    try db.prepare("""
-                        INSERT OR IGNORE INTO followed_alarms (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')
-                        """).bind(Outbox.columns(e) + [.text(location), .integer(now().nanosecondsSinceEpoch)]).run()
-                    try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-                case .rejected(let reason)?:
-                    try db.prepare("""
-                        INSERT OR IGNORE INTO dead_letters (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, reason, rejected_ns)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """).bind(Outbox.columns(e) + [.text(reason), .integer(now().nanosecondsSinceEpoch)]).run()
-                    try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-                case nil:
-                    try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-                }
-            }
-            try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch.id)).run()
-            let gone = batch.events.filter { outcomes[$0.eventID] != nil && !onlyInMemory.contains($0.eventID) }
-            rows -= gone.count
-            bytes -= gone.reduce(0) { $0 + Int64($1.payload.count) }
-            // Deliveries lower the floor: the next pass comes after 1 % of growth from here.
-            capacityFloor = capacityFloor.map { (min($0.rows, rows), min($0.bytes, bytes)) }
-            try clearPressureIfRelieved()
+        let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: now())
+        if settlement.touchesDisk {
+            // As for making the batch: a lost settle is a resend the platform answers as duplicates.
+            try writeOrKeep(synced: batch.lane == .alarm, { try db.transaction { try record(settlement) } }, else: { postpone(settlement) })
         }
         memory.removeAll { e in outcomes[e.eventID] != nil }
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
+    }
+
+    /// Runs `write` (one statement or transaction; `synced`: with FULL or NORMAL sync, nil: as
+    /// the last write); if the disk takes no writes (found now, or less than a second ago),
+    /// `keep` holds the change in memory for `flushMemory` instead.
+    func writeOrKeep(synced: Bool?, _ write: () throws -> Void, else keep: () -> Void) throws {
+        guard mayTryDisk else { return keep() }
+        do {
+            if let synced { try setSynchronous(full: synced) }
+            try write()
+        } catch let error as SQLiteError where error.isStorageFailure {
+            try? reloadAfterRollback()
+            holdInMemory(error)
+            keep()
+        }
+    }
+
+    func postpone(_ settlement: Settlement) {
+        unrecorded.append(settlement)
+        for e in settlement.batch.events where settlement.outcomes[e.eventID] != nil && !settlement.onlyInMemory.contains(e.eventID) {
+            awaitingRecord.insert(e.eventID)
+        }
+    }
+
+    /// Inside a transaction: a settlement's rows.
+    func record(_ settlement: Settlement) throws {
+        let (batch, outcomes) = (settlement.batch, settlement.outcomes)
+        for e in batch.events {
+            switch outcomes[e.eventID] {
+            case .delivered?:
+                try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+            case .deliveredFollowing(let location)?:
+                try db.prepare("""
+                    INSERT OR IGNORE INTO followed_alarms (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')
+                    """).bind(Outbox.columns(e) + [.text(location), .integer(settlement.at.nanosecondsSinceEpoch)]).run()
+                try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+            case .rejected(let reason)?:
+                try db.prepare("""
+                    INSERT OR IGNORE INTO dead_letters (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, reason, rejected_ns)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """).bind(Outbox.columns(e) + [.text(reason), .integer(settlement.at.nanosecondsSinceEpoch)]).run()
+                try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+            case nil:
+                try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(.text(e.eventID.description)).run()
+            }
+        }
+        try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch.id)).run()
+        let gone = batch.events.filter { outcomes[$0.eventID] != nil && !settlement.onlyInMemory.contains($0.eventID) }
+        rows -= gone.count
+        bytes -= gone.reduce(0) { $0 + Int64($1.payload.count) }
+        // Deliveries lower the floor: the next pass comes after 1 % of growth from here.
+        capacityFloor = capacityFloor.map { (min($0.rows, rows), min($0.bytes, bytes)) }
+        try clearPressureIfRelieved()
     }
 
     /// Rewrites queued events, one bounded step at a time: the clock correction re-stamps events
@@ -601,7 +703,7 @@ public final class Outbox {
     ///
     /// `containing` skips, in SQL, every stored event whose payload lacks those bytes, so that
     /// what needs no rewrite is not parsed. The first step does the events held in memory (the
-    /// disk was full) before its stored part, so they are done even if that part fails.
+    /// disk took no writes) before its stored part, so they are done even if that part fails.
     public func rewriteQueued(containing needle: String? = nil, from cursor: RewriteCursor = .start, limit: Int = 256, window: Int = 4096,
                               _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> RewriteStep {
         var rewritten: [EventID: (payload: [UInt8], occurredAt: WallTime)] = [:]
@@ -613,7 +715,7 @@ public final class Outbox {
                 rewritten[memory[i].eventID] = new
             }
         }
-        // Batches kept in memory (the disk was full when they were made) may hold stored events
+        // Batches kept in memory (the disk took no writes when they were made) may hold stored events
         // too: settled against everything rewritten, whether or not the stored part succeeds.
         defer {
             if let batch = memoryBatches[.bulk], batch.events.contains(where: { rewritten[$0.eventID] != nil }) {
@@ -681,6 +783,7 @@ public final class Outbox {
     /// Small durable notes of the uplink (the last command seen, the config ETag in force),
     /// kept with the events so they survive the same way.
     public func note(_ key: String) throws -> String? {
+        if let held = notesHeld[key] { return held }
         let s = try db.prepare("SELECT text FROM meta WHERE key = ?").bind(.text("note." + key))
         return try s.step() ? s.text(0) : nil
     }
@@ -688,8 +791,10 @@ public final class Outbox {
     /// `synced`: on disk when this returns, and with it every commit before (a note that says
     /// the unsynced commits before it are done); otherwise it rides the next sync.
     public func setNote(_ key: String, _ text: String?, synced: Bool = false) throws {
-        if synced { try setSynchronous(full: true) }
-        try setMetaText("note." + key, text)
+        try writeOrKeep(synced: synced ? true : nil, {
+            try setMetaText("note." + key, text)
+            notesHeld[key] = nil
+        }, else: { notesHeld[key] = .some(text) })
     }
 
     // MARK: Following alarms
@@ -706,40 +811,84 @@ public final class Outbox {
             out.append(FollowedAlarm(event: event, location: s.text(9) ?? "", acceptedAt: WallTime(nanosecondsSinceEpoch: s.int64(10)),
                                      status: s.text(11) ?? "received", escalation: s.text(12).flatMap(EventID.init)))
         }
-        return out
+        guard hold != nil else { return out }
+        // While the disk takes no writes: the ones received meanwhile, and what changed since.
+        for settlement in unrecorded {
+            for e in settlement.batch.events {
+                guard case .deliveredFollowing(let location)? = settlement.outcomes[e.eventID] else { continue }
+                out.append(FollowedAlarm(event: e, location: location, acceptedAt: settlement.at, status: "received", escalation: nil))
+            }
+        }
+        return out.compactMap { alarm in
+            switch followUps[alarm.event.eventID] {
+            case nil: return alarm
+            case .ended?: return nil
+            case .status(let status, let escalation)?:
+                var changed = alarm
+                (changed.status, changed.escalation) = (status, escalation)
+                return changed
+            }
+        }.sorted { $0.event.seq < $1.event.seq }
     }
 
     /// Records the platform's latest status for a followed alarm, and the `alarm.unacknowledged`
-    /// event once it was escalated.
+    /// event once it was escalated (kept in memory while the disk takes no writes: an
+    /// escalation forgotten would be raised, and sent to the secondary platform, again).
     public func updateFollowed(_ id: EventID, status: String, escalation: EventID?) throws {
-        try db.prepare("UPDATE followed_alarms SET status = ?, escalation_id = ? WHERE event_id = ?")
-            .bind(.text(status), escalation.map { .text($0.description) } ?? .null, .text(id.description)).run()
+        try follow(id, .status(status, escalation))
+    }
+
+    /// A follow-up written now, or kept for `flushMemory` while the disk takes no writes (or
+    /// the alarm, received meanwhile, is not in the table yet).
+    func follow(_ id: EventID, _ change: FollowUp) throws {
+        try writeOrKeep(synced: true, {
+            try apply(change, to: id)
+            followUps[id] = db.changes == 0 && hold != nil ? change : nil
+        }, else: { followUps[id] = change })
+    }
+
+    func apply(_ change: FollowUp, to id: EventID) throws {
+        switch change {
+        case .ended:
+            try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
+        case .status(let status, let escalation):
+            try db.prepare("UPDATE followed_alarms SET status = ?, escalation_id = ? WHERE event_id = ?")
+                .bind(.text(status), escalation.map { .text($0.description) } ?? .null, .text(id.description)).run()
+        }
     }
 
     /// An operator acknowledged it (or the platform closed it): nothing more to follow.
     public func endFollowing(_ id: EventID) throws {
-        try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
+        try follow(id, .ended)
     }
 
     /// The platform no longer knows the alarm (404): it goes back to the alarm lane, same id and
     /// bytes, to be posted again.
     public func requeueFollowed(_ id: EventID) throws {
-        try setSynchronous(full: true)
         var added: (rows: Int, bytes: Int64) = (0, 0)
-        try db.transaction {
-            try db.prepare("""
-                INSERT OR IGNORE INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
-                SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload FROM followed_alarms WHERE event_id = ?
-                """).bind(.text(id.description)).run()
-            if db.changes > 0 {
-                let size = try db.prepare("SELECT length(payload) FROM events WHERE event_id = ?").bind(.text(id.description))
-                added = (1, try size.step() ? size.int64(0) : 0)
+        try writeOrKeep(synced: true, {
+            try db.transaction {
+                try db.prepare("""
+                    INSERT OR IGNORE INTO events (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload)
+                    SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload FROM followed_alarms WHERE event_id = ?
+                    """).bind(.text(id.description)).run()
+                if db.changes > 0 {
+                    let size = try db.prepare("SELECT length(payload) FROM events WHERE event_id = ?").bind(.text(id.description))
+                    added = (1, try size.step() ? size.int64(0) : 0)
+                }
+                try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
             }
-            try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
-        }
+        }, else: {})
         // Counted, not recounted: a count reads the whole queue, and this alarm is on its way out again.
         rows += added.rows
         bytes += added.bytes
+        guard added.rows == 0, hold != nil else { return }
+        // The disk takes no writes, or the alarm is not in the table yet: sent again from memory,
+        // its following ended when memory is written.
+        if let alarm = try? followedAlarms().first(where: { $0.event.eventID == id }), !memory.contains(where: { $0.eventID == id }) {
+            memory.append(alarm.event)
+        }
+        followUps[id] = .ended
     }
 
     // MARK: Reading the queue
@@ -747,7 +896,7 @@ public final class Outbox {
     /// How long to wait for a fuller batch: zero when a batch is already made (resend it), the
     /// queue holds `fill` events, or its first event is `upTo` old (a backlog never waits).
     public func linger(lane: Lane, fill: Int, upTo: Duration) throws -> Duration {
-        guard memory.isEmpty, memoryBatches[lane] == nil else { return .zero }
+        guard hold == nil, memoryBatches[lane] == nil else { return .zero }
         let s = try db.cached("""
             SELECT COUNT(*), MIN(occurred_ns) FROM (SELECT occurred_ns FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)
             """).bind(.integer(lane.code), .integer(Int64(fill)))
@@ -762,6 +911,12 @@ public final class Outbox {
     /// batch (alarms first), where `status()` would scan a long backlog each time.
     public func hasQueued(_ lane: Lane) throws -> Bool {
         if memory.contains(where: { $0.lane == lane }) { return true }
+        guard awaitingRecord.isEmpty else {
+            // Delivered while the disk took no writes, still in the table: not waiting.
+            let s = try db.prepare("SELECT event_id FROM events WHERE lane = ? LIMIT ?").bind(.integer(lane.code), .integer(Int64(awaitingRecord.count + 1)))
+            while try s.step() { if let id = s.text(0).flatMap(EventID.init), !awaitingRecord.contains(id) { return true } }
+            return false
+        }
         let s = try db.cached("SELECT EXISTS (SELECT 1 FROM events WHERE lane = ?)").bind(.integer(lane.code))
         defer { s.reset() }
         return try s.step() && s.int64(0) == 1
@@ -774,6 +929,7 @@ public final class Outbox {
         var s = try Outbox.status(of: db, sizes: sizes)
         s.inMemory = memory.count
         s.nextSeq = nextSeq
+        s.writeFailure = hold?.cause ?? standingIn.map { "\($0.path): \($0.cause)" }
         return s
     }
 
@@ -784,7 +940,7 @@ public final class Outbox {
         let head = try db.cached("SELECT occurred_ns FROM events ORDER BY seq LIMIT 1")
         defer { head.reset() }  // cached: read to its end or not, it starts afresh next time
         let stored = try head.step() ? WallTime(nanosecondsSinceEpoch: head.int64(0)) : nil
-        return QueueSummary(depth: rows + memory.count, oldest: [stored, memory.first?.occurredAt].compactMap { $0 }.min(),
+        return QueueSummary(depth: rows - awaitingRecord.count + memory.count, oldest: [stored, memory.first?.occurredAt].compactMap { $0 }.min(),
                             nextSeq: nextSeq, evictedLog: try db.integer("SELECT value FROM meta WHERE key = 'evicted_log'") ?? 0)
     }
 
@@ -845,6 +1001,60 @@ public final class Outbox {
 extension Lane {
     var code: Int64 { self == .alarm ? 0 : 1 }
     init(code: Int64) { self = code == 0 ? .alarm : .bulk }
+}
+
+// MARK: Standing in
+
+extension Outbox {
+    /// The seq an outbox that cannot be written would give out next, read without writing
+    /// anything (on a read-only file system too), with the gap of an unclean stop: where a
+    /// stand-in continues, so that no seq is used twice. Nil when the file cannot be read.
+    public static func nextSeq(readingFrom path: String, limits: OutboxLimits = OutboxLimits()) -> UInt64? {
+        // With its WAL if the -shm can be opened; else the file alone, whose WAL (commits not
+        // yet checkpointed) is not seen: a gap of one event per 64 bytes of WAL covers them.
+        var wal = stat()
+        let walBytes = stat(path + "-wal", &wal) == 0 ? Int(wal.st_size) : 0
+        for (mode, immutable) in [(Connection.OpenMode.readOnly, false), (.immutable, true)] {
+            guard let c = try? Connection(path: path, mode: mode),
+                  let next = (try? c.integer("SELECT value FROM meta WHERE key = 'next_seq'")) ?? nil else { continue }
+            let clean = ((try? c.integer("SELECT value FROM meta WHERE key = 'clean'")) ?? nil) == 1
+            let unseen = immutable ? walBytes / 64 : 0
+            return UInt64(max(1, next)) + UInt64(clean && unseen == 0 ? 0 : limits.memoryEvents + unseen)
+        }
+        return nil
+    }
+
+    /// Takes in what a stand-in outbox still holds (the agent ran from it while this one could
+    /// not be written): its queued events, whose batches are made anew, dead letters, followed
+    /// alarms, the rule state, its notes, and its seq counter. Returns how many events came and
+    /// the stand-in's `outbox.write_failed` event (its note `stand_in_event`), to be cleared.
+    public func absorb(standIn path: String) throws -> (events: Int, event: EventID?) {
+        let columns = "seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload"
+        try db.prepare("ATTACH DATABASE ? AS stand_in").bind(.text(path)).run()
+        defer { try? db.execute("DETACH DATABASE stand_in") }
+        var moved = 0, event: EventID? = nil
+        try setSynchronous(full: true)
+        try db.transaction {
+            try db.execute("INSERT OR IGNORE INTO events (\(columns)) SELECT \(columns) FROM stand_in.events")
+            moved = db.changes
+            try db.execute("INSERT OR IGNORE INTO dead_letters (\(columns), reason, rejected_ns) SELECT \(columns), reason, rejected_ns FROM stand_in.dead_letters")
+            try db.execute("""
+                INSERT OR IGNORE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)
+                SELECT \(columns), location, accepted_ns, status, escalation_id FROM stand_in.followed_alarms
+                """)
+            try db.execute("INSERT OR REPLACE INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
+            try db.execute("""
+                INSERT OR REPLACE INTO meta (key, value, text) SELECT key, value, text FROM stand_in.meta
+                WHERE key LIKE 'note.%' AND key != 'note.stand_in_event'
+                """)
+            let theirs = try db.integer("SELECT value FROM stand_in.meta WHERE key = 'next_seq'") ?? 0
+            event = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_event'").flatMap(EventID.init)
+            nextSeq = max(nextSeq, UInt64(max(0, theirs)))
+            try setMeta("next_seq", Int64(nextSeq))
+        }
+        try recount()
+        return (moved, event)
+    }
 }
 
 /// The outbox seen from outside the daemon: `vaktpost queue` reads it without taking it over.

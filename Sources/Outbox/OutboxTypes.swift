@@ -5,22 +5,26 @@ import VaktpostCore
 public struct OutboxLimits: Sendable {
     public var maxBytes: Int64
     public var maxRows: Int
-    /// Events held in memory while the disk is full (and seq numbers reserved for them).
+    /// Events held in memory while the disk takes no writes (and seq numbers reserved for them).
     public var memoryEvents: Int
     /// A hard cap on the database file in pages (SQLite `max_page_count`): past it writes fail
     /// exactly as on a full disk. For hubs whose SD card is shared, and for tests.
     public var maxPages: Int?
+    /// How long a write waits for another process's transaction on the file (`vaktpost queue
+    /// retry-dead-letters`, a technician's `sqlite3`) before its events go to memory instead.
+    public var lockWait: Duration
 
     /// The limits a hub's `[outbox]` section sets.
     public init(_ config: OutboxConfig) {
         self.init(maxBytes: config.maxBytes, maxRows: config.maxRows)
     }
 
-    public init(maxBytes: Int64 = 64 << 20, maxRows: Int = 200_000, memoryEvents: Int = 1000, maxPages: Int? = nil) {
+    public init(maxBytes: Int64 = 64 << 20, maxRows: Int = 200_000, memoryEvents: Int = 1000, maxPages: Int? = nil, lockWait: Duration = .seconds(5)) {
         self.maxBytes = maxBytes
         self.maxRows = maxRows
         self.memoryEvents = memoryEvents
         self.maxPages = maxPages
+        self.lockWait = lockWait
     }
 }
 
@@ -45,8 +49,35 @@ public struct OutboxBatch: Equatable, Sendable {
     public var lane: Lane
     public var body: [UInt8]
     public var events: [StoredEvent]
-    /// Made while the disk was full; lives only in memory until it is settled.
+    /// Made while the disk took no writes; lives only in memory until it is settled.
     public var inMemory: Bool
+}
+
+/// What the platform said about a batch, as `Outbox.settle` records it.
+struct Settlement {
+    var batch: OutboxBatch
+    var outcomes: [EventID: DeliveryOutcome]
+    /// The batch's events that were in memory only, never in the table, when it was settled.
+    var onlyInMemory: Set<EventID>
+    /// When the platform answered (the followed alarm's acceptance, the dead letter's rejection).
+    var at: WallTime
+
+    /// Whether recording it writes anything: not for a batch made in memory of events held in
+    /// memory, delivered or left unanswered (they stay in the memory queue).
+    var touchesDisk: Bool {
+        !batch.inMemory || batch.events.contains { e in
+            switch outcomes[e.eventID] {
+            case .delivered?, nil: !onlyInMemory.contains(e.eventID)
+            case .deliveredFollowing?, .rejected?: true
+            }
+        }
+    }
+}
+
+/// A change to a followed alarm made while the disk took no writes.
+enum FollowUp {
+    case status(String, EventID?)
+    case ended
 }
 
 /// Where a rewrite pass (`Outbox.rewriteQueued`) stands: the alarm lane's events first, then
@@ -105,11 +136,13 @@ public struct OutboxStatus: Equatable, Sendable {
     public var deadLetters: Int
     public var evictedLog: Int64
     public var coalescedState: Int64
-    /// Events waiting in memory because the disk is full.
+    /// Events waiting in memory because the disk takes no writes.
     public var inMemory: Int
     public var nextSeq: UInt64
     /// Alarms the platform received that no operator has acknowledged yet.
     public var awaitingAcknowledgement: Int = 0
+    /// Why the disk takes no writes, while it does not (`StorageHold.cause`).
+    public var writeFailure: String? = nil
 }
 
 /// The queue at a glance (`Outbox.summary`): cheap enough for every heartbeat.
@@ -123,19 +156,30 @@ public struct QueueSummary: Equatable, Sendable {
 }
 
 public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The disk is full and the memory queue holds as many alarms as it may: this event was not accepted.
-    case memoryFull(limit: Int)
+    /// The disk takes no writes (`cause`) and the memory queue holds as many alarms as it may:
+    /// this event was not accepted.
+    case memoryFull(limit: Int, cause: String)
 
     public var description: String {
         switch self {
-        case .memoryFull(let limit):
-            return "the disk is full and \(limit) alarm events already wait in memory; free disk space on the hub now"
+        case .memoryFull(let limit, let cause):
+            return "the outbox cannot write (\(cause)) and \(limit) alarm events already wait in memory; "
+                + "free disk space on the hub, or replace its SD card if the kernel log (dmesg) shows I/O errors, now"
         }
     }
 }
 
+/// Why the outbox holds events in memory: the disk took no writes.
+public struct StorageHold: Equatable, Sendable {
+    /// `outbox.disk_full` or `outbox.write_failed`: the technical event raised for it.
+    public var type: EventType
+    public var eventID: EventID
+    /// SQLite's words for the failure (`disk I/O error`, `database is locked`, ...).
+    public var cause: String
+}
+
 /// Makes the outbox's own technical events (`outbox.pressure`, `outbox.disk_full`,
-/// `outbox.recovered`): the caller knows the clocks and the boot id.
+/// `outbox.write_failed`, `outbox.recovered`): the caller knows the clocks and the boot id.
 public typealias TechnicalEventMaker = (_ type: EventType, _ state: EventState, _ correlation: EventID?, _ data: [(String, JSONValue)]) -> Event
 
 /// An alarm the platform has received and the hub follows until an operator acknowledges it.

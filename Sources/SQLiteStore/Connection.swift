@@ -14,11 +14,20 @@ public final class Connection {
         public static let readWrite = OpenMode(flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         /// For the CLI reading while the daemon writes; never creates the file.
         public static let readOnly = OpenMode(flags: SQLITE_OPEN_READONLY)
+        /// Read-only, as a file nothing writes any more (SQLite's `immutable`): readable on a
+        /// read-only file system where a WAL database's -shm cannot be made. Uncheckpointed
+        /// WAL content is not seen.
+        public static let immutable = OpenMode(flags: SQLITE_OPEN_READONLY | SQLITE_OPEN_URI)
     }
 
     public init(path: String, mode: OpenMode = .readWrite) throws(SQLiteError) {
         var db: OpaquePointer? = nil
-        let code = sqlite3_open_v2(path, &db, mode.flags | SQLITE_OPEN_NOMUTEX, nil)
+        var name = path
+        if mode.flags & SQLITE_OPEN_URI != 0 {
+            // A URI filename: the characters a URI gives a meaning to are escaped.
+            name = "file:" + path.map { "%?#".contains($0) ? "%\(String(Int($0.asciiValue!), radix: 16))" : String($0) }.joined() + "?immutable=1"
+        }
+        let code = sqlite3_open_v2(name, &db, mode.flags | SQLITE_OPEN_NOMUTEX, nil)
         guard code == SQLITE_OK, let db else {
             // "Whether or not an error occurs when it is opened, resources associated with the
             // database connection handle should be released by passing it to sqlite3_close()."
@@ -31,6 +40,12 @@ public final class Connection {
         sqlite3_extended_result_codes(db, 1)
         // Readers and the writer wait for each other briefly instead of failing at once.
         sqlite3_busy_timeout(db, 5000)
+    }
+
+    /// How long a statement waits for another connection's lock before failing with
+    /// SQLITE_BUSY (5 s when opened).
+    public func setBusyTimeout(_ wait: Duration) {
+        sqlite3_busy_timeout(handle, Int32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000))
     }
 
     deinit { sqlite3_close_v2(handle) }

@@ -20,6 +20,12 @@ public struct SQLiteError: Error, Equatable, Sendable, CustomStringConvertible {
     public var isFull: Bool { code == SQLITE_FULL }
     /// The file is not a database or is damaged.
     public var isCorrupt: Bool { code == SQLITE_CORRUPT || code == SQLITE_NOTADB }
+    /// The storage failed, not the statement: the disk is full, failing (an I/O error, a file
+    /// system remounted read-only), the file is damaged, or another process holds its lock. The
+    /// same write may succeed later; a statement's own error (a constraint, bad SQL) never will.
+    public var isStorageFailure: Bool {
+        isFull || isCorrupt || [SQLITE_IOERR, SQLITE_READONLY, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CANTOPEN, SQLITE_PROTOCOL, SQLITE_NOMEM].contains(code)
+    }
 
     public var description: String {
         var s = "SQLite error \(code) (extended \(extendedCode)): \(message)"

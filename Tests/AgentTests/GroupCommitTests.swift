@@ -9,32 +9,7 @@ import VaktpostCore
 /// at once and takes them along; a stop commits what waits.
 @Suite(.serialized) struct GroupCommitTests {
     func daemon(_ dir: String) throws -> HubDaemon {
-        try """
-        [hub]
-        id = "hub-0001"
-        [[sensors]]
-        id = "hall"
-        role = "motion"
-        room = "hallway"
-        transport = "enocean"
-        sender = "0512A3F1"
-        eep = "A5-07-01"
-        [[sensors]]
-        id = "button"
-        role = "button"
-        room = "hallway"
-        transport = "enocean"
-        sender = "00AB0001"
-        eep = "F6-02-02"
-        [[rules]]
-        id = "button"
-        kind = "button"
-        sensor = "button"
-        [outbox]
-        path = "\(dir)/outbox.sqlite"
-        """.write(toFile: dir + "/vaktpost.toml", atomically: true, encoding: .utf8)
-        return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log"),
-                             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock")
     }
 
     func motion(_ on: Bool, _ counter: Int) -> ESP3Telegram {

@@ -124,6 +124,36 @@ final class Notices: Sendable {
         }
     }
 
+    /// A failing SD card (here: every write refused, as on a file system remounted read-only):
+    /// the alarm still goes out, from memory, is escalated once (not at every poll), and its
+    /// follow-up is on disk once the disk takes writes again.
+    @Test func anAlarmRaisedWhileTheDiskTakesNoWritesIsSentAndEscalatedOnce() throws {
+        let primary = try ReceiverProcess()
+        let secondary = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(primary, dir: dir, secondary: secondary, acknowledgeWithin: .seconds(2))
+            try s.outbox.with { try $0.db.execute("PRAGMA query_only = 1") }
+            let alarm = try #require(s.hub.events.raise(.bedNotReturned))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(10) { try types(primary).contains("alarm.unacknowledged/active") })
+            #expect(try types(primary).contains("outbox.write_failed/active"))
+            #expect(try secondary.arrivedIDs() == [alarm.description])
+            Thread.sleep(forTimeInterval: 1)
+            #expect(try types(primary).filter { $0 == "alarm.unacknowledged/active" }.count == 1, "escalated once only")
+
+            try s.outbox.with { o in
+                try o.db.execute("PRAGMA query_only = 0")
+                try o.flushMemory()
+            }
+            #expect(try s.outbox.with { try $0.followedAlarms().map { $0.escalation != nil } } == [true])
+            try primary.admin("POST", "/api/hubs/hub-0001/alarms/\(alarm)/acknowledge")
+            #expect(try waitUntil(10) { try types(primary).contains("alarm.unacknowledged/cleared") })
+            #expect(try waitUntil(5) { try types(primary).contains("outbox.write_failed/cleared") })
+            #expect(try s.outbox.with { try $0.followedAlarms() }.isEmpty)
+        }
+    }
+
     /// A platform that lost a received alarm (404 on its status) gets it again, same id.
     @Test func aPlatformThatLostAnAlarmGetsItAgain() throws {
         let receiver = try ReceiverProcess()

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
+@testable import Agent
 import VaktpostPosix
 
 /// A fresh directory for one test, removed afterwards. Paths never collide between parallel tests.
@@ -29,4 +31,35 @@ func removeTree(_ path: String) {
 func write(_ text: String, to path: String, mode: UInt32 = 0o644) throws {
     try Files.writeAtomically(path, Array(text.utf8), mode: mode)
     chmod(path, mode_t(mode))
+}
+
+/// A daemon in-process (no inputs started) with a motion sensor `hall`, a button `button` and its
+/// alarm rule, its config written to `dir`.
+func buttonHub(_ dir: String, outbox: String, socket: String) throws -> HubDaemon {
+    try write("""
+        [hub]
+        id = "hub-0001"
+        [[sensors]]
+        id = "hall"
+        role = "motion"
+        room = "hallway"
+        transport = "enocean"
+        sender = "0512A3F1"
+        eep = "A5-07-01"
+        [[sensors]]
+        id = "button"
+        role = "button"
+        room = "hallway"
+        transport = "enocean"
+        sender = "00AB0001"
+        eep = "F6-02-02"
+        [[rules]]
+        id = "button"
+        kind = "button"
+        sensor = "button"
+        [outbox]
+        path = "\(outbox)"
+        """, to: dir + "/vaktpost.toml")
+    return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"),
+                         logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
 }

@@ -35,6 +35,7 @@ public struct EventType: Hashable, Comparable, Sendable, CustomStringConvertible
     public static let uplinkUnauthorized = EventType("uplink.unauthorized")
     public static let outboxPressure = EventType("outbox.pressure")
     public static let outboxDiskFull = EventType("outbox.disk_full")
+    public static let outboxWriteFailed = EventType("outbox.write_failed")
     public static let outboxRecovered = EventType("outbox.recovered")
     public static let agentRestarted = EventType("agent.restarted")
     public static let clockUnsynced = EventType("clock.unsynced")
@@ -122,6 +123,8 @@ public enum EventCatalog {
                   meaning: "The outbox is full and old log/state events are being evicted; alarms are never evicted."),
         EventKind(type: .outboxDiskFull, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0068", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The disk is full; alarms are held in memory until writes succeed. Free space on the hub."),
+        EventKind(type: .outboxWriteFailed, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
+                  meaning: "The outbox cannot write to its disk (an I/O error, a file system remounted read-only, another process holding its lock; `data.error` says which). Events are held in memory and alarms are still sent from there; with `data.standIn`, the outbox could not be opened at start and the agent runs from that stand-in. Check the SD card (`dmesg`)."),
         EventKind(type: .outboxRecovered, eventClass: .technical, priority: Priority(4), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The outbox database was damaged and replaced; events not yet sent before the damage may be missing."),
         EventKind(type: .agentRestarted, eventClass: .technical, priority: Priority(3), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
