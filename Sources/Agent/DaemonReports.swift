@@ -111,9 +111,9 @@ public struct Checklist {
         if let status {
             c.add(.pass, "the agent is running (up \(DaemonReports.seconds(status["uptimeS"])))")
             if let failure = status["outbox"]?["writeFailure"]?.stringValue {
-                c.add(.fail, "the outbox writes to disk: \(failure)", failure.contains("full")
-                      ? "free space now (`du -sh /var/log/* /var/lib/*`); events wait in memory until then"
-                      : "`dmesg | grep -i error`: I/O errors mean a failing SD card, replace it; `database is locked`: `fuser \(config.outbox.path)`")
+                c.add(.fail, "the outbox writes to disk: \(failure)",
+                      "disk full: free space now (`du -sh /var/log/* /var/lib/*`); I/O errors in `dmesg`: a failing SD card, replace it; "
+                      + "`database is locked`: `fuser \(config.outbox.path)`. Events wait in memory until then")
             }
             c.sensorChecks(config, status)
             if case .array(let inputs)? = status["receivers"] {

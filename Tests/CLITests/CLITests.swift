@@ -135,6 +135,9 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         // The point of parsing it ourselves: FoundationEssentials stays out of the agent binary.
         let binary = try Data(contentsOf: try vaktpostBinary())
         #expect(binary.range(of: Data("20FoundationEssentials".utf8)) == nil, "FoundationEssentials is linked into vaktpost again")
+        // Nor the regex engine (1.3 MB of the static binary), which one `String.contains(String)`
+        // or `split(separator: String)` brings along: search the bytes (or the UTF-8) instead.
+        #expect(binary.range(of: Data("17_StringProcessing".utf8)) == nil, "_StringProcessing (regex) is linked into vaktpost")
         // `--option=value` and a default subcommand (`queue` is `queue show`).
         let queue = try vaktpost(["queue", "--db=/nonexistent/outbox.sqlite"])
         #expect(queue.status == 1)
