@@ -210,9 +210,11 @@ public final class HubDaemon: HubControl {
 
     /// Where the outbox stands in when its own cannot be opened: beside the control socket, on
     /// the runtime directory's tmpfs (/run/vaktpost), which the unit keeps across restarts.
-    static func standInPath(socket: String) -> String {
-        let dir = socket.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return (dir.isEmpty ? "." : dir) + "/outbox-stand-in.sqlite"
+    static func standInPath(socket: String) -> String { directory(of: socket) + "/outbox-stand-in.sqlite" }
+
+    static func directory(of path: String) -> String {
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return dir.isEmpty ? "." : dir
     }
 
     /// The outbox's own technical events (pressure, disk full, recovered), stamped like all others.
@@ -492,8 +494,7 @@ public final class HubDaemon: HubControl {
     }
 
     static func advice(_ hold: StorageHold?, path: String) -> String {
-        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        guard let hold, hold.type != .outboxDiskFull else { return "free space on the hub's disk (df -h \(dir.isEmpty ? "." : dir))" }
+        guard let hold, hold.type != .outboxDiskFull else { return "free space on the hub's disk (df -h \(directory(of: path)))" }
         return "look for I/O errors in the kernel log (dmesg) and replace the SD card if it reports them; "
             + "if the outbox is locked, see which process holds it (fuser \(path))"
     }
