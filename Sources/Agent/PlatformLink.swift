@@ -105,7 +105,7 @@ public final class PlatformLink: Sendable {
     let state: Mutex<State>
     let configReload = Mutex(())
     let loops = (follow: BackgroundLoop(label: "vaktpost.uplink.follow"), heartbeat: BackgroundLoop(label: "vaktpost.uplink.heartbeat"),
-                 commands: BackgroundLoop(label: "vaktpost.uplink.commands"))
+                 commands: BackgroundLoop(label: "vaktpost.uplink.commands"), supervise: BackgroundLoop(label: "vaktpost.uplink.supervise"))
     let heartbeatNow = DispatchSemaphore(value: 0)
     let commandsNow = DispatchSemaphore(value: 0)
     let startedAt: WallTime
@@ -143,16 +143,18 @@ public final class PlatformLink: Sendable {
         loops.follow.start { [self] in followLoop() }
         loops.heartbeat.start { [self] in heartbeatLoop() }
         loops.commands.start { [self] in commandLoop() }
+        loops.supervise.start { [self] in superviseLoop() }
     }
 
     /// Ends every loop; a request in flight is abandoned within a fraction of a second.
     public func stop() {
-        for loop in [loops.follow, loops.heartbeat, loops.commands] { loop.requestStop() }
+        for loop in [loops.follow, loops.heartbeat, loops.commands, loops.supervise] { loop.requestStop() }
         heartbeatNow.signal()
         commandsNow.signal()
         loops.follow.stop()
         loops.heartbeat.stop()
         loops.commands.stop()
+        loops.supervise.stop()
         lanes.stop()
     }
 
@@ -284,7 +286,7 @@ public final class PlatformLink: Sendable {
         defer { if !alarmLaneOnly { lanes.holdBulk(false) } }
         var (cursor, corrected) = state.withLock { ($0.correction, $0.corrected) }
         do {
-            while let at = cursor, !(alarmLaneOnly && at.lane != .alarm), !loops.follow.isStopped {
+            while let at = cursor, !(alarmLaneOnly && at.lane != .alarm), !loops.supervise.isStopped {
                 let step = try outbox.with { o in
                     try o.rewriteQueued(containing: TimeCorrection.unsyncedMark, from: at, limit: Self.correctionStep) {
                         TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone)
@@ -308,25 +310,37 @@ public final class PlatformLink: Sendable {
 
     // MARK: Following received alarms
 
-    func followLoop() {
-        let client = try? HTTPClient(tls: settings.uplink.tls, abandon: { [loops] in loops.follow.isStopped })
-        var lastFollow: WallTime? = nil
-        while !loops.follow.isStopped {
+    /// The link and clock checks, every second, on a thread of their own: on the follow loop's
+    /// they waited for its requests, and a platform too slow to answer (each status read timing
+    /// out, one per followed alarm) kept `uplink.lost` from being raised for minutes.
+    func superviseLoop() {
+        while !loops.supervise.isStopped {
             tick()
-            // The link and clock checks every second; the platform is asked every `followEvery`.
-            if let client, lastFollow.map({ clock.elapsed() - $0 >= settings.followEvery }) ?? true {
-                followOnce(client)
-                lastFollow = clock.elapsed()
-            }
-            loops.follow.sleep(min(settings.followEvery, .seconds(1)))
+            loops.supervise.sleep(.seconds(1))
+        }
+    }
+
+    func followLoop() {
+        // A status read is small: as long as an alarm's POST may take, not a batch's.
+        var tls = settings.uplink.tls
+        tls.totalTimeout = min(tls.totalTimeout, .seconds(10))
+        let client = try? HTTPClient(tls: tls, abandon: { [loops] in loops.follow.isStopped })
+        while !loops.follow.isStopped {
+            if let client { followOnce(client) }
+            loops.follow.sleep(settings.followEvery)
         }
     }
 
     func followOnce(_ client: HTTPClient) {
         guard let followed = try? outbox.with({ try $0.followedAlarms() }) else { return }
+        // Once a read fails, the platform is not asked about the others this round: with ten
+        // alarms followed and the link down, the last one's escalation would otherwise wait for
+        // nine timeouts before its own.
+        var reachable = true
         for alarm in followed {
             var status = AlarmHandling(rawValue: alarm.status) ?? .received
             do {
+                guard reachable else { throw Unasked() }
                 let response = try client.send("GET", settings.uplink.baseURL + alarm.location, headers: ["Accept: application/json"])
                 if response.status == 404 {
                     // The platform lost it: post it again, same id and bytes.
@@ -340,6 +354,7 @@ public final class PlatformLink: Sendable {
                 }
             } catch {
                 // Unreachable: the last known status decides, so a dead link still escalates.
+                reachable = false
             }
             let now = clock.elapsed()
             switch AlarmFollowUp.decide(status, acceptedAt: alarm.acceptedAt, now: now, acknowledgeWithin: settings.acknowledgeWithin,
@@ -366,6 +381,8 @@ public final class PlatformLink: Sendable {
             }
         }
     }
+
+    struct Unasked: Error {}
 
     /// Posts the unacknowledged alarm to the secondary platform, once; what happened, for the event.
     func sendToSecondary(_ alarm: FollowedAlarm, client: HTTPClient) -> String {

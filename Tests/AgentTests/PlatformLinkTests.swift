@@ -281,6 +281,27 @@ final class Notices: Sendable {
         }
     }
 
+    /// A platform too slow to answer anything, with alarms being followed: the link is reported
+    /// lost after three heartbeats, not after every followed alarm's status read has timed out,
+    /// and each alarm is escalated when its time is up, not after the reads of those before it.
+    @Test func aSlowPlatformIsReportedLostAndItsAlarmsEscalatedInTime() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1), acknowledgeWithin: .seconds(8))
+            for _ in 0..<3 { _ = try #require(s.hub.events.raise(.fallDetected)) }
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(5) { try s.outbox.with { try $0.followedAlarms().count } == 3 })
+            try receiver.faults(["delayMs": 60_000])
+            #expect(waitUntil(12) { s.notices.contains { if case .linkLost = $0 { true } else { false } } },
+                    "uplink.lost waited for the status reads of the followed alarms")
+            // Due 8 s after acceptance; the first read times out after 10 s, the others are not asked.
+            let escalated = { s.notices.all.withLock { $0.filter { if case .escalated = $0 { true } else { false } }.count } }
+            #expect(waitUntil(16) { escalated() == 3 }, "escalated: \(escalated()) of 3")
+            try receiver.faults(["delayMs": 0])
+        }
+    }
+
     /// NTP's verdict, flipped by a test.
     final class Sync: Sendable {
         let on = Mutex(false)
