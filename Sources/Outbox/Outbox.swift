@@ -1037,6 +1037,10 @@ extension Outbox {
         try db.transaction {
             try db.execute("INSERT OR IGNORE INTO events (\(columns)) SELECT \(columns) FROM stand_in.events")
             moved = db.changes
+            // A seq both outboxes gave to different events (the stand-in's floor came from the
+            // clock, and the clock was behind): not one of them is dropped; the stand-in stays.
+            let clashing = try db.integer("SELECT COUNT(*) FROM stand_in.events WHERE event_id NOT IN (SELECT event_id FROM main.events)") ?? 0
+            guard clashing == 0 else { throw OutboxError.standInClash(events: Int(clashing), path: path) }
             try db.execute("INSERT OR IGNORE INTO dead_letters (\(columns), reason, rejected_ns) SELECT \(columns), reason, rejected_ns FROM stand_in.dead_letters")
             try db.execute("""
                 INSERT OR IGNORE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)

@@ -159,9 +159,14 @@ public enum OutboxError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The disk takes no writes (`cause`) and the memory queue holds as many alarms as it may:
     /// this event was not accepted.
     case memoryFull(limit: Int, cause: String)
+    /// A stand-in outbox holds events whose seqs this outbox already gave to others.
+    case standInClash(events: Int, path: String)
 
     public var description: String {
         switch self {
+        case .standInClash(let events, let path):
+            return "\(events) events of the stand-in outbox \(path) have seqs this outbox already gave out; "
+                + "nothing was taken in and the file is kept: send it to support"
         case .memoryFull(let limit, let cause):
             return "the outbox cannot write (\(cause)) and \(limit) alarm events already wait in memory; "
                 + "free disk space on the hub, or replace its SD card if the kernel log (dmesg) shows I/O errors, now"

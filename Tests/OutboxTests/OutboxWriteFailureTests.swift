@@ -224,4 +224,20 @@ import VaktpostCore
             #expect(try outbox.append([m.make(.bedState, .update)]).first! > seqs.last!)
         }
     }
+
+    /// Seqs both gave out (the stand-in's floor from a clock that was behind): nothing is taken
+    /// in, nothing dropped, and the error says so.
+    @Test func aStandInWhoseSeqsClashIsKeptWhole() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            try outbox.append((0..<3).map { _ in m.make(.bedState, .update) })
+            let standIn = try Outbox(path: dir + "/stand-in.sqlite", seqFloor: 2, now: { m.clock }) { type, state, correlation, data in
+                m.make(type, state, sensor: nil, correlation: correlation, data: data)
+            }
+            try standIn.append([m.make(.fallDetected), m.make(.bedNotReturned)])
+            #expect(throws: OutboxError.standInClash(events: 2, path: dir + "/stand-in.sqlite")) { try outbox.absorb(standIn: dir + "/stand-in.sqlite") }
+            #expect(try outbox.fetch(where: "1", [], limit: 100).map(\.type) == ["bed.state", "bed.state", "bed.state"])
+        }
+    }
 }
