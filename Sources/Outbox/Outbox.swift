@@ -47,7 +47,7 @@ public final class Outbox {
     var memoryEvicted = (log: Int64(0), state: Int64(0))
     /// Set from the first write the disk refused until memory is written: the technical event
     /// raised for it, and why.
-    public private(set) var hold: StorageHold?
+    public internal(set) var hold: StorageHold?
     /// Deliveries the platform confirmed while the disk took no writes, recorded with the memory
     /// queue. Until then their stored events are not offered again (`awaitingRecord`).
     var unrecorded: [Settlement] = []
@@ -263,98 +263,6 @@ public final class Outbox {
         if let ruleState { memoryRuleState = ruleState }
         trimMemory()
         return stored.map(\.seq)
-    }
-
-    /// The disk refused a write: from now on events wait in memory (raised once, as
-    /// `outbox.disk_full` or `outbox.write_failed`), and the disk is tried again in a second.
-    func holdInMemory(_ error: SQLiteError) {
-        retryAt = SystemClock.boottime() + 1_000_000_000
-        guard hold == nil else { return }
-        // A lock another process holds made this write wait `lockWait`; the retries must not,
-        // with the outbox held and an alarm perhaps waiting for it.
-        db.setBusyTimeout(.milliseconds(100))
-        let type: EventType = error.isFull ? .outboxDiskFull : .outboxWriteFailed
-        let event = prepare(makeEvent(type, .active, nil, [("inMemory", .int(Int64(memory.count + 1))), ("error", .string(Self.cause(error)))]))
-        hold = StorageHold(type: type, eventID: event.eventID, cause: Self.cause(error))
-        memory.append(event)
-    }
-
-    static func cause(_ error: SQLiteError) -> String { "\(error.message), SQLite code \(error.extendedCode)" }
-
-    /// Whether to try the disk now: always, unless it refused a write less than a second ago.
-    var mayTryDisk: Bool { hold == nil || SystemClock.boottime() >= retryAt }
-
-    public var inMemoryCount: Int { memory.count }
-
-    /// Writes what waits in memory, and records the deliveries settled meanwhile, in one
-    /// transaction; ends the hold (`outbox.disk_full` or `outbox.write_failed` cleared). Called
-    /// by `append` (at most once a second while held); the daemon also calls it on a timer so
-    /// a quiet hub notices when the disk takes writes again.
-    public func flushMemory() throws {
-        guard let held = hold else { return }
-        retries += 1
-        let seqBefore = nextSeq
-        let cleared = prepare(makeEvent(held.type, .cleared, held.eventID, [("written", .int(Int64(memory.count)))]))
-        let pending = memory + [cleared]
-        try setSynchronous(full: true)
-        do {
-            do {
-                try writeMemory(pending)
-            } catch let error as SQLiteError where error.isFull {
-                try? reloadAfterRollback()
-                // As in `append`: a truncated WAL may be room enough.
-                guard (try? checkpoint()) != nil else { throw error }
-                try writeMemory(pending)
-            }
-        } catch {
-            try? reloadAfterRollback()
-            // The cleared event was never written: its seq goes to the next event, no gap.
-            nextSeq = seqBefore
-            retryAt = SystemClock.boottime() + 1_000_000_000
-            throw error
-        }
-        memory = []
-        memoryRuleState = nil
-        memoryEvicted = (0, 0)
-        hold = nil
-        unrecorded = []
-        awaitingRecord = []
-        followUps = [:]
-        notesHeld = [:]
-        memoryBatches = [:]  // now ordinary stored batches: nextBatch finds them in the table
-        db.setBusyTimeout(limits.lockWait)
-    }
-
-    func writeMemory(_ pending: [StoredEvent]) throws {
-        try db.transaction {
-            // The deliveries first: an alarm received meanwhile and then lost by the platform
-            // (404) is in memory again, to be inserted after its settlement took it out.
-            for settlement in unrecorded { try record(settlement) }
-            for e in pending { try insert(e) }
-            rows += pending.count
-            bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
-            for batch in memoryBatches.values { try storeBatch(batch) }
-            for (id, change) in followUps { try apply(change, to: id) }
-            for (key, text) in notesHeld { try setMetaText("note." + key, text) }
-            if let state = memoryRuleState { try saveRuleState(state) }
-            try addCounter("evicted_log", memoryEvicted.log)
-            try addCounter("coalesced_state", memoryEvicted.state)
-            try setMeta("next_seq", Int64(nextSeq))
-        }
-    }
-
-    /// Keeps the memory queue inside its bound: oldest log, then oldest state go first.
-    func trimMemory() {
-        for victim in [EventClass.log, .state] {
-            while memory.count > limits.memoryEvents, let i = memory.firstIndex(where: { $0.eventClass == victim && !inMemoryBatch($0) }) {
-                memory.remove(at: i)
-                if victim == .log { memoryEvicted.log += 1 } else { memoryEvicted.state += 1 }
-            }
-        }
-    }
-
-    func inMemoryBatch(_ e: StoredEvent) -> Bool {
-        memoryBatches.values.contains { $0.events.contains { $0.eventID == e.eventID } }
     }
 
     /// Gives the event its seq and its bytes.
@@ -627,28 +535,6 @@ public final class Outbox {
         }
         memory.removeAll { e in outcomes[e.eventID] != nil }
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
-    }
-
-    /// Runs `write` (one statement or transaction; `synced`: with FULL or NORMAL sync, nil: as
-    /// the last write); if the disk takes no writes (found now, or less than a second ago),
-    /// `keep` holds the change in memory for `flushMemory` instead.
-    func writeOrKeep(synced: Bool?, _ write: () throws -> Void, else keep: () -> Void) throws {
-        guard mayTryDisk else { return keep() }
-        do {
-            if let synced { try setSynchronous(full: synced) }
-            try write()
-        } catch let error as SQLiteError where error.isStorageFailure {
-            try? reloadAfterRollback()
-            holdInMemory(error)
-            keep()
-        }
-    }
-
-    func postpone(_ settlement: Settlement) {
-        unrecorded.append(settlement)
-        for e in settlement.batch.events where settlement.outcomes[e.eventID] != nil && !settlement.onlyInMemory.contains(e.eventID) {
-            awaitingRecord.insert(e.eventID)
-        }
     }
 
     /// Inside a transaction: a settlement's rows.
@@ -1001,64 +887,6 @@ public final class Outbox {
 extension Lane {
     var code: Int64 { self == .alarm ? 0 : 1 }
     init(code: Int64) { self = code == 0 ? .alarm : .bulk }
-}
-
-// MARK: Standing in
-
-extension Outbox {
-    /// The seq an outbox that cannot be written would give out next, read without writing
-    /// anything (on a read-only file system too), with the gap of an unclean stop: where a
-    /// stand-in continues, so that no seq is used twice. Nil when the file cannot be read.
-    public static func nextSeq(readingFrom path: String, limits: OutboxLimits = OutboxLimits()) -> UInt64? {
-        // With its WAL if the -shm can be opened; else the file alone, whose WAL (commits not
-        // yet checkpointed) is not seen: a gap of one event per 64 bytes of WAL covers them.
-        var wal = stat()
-        let walBytes = stat(path + "-wal", &wal) == 0 ? Int(wal.st_size) : 0
-        for (mode, immutable) in [(Connection.OpenMode.readOnly, false), (.immutable, true)] {
-            guard let c = try? Connection(path: path, mode: mode),
-                  let next = (try? c.integer("SELECT value FROM meta WHERE key = 'next_seq'")) ?? nil else { continue }
-            let clean = ((try? c.integer("SELECT value FROM meta WHERE key = 'clean'")) ?? nil) == 1
-            let unseen = immutable ? walBytes / 64 : 0
-            return UInt64(max(1, next)) + UInt64(clean && unseen == 0 ? 0 : limits.memoryEvents + unseen)
-        }
-        return nil
-    }
-
-    /// Takes in what a stand-in outbox still holds (the agent ran from it while this one could
-    /// not be written): its queued events, whose batches are made anew, dead letters, followed
-    /// alarms, the rule state, its notes, and its seq counter. Returns how many events came and
-    /// the stand-in's `outbox.write_failed` event (its note `stand_in_event`), to be cleared.
-    public func absorb(standIn path: String) throws -> (events: Int, event: EventID?) {
-        let columns = "seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload"
-        try db.prepare("ATTACH DATABASE ? AS stand_in").bind(.text(path)).run()
-        defer { try? db.execute("DETACH DATABASE stand_in") }
-        var moved = 0, event: EventID? = nil
-        try setSynchronous(full: true)
-        try db.transaction {
-            try db.execute("INSERT OR IGNORE INTO events (\(columns)) SELECT \(columns) FROM stand_in.events")
-            moved = db.changes
-            // A seq both outboxes gave to different events (the stand-in's floor came from the
-            // clock, and the clock was behind): not one of them is dropped; the stand-in stays.
-            let clashing = try db.integer("SELECT COUNT(*) FROM stand_in.events WHERE event_id NOT IN (SELECT event_id FROM main.events)") ?? 0
-            guard clashing == 0 else { throw OutboxError.standInClash(events: Int(clashing), path: path) }
-            try db.execute("INSERT OR IGNORE INTO dead_letters (\(columns), reason, rejected_ns) SELECT \(columns), reason, rejected_ns FROM stand_in.dead_letters")
-            try db.execute("""
-                INSERT OR IGNORE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)
-                SELECT \(columns), location, accepted_ns, status, escalation_id FROM stand_in.followed_alarms
-                """)
-            try db.execute("INSERT OR REPLACE INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
-            try db.execute("""
-                INSERT OR REPLACE INTO meta (key, value, text) SELECT key, value, text FROM stand_in.meta
-                WHERE key LIKE 'note.%' AND key != 'note.stand_in_event'
-                """)
-            let theirs = try db.integer("SELECT value FROM stand_in.meta WHERE key = 'next_seq'") ?? 0
-            event = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_event'").flatMap(EventID.init)
-            nextSeq = max(nextSeq, UInt64(max(0, theirs)))
-            try setMeta("next_seq", Int64(nextSeq))
-        }
-        try recount()
-        return (moved, event)
-    }
 }
 
 /// The outbox seen from outside the daemon: `vaktpost queue` reads it without taking it over.

@@ -1,0 +1,122 @@
+import SQLiteStore
+import VaktpostCore
+import VaktpostPosix
+
+/// When the disk takes no writes (full, failing, locked by another process): events, deliveries
+/// and follow-ups wait in memory, alarms are sent from there, and all of it is written in one
+/// transaction when the disk takes writes again.
+extension Outbox {
+    /// The disk refused a write: from now on events wait in memory (raised once, as
+    /// `outbox.disk_full` or `outbox.write_failed`), and the disk is tried again in a second.
+    func holdInMemory(_ error: SQLiteError) {
+        retryAt = SystemClock.boottime() + 1_000_000_000
+        guard hold == nil else { return }
+        // A lock another process holds made this write wait `lockWait`; the retries must not,
+        // with the outbox held and an alarm perhaps waiting for it.
+        db.setBusyTimeout(.milliseconds(100))
+        let type: EventType = error.isFull ? .outboxDiskFull : .outboxWriteFailed
+        let event = prepare(makeEvent(type, .active, nil, [("inMemory", .int(Int64(memory.count + 1))), ("error", .string(Self.cause(error)))]))
+        hold = StorageHold(type: type, eventID: event.eventID, cause: Self.cause(error))
+        memory.append(event)
+    }
+
+    static func cause(_ error: SQLiteError) -> String { "\(error.message), SQLite code \(error.extendedCode)" }
+
+    /// Whether to try the disk now: always, unless it refused a write less than a second ago.
+    var mayTryDisk: Bool { hold == nil || SystemClock.boottime() >= retryAt }
+
+    public var inMemoryCount: Int { memory.count }
+
+    /// Writes what waits in memory, and records the deliveries settled meanwhile, in one
+    /// transaction; ends the hold (`outbox.disk_full` or `outbox.write_failed` cleared). Called
+    /// by `append` (at most once a second while held); the daemon also calls it on a timer so
+    /// a quiet hub notices when the disk takes writes again.
+    public func flushMemory() throws {
+        guard let held = hold else { return }
+        retries += 1
+        let seqBefore = nextSeq
+        let cleared = prepare(makeEvent(held.type, .cleared, held.eventID, [("written", .int(Int64(memory.count)))]))
+        let pending = memory + [cleared]
+        try setSynchronous(full: true)
+        do {
+            do {
+                try writeMemory(pending)
+            } catch let error as SQLiteError where error.isFull {
+                try? reloadAfterRollback()
+                // As in `append`: a truncated WAL may be room enough.
+                guard (try? checkpoint()) != nil else { throw error }
+                try writeMemory(pending)
+            }
+        } catch {
+            try? reloadAfterRollback()
+            // The cleared event was never written: its seq goes to the next event, no gap.
+            nextSeq = seqBefore
+            retryAt = SystemClock.boottime() + 1_000_000_000
+            throw error
+        }
+        memory = []
+        memoryRuleState = nil
+        memoryEvicted = (0, 0)
+        hold = nil
+        unrecorded = []
+        awaitingRecord = []
+        followUps = [:]
+        notesHeld = [:]
+        memoryBatches = [:]  // now ordinary stored batches: nextBatch finds them in the table
+        db.setBusyTimeout(limits.lockWait)
+    }
+
+    func writeMemory(_ pending: [StoredEvent]) throws {
+        try db.transaction {
+            // The deliveries first: an alarm received meanwhile and then lost by the platform
+            // (404) is in memory again, to be inserted after its settlement took it out.
+            for settlement in unrecorded { try record(settlement) }
+            for e in pending { try insert(e) }
+            rows += pending.count
+            bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
+            for batch in memoryBatches.values { try storeBatch(batch) }
+            for (id, change) in followUps { try apply(change, to: id) }
+            for (key, text) in notesHeld { try setMetaText("note." + key, text) }
+            if let state = memoryRuleState { try saveRuleState(state) }
+            try addCounter("evicted_log", memoryEvicted.log)
+            try addCounter("coalesced_state", memoryEvicted.state)
+            try setMeta("next_seq", Int64(nextSeq))
+        }
+    }
+
+    /// Keeps the memory queue inside its bound: oldest log, then oldest state go first.
+    func trimMemory() {
+        for victim in [EventClass.log, .state] {
+            while memory.count > limits.memoryEvents, let i = memory.firstIndex(where: { $0.eventClass == victim && !inMemoryBatch($0) }) {
+                memory.remove(at: i)
+                if victim == .log { memoryEvicted.log += 1 } else { memoryEvicted.state += 1 }
+            }
+        }
+    }
+
+    func inMemoryBatch(_ e: StoredEvent) -> Bool {
+        memoryBatches.values.contains { $0.events.contains { $0.eventID == e.eventID } }
+    }
+
+    /// Runs `write` (one statement or transaction; `synced`: with FULL or NORMAL sync, nil: as
+    /// the last write); if the disk takes no writes (found now, or less than a second ago),
+    /// `keep` holds the change in memory for `flushMemory` instead.
+    func writeOrKeep(synced: Bool?, _ write: () throws -> Void, else keep: () -> Void) throws {
+        guard mayTryDisk else { return keep() }
+        do {
+            if let synced { try setSynchronous(full: synced) }
+            try write()
+        } catch let error as SQLiteError where error.isStorageFailure {
+            try? reloadAfterRollback()
+            holdInMemory(error)
+            keep()
+        }
+    }
+
+    func postpone(_ settlement: Settlement) {
+        unrecorded.append(settlement)
+        for e in settlement.batch.events where settlement.outcomes[e.eventID] != nil && !settlement.onlyInMemory.contains(e.eventID) {
+            awaitingRecord.insert(e.eventID)
+        }
+    }
+}
