@@ -126,12 +126,15 @@ public final class DeliveryLanes: Sendable {
 
     // MARK: A lane
 
+    /// How long one alarm-sized request may take (an alarm's POST, a followed alarm's status
+    /// read): an alarm waits for no slow platform, after this the next attempt begins.
+    static let alarmAttempt = Duration.seconds(10)
+
     func run(_ lane: Lane) {
         let loop = loops[lane]!
         var tls = settings.tls
-        // An alarm waits for no slow platform: after 10 s the attempt is over and the next one
-        // (every other one to the secondary) begins.
-        if lane == .alarm { tls.totalTimeout = min(tls.totalTimeout, .seconds(10)) }
+        // The next attempt (every other one to the secondary) begins after `alarmAttempt`.
+        if lane == .alarm { tls.totalTimeout = min(tls.totalTimeout, Self.alarmAttempt) }
         guard let client = try? HTTPClient(tls: tls, abandon: { loop.isStopped }) else {
             report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
             return

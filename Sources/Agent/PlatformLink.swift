@@ -148,13 +148,11 @@ public final class PlatformLink: Sendable {
 
     /// Ends every loop; a request in flight is abandoned within a fraction of a second.
     public func stop() {
-        for loop in [loops.follow, loops.heartbeat, loops.commands, loops.supervise] { loop.requestStop() }
+        let all = [loops.follow, loops.heartbeat, loops.commands, loops.supervise]
+        for loop in all { loop.requestStop() }
         heartbeatNow.signal()
         commandsNow.signal()
-        loops.follow.stop()
-        loops.heartbeat.stop()
-        loops.commands.stop()
-        loops.supervise.stop()
+        for loop in all { loop.stop() }
         lanes.stop()
     }
 
@@ -323,7 +321,7 @@ public final class PlatformLink: Sendable {
     func followLoop() {
         // A status read is small: as long as an alarm's POST may take, not a batch's.
         var tls = settings.uplink.tls
-        tls.totalTimeout = min(tls.totalTimeout, .seconds(10))
+        tls.totalTimeout = min(tls.totalTimeout, DeliveryLanes.alarmAttempt)
         let client = try? HTTPClient(tls: tls, abandon: { [loops] in loops.follow.isStopped })
         while !loops.follow.isStopped {
             if let client { followOnce(client) }
@@ -339,22 +337,23 @@ public final class PlatformLink: Sendable {
         var reachable = true
         for alarm in followed {
             var status = AlarmHandling(rawValue: alarm.status) ?? .received
-            do {
-                guard reachable else { throw Unasked() }
-                let response = try client.send("GET", settings.uplink.baseURL + alarm.location, headers: ["Accept: application/json"])
-                if response.status == 404 {
-                    // The platform lost it: post it again, same id and bytes.
-                    try? outbox.with { try $0.requeueFollowed(alarm.event.eventID) }
-                    lanes.wake()
-                    continue
+            // Unreachable, or not asked: the last known status decides, so a dead link still escalates.
+            if reachable {
+                do {
+                    let response = try client.send("GET", settings.uplink.baseURL + alarm.location, headers: ["Accept: application/json"])
+                    if response.status == 404 {
+                        // The platform lost it: post it again, same id and bytes.
+                        try? outbox.with { try $0.requeueFollowed(alarm.event.eventID) }
+                        lanes.wake()
+                        continue
+                    }
+                    if (200..<300).contains(response.status), let read = AlarmHandling.parse(response.body) {
+                        status = read
+                        exchanged(at: clock.elapsed())
+                    }
+                } catch {
+                    reachable = false
                 }
-                if (200..<300).contains(response.status), let read = AlarmHandling.parse(response.body) {
-                    status = read
-                    exchanged(at: clock.elapsed())
-                }
-            } catch {
-                // Unreachable: the last known status decides, so a dead link still escalates.
-                reachable = false
             }
             let now = clock.elapsed()
             switch AlarmFollowUp.decide(status, acceptedAt: alarm.acceptedAt, now: now, acknowledgeWithin: settings.acknowledgeWithin,
@@ -381,8 +380,6 @@ public final class PlatformLink: Sendable {
             }
         }
     }
-
-    struct Unasked: Error {}
 
     /// Posts the unacknowledged alarm to the secondary platform, once; what happened, for the event.
     func sendToSecondary(_ alarm: FollowedAlarm, client: HTTPClient) -> String {

@@ -451,18 +451,14 @@ public final class Outbox {
         }
         guard !chosen.isEmpty else { return nil }
         let id = EventID.v7(unixMilliseconds: now().millisecondsSinceEpoch, using: &rng).description
-        var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty || !mayTryDisk)
+        var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty)
         if !batch.inMemory {
-            do {
-                // A bulk batch's bookkeeping needs no fsync of its own: if power loss takes it,
-                // its events are batched again under a new key and the platform answers the
-                // ones it already has as duplicates (per eventId). Alarms stay fully synced.
-                try setSynchronous(full: lane == .alarm)
-                try db.transaction { try storeBatch(batch) }
-            } catch let error as SQLiteError where error.isStorageFailure {
-                holdInMemory(error)
-                batch.inMemory = true  // still sendable; its bytes live in memory until settled
-            }
+            // A bulk batch's bookkeeping needs no fsync of its own: if power loss takes it,
+            // its events are batched again under a new key and the platform answers the
+            // ones it already has as duplicates (per eventId). Alarms stay fully synced.
+            // While the disk takes no writes the batch is still sendable, its bytes in memory
+            // until settled.
+            try writeOrKeep(synced: lane == .alarm, { try db.transaction { try storeBatch(batch) } }, else: { batch.inMemory = true })
         }
         if batch.inMemory { memoryBatches[lane] = batch }
         return batch
