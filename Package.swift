@@ -117,7 +117,7 @@ let package = Package(
 
         .testTarget(name: "VaktpostCoreTests", dependencies: ["VaktpostCore"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLiteStore", "VaktpostCore", "outbox-probe"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLiteStore", "VaktpostCore", "outbox-probe", "TestSupport"]),
 
         // Drives the outbox from a separate process: the crash test SIGKILLs it, the ingest
         // benchmark times it. Not a product; built for tests and Benchmarks/.
@@ -125,7 +125,7 @@ let package = Package(
 
         // libFuzzer target over every parser (see the file for the commands); a normal build replays inputs.
         .executableTarget(name: "fuzz-parsers", dependencies: ["VaktpostCore", "BLEInput"], path: "Tests/Fuzz", exclude: ["corpus"]),
-        // Starts the reference receiver and a dev PKI for the tests that need a platform.
+        // Starts the reference receiver and a dev PKI for the tests that need a platform; a dead SD card.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "UplinkTests", dependencies: [
             "Uplink", "VaktpostCore", "TestSupport", "vaktpost-receiver",

@@ -18,7 +18,8 @@ status is 1 when anything failed.
                                            connections going dead without a word; the link
                                            lost (packets dropped, connects hang); the disk
                                            full during an outage; the disk failing every
-                                           write (EIO, injected with strace); one sensor flooding 1,000
+                                           write (EIO, injected with strace), and every read
+                                           too (a card that died); one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
@@ -96,8 +97,8 @@ def wait_until(condition, seconds, step=0.5):
         time.sleep(step)
     return condition()
 
-def hub_config(work, hub_port, buttons, outbox, extra=""):
-    return platform_config(work, hub_port) + 'heartbeat = "30s"\n' + stream_config(buttons) + f"""
+def hub_config(work, hub_port, buttons, outbox, extra="", platform_extra=""):
+    return platform_config(work, hub_port) + 'heartbeat = "30s"\n' + platform_extra + stream_config(buttons) + f"""
 [outbox]
 path = "{outbox}"
 {extra}
@@ -249,14 +250,15 @@ class Scenario:
         os.makedirs(self.work + "/state")
         self.procs, self.rss, self.alive = [], [], True
         self.outbox = self.work + "/state/outbox.sqlite"
-        self.extra_schedule, self.extra_config = [], ""
+        self.extra_schedule, self.extra_config, self.platform_config = [], "", ""
+        self.receiver_args = ["--heartbeat-sec", "30"]
         self.rate = 20
 
     def start(self):
-        self.receiver, self.hub_port, self.admin_port = start_receiver(self.bindir, self.work, ["--heartbeat-sec", "30"])
+        self.receiver, self.hub_port, self.admin_port = start_receiver(self.bindir, self.work, self.receiver_args)
         self.procs.append(self.receiver)
         self.schedule, self.items, buttons = stream(now() + datetime.timedelta(seconds=3), self.rate, int(self.rate * (RUN_FOR - 25)), alarm_every=50)
-        open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config))
+        open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config, self.platform_config))
         self.procs.append(start_fake_usb300(self.work, self.schedule + self.extra_schedule))
         self.agent = start_agent(self.bindir, self.work)
         self.procs.append(self.agent)
@@ -414,16 +416,23 @@ class DiskFull(Scenario):
 class DiskFails(Scenario):
     """For the fault window every write and sync of the outbox's files fails with EIO, as on an
     SD card at the end of its life: strace attaches to the running agent, injects the errors
-    into exactly those files, and detaches (the receiver stays up the whole time)."""
-    def __init__(self, name, bindir, base):
+    into exactly those files, and detaches (the receiver stays up the whole time). With `reads`,
+    every read of them fails too: a card that has died outright. Its operator then acknowledges
+    each alarm only 25 s after it arrived, 15 s past `acknowledge_within`: every alarm must be
+    escalated, those received while the card is dead too."""
+    def __init__(self, name, bindir, base, reads=False):
         super().__init__(name, bindir, base)
         self.strace = None
+        self.calls = "pwrite64,fdatasync,fsync,ftruncate" + (",pread64,read" if reads else "")
+        if reads:
+            self.receiver_args += ["--ack-after", "25"]
+            self.platform_config = 'acknowledge_within = "10s"\n'
 
     def at(self, second):
         if second == FAULT_WINDOW[0] and shutil.which("strace"):
             self.strace = subprocess.Popen(
                 ["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox, "-P", self.outbox + "-wal",
-                 "-e", "trace=pwrite64,fdatasync,fsync,ftruncate", "-e", "inject=pwrite64,fdatasync,fsync,ftruncate:error=EIO"])
+                 "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:error=EIO"])
         if second == FAULT_WINDOW[1]:
             self.cleanup()
 
@@ -435,9 +444,14 @@ class DiskFails(Scenario):
         start = self.t0 + FAULT_WINDOW[0] + 2
         during = sorted(received - occurred for occurred, received in alarm_arrivals(self.work, type="button.pressed")
                         if start <= occurred < self.t0 + FAULT_WINDOW[1])
-        check(during and during[-1] < 2, f"{self.name}: alarms pressed while no write succeeded arrived at once: "
+        check(during and during[-1] < 0.5, f"{self.name}: alarms pressed while no {'read or ' if 'pread64' in self.calls else ''}write succeeded arrived at once: "
                                          f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
                                          f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
+        if self.platform_config:
+            alarms = {r[4] for r in events if r[0] == "button.pressed"}
+            escalated = {json.loads(r[3]).get("data", {}).get("alarmEventId") for r in events if r[0] == "alarm.unacknowledged" and r[1] == "active"}
+            check(alarms and alarms <= escalated, f"{self.name}: every alarm left unacknowledged was escalated, those received while the card was dead too "
+                                                  f"({len(alarms & escalated)} of {len(alarms)})")
 
     def cleanup(self):
         if self.strace and self.strace.poll() is None:
@@ -483,6 +497,7 @@ def faults():
         LinkDown("link-down", bindir, base),
         DiskFull("disk-full", bindir, base),
         DiskFails("disk-fails", bindir, base),
+        DiskFails("disk-dies", bindir, base, reads=True),
         Flood("flooding", bindir, base),
     ]
     only = os.environ.get("ONLY")

@@ -159,7 +159,9 @@ public final class DeliveryLanes: Sendable {
             do {
                 batch = try outbox.with { try $0.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 256 << 10, body: body(for: lane)) }
             } catch {
-                loop.sleep(.seconds(1))  // the outbox could not be read; it says why in its own events
+                // The outbox could not be read (it says why in its own events). An event held in
+                // memory meanwhile wakes the lane: from there it goes out at once, not after this.
+                _ = work[lane]!.wait(timeout: .now() + .seconds(1))
                 continue
             }
             guard let batch else {

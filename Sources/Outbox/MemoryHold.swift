@@ -54,6 +54,7 @@ extension Outbox {
             retryAt = SystemClock.boottime() + 1_000_000_000
             throw error
         }
+        followedAsRead = withChangesHeld(followedAsRead)
         memory = []
         memoryRuleState = nil
         memoryEvicted = (0, 0)

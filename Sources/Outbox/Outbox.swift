@@ -55,6 +55,10 @@ public final class Outbox {
     /// Changes to followed alarms, and notes, made while the disk took no writes.
     var followUps: [EventID: FollowUp] = [:]
     var notesHeld: [String: String?] = [:]
+    /// The followed alarms as last read from the table, and those received since: when the
+    /// disk cannot even be read (an SD card that died outright) they are followed, and
+    /// escalated, from here.
+    var followedAsRead: [FollowedAlarm] = []
     /// While held, the disk is tried again at most once a second (boot clock, ns): each try is a
     /// failing write, or a wait for another process's lock, with the outbox held.
     var retryAt: UInt64 = 0
@@ -527,7 +531,10 @@ public final class Outbox {
         let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: now())
         if settlement.touchesDisk {
             // As for making the batch: a lost settle is a resend the platform answers as duplicates.
-            try writeOrKeep(synced: batch.lane == .alarm, { try db.transaction { try record(settlement) } }, else: { postpone(settlement) })
+            try writeOrKeep(synced: batch.lane == .alarm, {
+                try db.transaction { try record(settlement) }
+                followedAsRead += settlement.followed
+            }, else: { postpone(settlement) })
         }
         memory.removeAll { e in outcomes[e.eventID] != nil }
         if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
@@ -683,6 +690,33 @@ public final class Outbox {
 
     /// Alarms the platform received and no operator has acknowledged yet, oldest first.
     public func followedAlarms() throws -> [FollowedAlarm] {
+        var out: [FollowedAlarm]
+        do {
+            out = try readFollowedAlarms()
+            followedAsRead = out
+        } catch let error as SQLiteError where error.isStorageFailure {
+            // The disk cannot be read: as last read, with what changed since (below; a change
+            // written since the read, an alarm ended, at worst costs one more status read).
+            out = followedAsRead
+        }
+        return hold == nil ? out : withChangesHeld(out)
+    }
+
+    /// While the disk takes no writes: `alarms` with those received meanwhile, and what changed since.
+    func withChangesHeld(_ alarms: [FollowedAlarm]) -> [FollowedAlarm] {
+        (alarms + unrecorded.flatMap(\.followed)).compactMap { alarm in
+            switch followUps[alarm.event.eventID] {
+            case nil: return alarm
+            case .ended?: return nil
+            case .status(let status, let escalation)?:
+                var changed = alarm
+                (changed.status, changed.escalation) = (status, escalation)
+                return changed
+            }
+        }.sorted { $0.event.seq < $1.event.seq }
+    }
+
+    func readFollowedAlarms() throws -> [FollowedAlarm] {
         let s = try db.prepare("""
             SELECT seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status, escalation_id
             FROM followed_alarms ORDER BY seq
@@ -693,24 +727,7 @@ public final class Outbox {
             out.append(FollowedAlarm(event: event, location: s.text(9) ?? "", acceptedAt: WallTime(nanosecondsSinceEpoch: s.int64(10)),
                                      status: s.text(11) ?? "received", escalation: s.text(12).flatMap(EventID.init)))
         }
-        guard hold != nil else { return out }
-        // While the disk takes no writes: the ones received meanwhile, and what changed since.
-        for settlement in unrecorded {
-            for e in settlement.batch.events {
-                guard case .deliveredFollowing(let location)? = settlement.outcomes[e.eventID] else { continue }
-                out.append(FollowedAlarm(event: e, location: location, acceptedAt: settlement.at, status: "received", escalation: nil))
-            }
-        }
-        return out.compactMap { alarm in
-            switch followUps[alarm.event.eventID] {
-            case nil: return alarm
-            case .ended?: return nil
-            case .status(let status, let escalation)?:
-                var changed = alarm
-                (changed.status, changed.escalation) = (status, escalation)
-                return changed
-            }
-        }.sorted { $0.event.seq < $1.event.seq }
+        return out
     }
 
     /// Records the platform's latest status for a followed alarm, and the `alarm.unacknowledged`

@@ -62,6 +62,14 @@ struct Settlement {
     /// When the platform answered (the followed alarm's acceptance, the dead letter's rejection).
     var at: WallTime
 
+    /// The alarms it hands over to following (an operator's acknowledgement is awaited).
+    var followed: [FollowedAlarm] {
+        batch.events.compactMap { e in
+            guard case .deliveredFollowing(let location)? = outcomes[e.eventID] else { return nil }
+            return FollowedAlarm(event: e, location: location, acceptedAt: at, status: "received", escalation: nil)
+        }
+    }
+
     /// Whether recording it writes anything: not for a batch made in memory of events held in
     /// memory, delivered or left unanswered (they stay in the memory queue).
     var touchesDisk: Bool {

@@ -31,18 +31,24 @@ final class Reports: Sendable {
     var rng = SplitMix64(seed: 11)
 
     mutating func event(_ type: EventType, _ state: EventState = .active) -> Event {
+        Self.event(type, state, using: &rng)
+    }
+
+    static func event(_ type: EventType, _ state: EventState, correlation: EventID? = nil, data: [(String, JSONValue)] = [],
+                      using rng: inout some RandomNumberGenerator) -> Event {
         let t = wallNow()
         let id = EventID.v7(unixMilliseconds: t.millisecondsSinceEpoch, using: &rng)
         let kind = EventCatalog.kind(of: type)!
-        return Event(eventID: id, eventClass: kind.eventClass, type: type, state: state, correlationID: id, priority: kind.priority,
+        return Event(eventID: id, eventClass: kind.eventClass, type: type, state: state, correlationID: correlation ?? id, priority: kind.priority,
                      sensor: SensorID("bed"), room: .bedroom, rule: nil,
                      occurredAt: EventTime(wall: t, utcOffsetSeconds: 3600, boottimeNanoseconds: 1, bootID: "b", clockSynced: true),
-                     codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: [])
+                     codes: EventCatalog.codes(for: type, state: state, role: .bed, room: .bedroom), data: data)
     }
 
     func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports,
-               bulkBackoff: Backoff = Backoff(base: .milliseconds(200), cap: .seconds(1))) throws -> DeliveryLanes {
-        let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow) { _, _, _, _ in fatalError("no outbox events expected") }
+               bulkBackoff: Backoff = Backoff(base: .milliseconds(200), cap: .seconds(1)),
+               outboxEvents: TechnicalEventMaker? = nil) throws -> DeliveryLanes {
+        let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow, makeEvent: outboxEvents ?? { _, _, _, _ in fatalError("no outbox events expected") })
         let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(hub: hub),
                                       alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
                                       bulkBackoff: bulkBackoff, idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
@@ -231,6 +237,34 @@ final class Reports: Sendable {
             #expect(try stub.arrivedIDs().isEmpty, "still backing off")
             l.platformIsBack()
             #expect(try waitUntil(3) { try stub.arrivedIDs().count == 10 })
+        }
+    }
+
+    /// An SD card that has died outright fails reads as well as writes: the alarm lane cannot
+    /// even look in the outbox for work. An alarm held in memory meanwhile goes out at once, not
+    /// at the lane's next look a second later.
+    @Test mutating func anAlarmHeldWhileTheOutboxCannotBeReadGoesOutAtOnce() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports(), outboxEvents: { type, state, correlation, data in
+                var rng = SystemRandomNumberGenerator()
+                return Self.event(type, state, correlation: correlation, data: data, using: &rng)
+            })
+            try l.withOutbox { try $0.append([event(.bedState, .update)]) }
+            let card = try DeadCard(dir + "/outbox.sqlite")
+            defer { card.revive() }
+            try l.withOutbox { try $0.append([event(.bedState, .update)]) }
+            #expect(try l.withOutbox { $0.hold?.type } == .outboxWriteFailed)
+            try l.withOutbox { try $0.db.execute("PRAGMA shrink_memory") }  // nothing left in SQLite's page cache either
+            l.start()
+            defer { l.stop() }
+            usleep(300_000)  // the alarm lane has looked, and could not read
+            let alarm = event(.fallDetected)
+            try l.withOutbox { try $0.append([alarm]) }
+            let held = Date()
+            l.wake()
+            #expect(try waitUntil(5) { try stub.arrivedIDs().contains(alarm.eventID.description) })
+            #expect(Date().timeIntervalSince(held) < 0.5, "sent at once, not at the lane's next look")
         }
     }
 

@@ -154,6 +154,29 @@ final class Notices: Sendable {
         }
     }
 
+    /// An SD card that dies outright fails reads too: the followed alarms cannot be read from
+    /// the outbox. The one followed before and the one received after are both escalated.
+    @Test func alarmsFollowedWhileTheCardCannotBeReadAreStillEscalated() throws {
+        let primary = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(primary, dir: dir, acknowledgeWithin: .seconds(2))
+            let before = try #require(s.hub.events.raise(.fallDetected))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(5) { try s.outbox.with { try $0.followedAlarms().map(\.event.eventID) } == [before] })
+            let card = try DeadCard(dir + "/outbox.sqlite")
+            defer { card.revive() }
+            let after = try #require(s.hub.events.raise(.bedNotReturned))
+            #expect(try waitUntil(10) { try primary.arrivedIDs().contains(after.description) })
+            #expect(try waitUntil(10) { try types(primary).filter { $0 == "alarm.unacknowledged/active" }.count == 2 })
+            let escalated = s.notices.all.withLock { $0.compactMap { if case .escalated(let id, _) = $0 { id } else { nil } } }
+            #expect(Set(escalated) == [before, after])
+            card.revive()
+            try s.outbox.with { try $0.flushMemory() }
+            #expect(try s.outbox.with { try $0.followedAlarms().map { "\($0.event.eventID) \($0.escalation != nil)" } } == ["\(before) true", "\(after) true"])
+        }
+    }
+
     /// A platform that lost a received alarm (404 on its status) gets it again, same id.
     @Test func aPlatformThatLostAnAlarmGetsItAgain() throws {
         let receiver = try ReceiverProcess()

@@ -1,6 +1,7 @@
 import Foundation
 import SQLiteStore
 import Testing
+import TestSupport
 @testable import Outbox
 import VaktpostCore
 
@@ -17,6 +18,44 @@ import VaktpostCore
             if sent.count >= 100 { break }
         }
         return sent
+    }
+
+    /// A card that died outright fails reads too: the followed alarms are still known (from the
+    /// last read, the settles since, and what changed while held), so they can be escalated.
+    @Test func followedAlarmsAreKnownWhenTheDiskCannotBeRead() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite"
+            let outbox = try m.open(path)
+            func follow(_ event: Event) throws {
+                try outbox.append([event])
+                let batch = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+                try outbox.settle(batch, outcomes: [event.eventID: .deliveredFollowing(location: "/alarms/\(event.eventID)")])
+            }
+            func followed() throws -> [EventID] { try outbox.followedAlarms().map(\.event.eventID) }
+            let fall = m.make(.fallDetected), bed = m.make(.bedNotReturned), door = m.make(.doorOpenedAtNight)
+            try follow(fall)  // recorded, never read back before the card dies
+            let card = try DeadCard(path)
+            defer { card.revive() }
+            try follow(bed)  // received as the disk failed
+            #expect(outbox.hold != nil)
+            try outbox.db.execute("PRAGMA shrink_memory")  // nothing left in SQLite's page cache either
+            #expect((try? outbox.readFollowedAlarms()) == nil, "the table cannot be read")
+            #expect(try followed() == [fall.eventID, bed.eventID])
+            try outbox.endFollowing(fall.eventID)
+            #expect(try followed() == [bed.eventID])
+            card.revive()
+            try outbox.flushMemory()
+            try follow(door)
+            let again = try DeadCard(path)
+            defer { again.revive() }
+            try outbox.append([m.make(.bedState, .update)])
+            try outbox.db.execute("PRAGMA shrink_memory")
+            #expect((try? outbox.readFollowedAlarms()) == nil, "the table cannot be read")
+            #expect(try followed() == [bed.eventID, door.eventID])
+            again.revive()
+            #expect(try outbox.readFollowedAlarms().map(\.event.eventID) == [bed.eventID, door.eventID])
+        }
     }
 
     @Test func aDiskThatTakesNoWritesKeepsTheAlarmsGoingFromMemory() throws {
