@@ -19,7 +19,8 @@ status is 1 when anything failed.
                                            lost (packets dropped, connects hang); the disk
                                            full during an outage; the disk failing every
                                            write (EIO, injected with strace), and every read
-                                           too (a card that died); one sensor flooding 1,000
+                                           too (a card that died); every sync taking a second
+                                           (a card stalling); one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
@@ -424,6 +425,7 @@ class DiskFails(Scenario):
         super().__init__(name, bindir, base)
         self.strace = None
         self.calls = "pwrite64,fdatasync,fsync,ftruncate" + (",pread64,read" if reads else "")
+        self.injection, self.trace_log = "error=EIO", "/dev/null"
         if reads:
             self.receiver_args += ["--ack-after", "25"]
             self.platform_config = 'acknowledge_within = "10s"\n'
@@ -431,19 +433,23 @@ class DiskFails(Scenario):
     def at(self, second):
         if second == FAULT_WINDOW[0] and shutil.which("strace"):
             self.strace = subprocess.Popen(
-                ["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox, "-P", self.outbox + "-wal",
-                 "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:error=EIO"])
+                ["strace", "-qq", "-f", "-tt", "-T", "-p", str(self.agent.pid), "-o", self.trace_log, "-P", self.outbox, "-P", self.outbox + "-wal",
+                 "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
         if second == FAULT_WINDOW[1]:
             self.cleanup()
+
+    def alarm_delays(self):
+        """Seconds from press to arrival of the alarms pressed during the fault (after its first 2 s), sorted."""
+        start = self.t0 + FAULT_WINDOW[0] + 2
+        return sorted(received - occurred for occurred, received in alarm_arrivals(self.work, type="button.pressed")
+                      if start <= occurred < self.t0 + FAULT_WINDOW[1])
 
     def verify(self, events):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to fail the writes (apt-get install -y strace)"):
             return
         failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
         check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised and cleared ({failed})")
-        start = self.t0 + FAULT_WINDOW[0] + 2
-        during = sorted(received - occurred for occurred, received in alarm_arrivals(self.work, type="button.pressed")
-                        if start <= occurred < self.t0 + FAULT_WINDOW[1])
+        during = self.alarm_delays()
         check(during and during[-1] < 0.5, f"{self.name}: alarms pressed while no {'read or ' if 'pread64' in self.calls else ''}write succeeded arrived at once: "
                                          f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
                                          f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
@@ -457,6 +463,30 @@ class DiskFails(Scenario):
         if self.strace and self.strace.poll() is None:
             self.strace.send_signal(signal.SIGINT)  # detaches; the agent runs on untraced
             self.strace.wait(10)
+
+class DiskStalls(DiskFails):
+    """For the fault window every sync of the outbox's files takes a second, as on an SD card
+    busy with its own garbage collection: strace holds each fsync/fdatasync of exactly those
+    files for STALL_MS before letting it run (and logs them, with their threads, in
+    syncs.strace). Nothing fails; no telegram may be lost, and alarms must not queue up behind
+    the syncs: the median alarm waits for its own sync only, the worst for a few (the WAL's
+    checkpoint, two syncs, can fall into an alarm's commit)."""
+    STALL_MS = 1000
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.calls = "fdatasync,fsync"
+        self.injection, self.trace_log = f"delay_enter={self.STALL_MS * 1000}", self.work + "/syncs.strace"
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to stall the syncs (apt-get install -y strace)"):
+            return
+        during = self.alarm_delays()
+        stall = self.STALL_MS / 1000
+        check(during and during[len(during) // 2] < stall + 0.25 and during[-1] < 5 * stall,
+              f"{self.name}: alarms pressed while every sync took {self.STALL_MS} ms waited for their own sync, at worst for five: "
+              f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
+              f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
 
 class Flood(Scenario):
     """A configured motion sensor of its own sends 1,000 telegrams a second for 15 s, each a
@@ -498,6 +528,7 @@ def faults():
         DiskFull("disk-full", bindir, base),
         DiskFails("disk-fails", bindir, base),
         DiskFails("disk-dies", bindir, base, reads=True),
+        DiskStalls("disk-stalls", bindir, base),
         Flood("flooding", bindir, base),
     ]
     only = os.environ.get("ONLY")

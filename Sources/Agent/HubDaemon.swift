@@ -92,6 +92,8 @@ public final class HubDaemon: HubControl {
     let tickLoop = BackgroundLoop(label: "vaktpost.rules")
     let controlLoop = BackgroundLoop(label: "vaktpost.control")
     let replayLoop = BackgroundLoop(label: "vaktpost.ble.replay")
+    /// Readers put what they hear here; the rules take it in on the intake's thread.
+    let intake = Intake(label: "vaktpost.intake")
     /// Checkpoints the outbox's WAL beside its writer, woken by the commit that grew it.
     let checkpointLoop = BackgroundLoop(label: "vaktpost.outbox.checkpoint")
     let scanner: Mutex<HCIScanner?> = Mutex(nil)
@@ -266,6 +268,7 @@ public final class HubDaemon: HubControl {
             scanner.withLock { $0 }?.stop()
             receivers.withLock { $0 }.forEach { $0.stop() }
             replayLoop.stop()
+            intake.stop()  // what was heard before is taken in
         case .control:
             controlLoop.stop()
             listener.withLock { $0 = nil }
@@ -316,9 +319,13 @@ public final class HubDaemon: HubControl {
     let stopWanted = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
     func startInputs() {
+        intake.start { [weak self] dropped in
+            self?.logger.critical("\(dropped) telegrams dropped unread: the rules were held up (a stalled disk?) while the queue of what the receivers heard was full")
+        }
+        let intake = self.intake
         let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in
             guard let self, case .success(let reports) = HCI.advertisingReports(event) else { return }
-            for r in reports { self.heardBLE(r, at: time) }
+            for r in reports { intake.put { [weak self] in self?.heardBLE(r, at: time) } }
         }
         if let file = config.ble.replay {
             // A capture instead of the adapter: each record is handed over when the timeline reaches it.
@@ -339,14 +346,14 @@ public final class HubDaemon: HubControl {
             }
         } else if config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) {
             let s = HCIScanner(options: .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter),
-                               now: clock.now, onEvent: handleHCI, onCondition: { [weak self] in self?.condition(ble: $0) })
+                               now: clock.now, onEvent: handleHCI, onCondition: { [weak self] c in intake.put { [weak self] in self?.condition(ble: c) } })
             scanner.withLock { $0 = s }
             s.start()
         }
         let serial = config.serial.map { r in
             SerialReceiver(options: .init(r), now: clock.now,
-                           onTelegram: { [weak self] t, time in self?.heardSerial(t, at: time, receiver: r.name) },
-                           onCondition: { [weak self] in self?.condition(serial: $0, receiver: r.name) })
+                           onTelegram: { [weak self] t, time in intake.put { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
+                           onCondition: { [weak self] c in intake.put { [weak self] in self?.condition(serial: c, receiver: r.name) } })
         }
         receivers.withLock { $0 = serial }
         serial.forEach { $0.start() }

@@ -457,12 +457,14 @@ public final class Outbox {
         let id = EventID.v7(unixMilliseconds: now().millisecondsSinceEpoch, using: &rng).description
         var batch = OutboxBatch(id: id, lane: lane, body: body(id, chosen), events: chosen, inMemory: !waiting.isEmpty)
         if !batch.inMemory {
-            // A bulk batch's bookkeeping needs no fsync of its own: if power loss takes it,
-            // its events are batched again under a new key and the platform answers the
-            // ones it already has as duplicates (per eventId). Alarms stay fully synced.
-            // While the disk takes no writes the batch is still sendable, its bytes in memory
-            // until settled.
-            try writeOrKeep(synced: lane == .alarm, { try db.transaction { try storeBatch(batch) } }, else: { batch.inMemory = true })
+            // A batch's bookkeeping needs no fsync of its own: if power loss takes it, its
+            // events are batched again under a new key and the platform answers the ones it
+            // already has as duplicates (per eventId; an alarm's POST carries no batch key).
+            // An alarm's one fsync is its append's: on a card that takes a second per sync
+            // (Benchmarks/reliability.py disk-stalls), each more sync on its way is a second
+            // later, and the next alarm's append waits behind it. While the disk takes no
+            // writes the batch is still sendable, its bytes in memory until settled.
+            try writeOrKeep(synced: false, { try db.transaction { try storeBatch(batch) } }, else: { batch.inMemory = true })
         }
         if batch.inMemory { memoryBatches[lane] = batch }
         return batch
@@ -530,8 +532,9 @@ public final class Outbox {
     public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
         let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: now())
         if settlement.touchesDisk {
-            // As for making the batch: a lost settle is a resend the platform answers as duplicates.
-            try writeOrKeep(synced: batch.lane == .alarm, {
+            // As for making the batch: a settle lost to power loss is a resend the platform
+            // answers as duplicates (an alarm's with its record, so it is followed again).
+            try writeOrKeep(synced: false, {
                 try db.transaction { try record(settlement) }
                 followedAsRead += settlement.followed
             }, else: { postpone(settlement) })
@@ -740,7 +743,12 @@ public final class Outbox {
     /// A follow-up written now, or kept for `flushMemory` while the disk takes no writes (or
     /// the alarm, received meanwhile, is not in the table yet).
     func follow(_ id: EventID, _ change: FollowUp) throws {
-        try writeOrKeep(synced: true, {
+        // Synced: an escalation recorded (if power loss took it, the alarm would be escalated,
+        // and sent to the secondary platform, again). An ending or a status lost to power loss
+        // costs one more status read.
+        let escalates: Bool
+        if case .status(_, let escalation) = change { escalates = escalation != nil } else { escalates = false }
+        try writeOrKeep(synced: escalates, {
             try apply(change, to: id)
             followUps[id] = db.changes == 0 && hold != nil ? change : nil
         }, else: { followUps[id] = change })

@@ -34,8 +34,8 @@ func write(_ text: String, to path: String, mode: UInt32 = 0o644) throws {
 }
 
 /// A daemon in-process (no inputs started) with a motion sensor `hall`, a button `button` and its
-/// alarm rule, its config written to `dir`.
-func buttonHub(_ dir: String, outbox: String, socket: String) throws -> HubDaemon {
+/// alarm rule, its config written to `dir`; with `serial`, a receiver `usb300` on that port.
+func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = nil) throws -> HubDaemon {
     try write("""
         [hub]
         id = "hub-0001"
@@ -59,7 +59,7 @@ func buttonHub(_ dir: String, outbox: String, socket: String) throws -> HubDaemo
         sensor = "button"
         [outbox]
         path = "\(outbox)"
-        """, to: dir + "/vaktpost.toml")
+        """ + (serial.map { "\n[[serial]]\nname = \"usb300\"\npath = \"\($0)\"\n" } ?? ""), to: dir + "/vaktpost.toml")
     return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"),
                          logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
 }
