@@ -322,10 +322,10 @@ public final class HubDaemon: HubControl {
         intake.start { [weak self] dropped in
             self?.logger.critical("\(dropped) telegrams dropped unread: the rules were held up (a stalled disk?) while the queue of what the receivers heard was full")
         }
-        let intake = self.intake
+        let intake = self.intake, clock = self.clock
         let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in
             guard let self, case .success(let reports) = HCI.advertisingReports(event) else { return }
-            for r in reports { intake.put { [weak self] in self?.heardBLE(r, at: time) } }
+            for r in reports { intake.put(heard: time) { [weak self] in self?.heardBLE(r, at: time) } }
         }
         if let file = config.ble.replay {
             // A capture instead of the adapter: each record is handed over when the timeline reaches it.
@@ -346,14 +346,14 @@ public final class HubDaemon: HubControl {
             }
         } else if config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) {
             let s = HCIScanner(options: .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter),
-                               now: clock.now, onEvent: handleHCI, onCondition: { [weak self] c in intake.put { [weak self] in self?.condition(ble: c) } })
+                               now: clock.now, onEvent: handleHCI, onCondition: { c in intake.put(heard: clock.now()) { [weak self] in self?.condition(ble: c) } })
             scanner.withLock { $0 = s }
             s.start()
         }
         let serial = config.serial.map { r in
             SerialReceiver(options: .init(r), now: clock.now,
-                           onTelegram: { [weak self] t, time in intake.put { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
-                           onCondition: { [weak self] c in intake.put { [weak self] in self?.condition(serial: c, receiver: r.name) } })
+                           onTelegram: { t, time in intake.put(heard: time) { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
+                           onCondition: { c in intake.put(heard: clock.now()) { [weak self] in self?.condition(serial: c, receiver: r.name) } })
         }
         receivers.withLock { $0 = serial }
         serial.forEach { $0.start() }
@@ -481,11 +481,15 @@ public final class HubDaemon: HubControl {
         if case .unplugged(let reason) = condition { logger.error("\(receiver): \(reason)") }
     }
 
-    /// Timers due by now: the engine advanced to the timeline's present.
+    /// Timers due by now: the engine advanced to the timeline's present, or to the oldest
+    /// reading still waiting in the intake, whichever is earlier: a timer never fires ahead of
+    /// a reading heard before it was due (nor does a flood seem to end while its telegrams wait).
     func step() {
+        let now = timeline.now()
+        let horizon = intake.oldestWaiting.map { min($0, now) } ?? now
         core.withLock { c in
-            engine.advance(&c.state, to: timeline.now(), events: &c.factory)
-            c.floods.tick(at: timeline.now(), sensors: sensorConfigs, events: &c.factory)
+            engine.advance(&c.state, to: horizon, events: &c.factory)
+            c.floods.tick(at: horizon, sensors: sensorConfigs, events: &c.factory)
             commit(&c)
         }
     }

@@ -1,4 +1,5 @@
 import Synchronization
+import VaktpostCore
 import VaktpostPosix
 
 /// What the receivers heard, in the order they heard it, until the rules take it in on a
@@ -15,11 +16,26 @@ final class Intake: Sendable {
     typealias Work = @Sendable () -> Void
 
     struct Queue {
-        var items: [Work] = []
-        /// Where the items begin: the oldest dropped are skipped, not moved out one by one.
+        var items: [(heard: WallTime, work: Work)] = []
+        /// Where the items begin: taken and dropped ones are skipped, not moved out one by one.
         var head = 0
+        /// When the one being taken in was heard.
+        var taking: WallTime?
         /// Dropped since the last report: the queue was full (the rules were held up for that long).
         var dropped = 0
+
+        var waiting: Int { items.count - head }
+
+        mutating func skip() {
+            head += 1
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 4096, head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+        }
     }
 
     let queue = Mutex(Queue())
@@ -32,39 +48,51 @@ final class Intake: Sendable {
         self.limit = limit
     }
 
-    /// From a reader's thread: never waits (beyond the queue's own lock). When the queue is
-    /// full the oldest goes, counted, as the kernel's buffer would have dropped the newest.
-    func put(_ work: @escaping Work) {
+    /// From a reader's thread, with when it was heard: never waits (beyond the queue's own
+    /// lock). When the queue is full the oldest goes, counted, as the kernel's buffer would
+    /// have dropped the newest.
+    func put(heard: WallTime, _ work: @escaping Work) {
         queue.withLock { q in
-            if q.items.count - q.head >= limit {
-                q.head += 1
+            if q.waiting >= limit {
+                q.skip()
                 q.dropped += 1
-                if q.head >= limit {
-                    q.items.removeFirst(q.head)
-                    q.head = 0
-                }
             }
-            q.items.append(work)
+            q.items.append((heard, work))
         }
         loop.wake()
     }
 
-    /// Runs what was put, in order, on the intake's thread until `stop()`; `dropped` hears how
-    /// many were dropped for a full queue.
+    /// When the oldest reading not yet taken in was heard: the rules' timers must not run past
+    /// it (a bed pad's "back in bed" heard at 29 minutes, waiting behind a commit the disk
+    /// holds up, must cancel the 30-minute alarm, not come after it).
+    var oldestWaiting: WallTime? {
+        queue.withLock { q in q.taking ?? (q.waiting > 0 ? q.items[q.head].heard : nil) }
+    }
+
+    /// Takes in what was put, in order, on the intake's thread until `stop()`; `dropped` hears
+    /// how many were dropped for a full queue.
     func start(dropped: @escaping @Sendable (Int) -> Void) {
         loop.start { [self] in
             while true {
-                let (batch, lost) = queue.withLock { q in
-                    defer { (q.items, q.head, q.dropped) = ([], 0, 0) }
-                    return (q.items[q.head...], q.dropped)
+                let (next, lost) = queue.withLock { q in
+                    defer { q.dropped = 0 }
+                    guard q.waiting > 0 else {
+                        q.taking = nil
+                        return (nil as Work?, q.dropped)
+                    }
+                    let item = q.items[q.head]
+                    q.skip()
+                    q.taking = item.heard
+                    return (item.work, q.dropped)
                 }
                 if lost > 0 { dropped(lost) }
-                for work in batch { work() }
-                // Stopped only once empty: what was heard before the readers stopped is taken in.
-                if batch.isEmpty {
-                    if loop.isStopped { return }
-                    loop.sleep(.seconds(1))
+                if let next {
+                    next()
+                    continue
                 }
+                // Stopped only once empty: what was heard before the readers stopped is taken in.
+                if loop.isStopped { return }
+                loop.sleep(.seconds(1))
             }
         }
     }
@@ -73,6 +101,4 @@ final class Intake: Sendable {
     func stop() {
         loop.stop()
     }
-
-    var waiting: Int { queue.withLock { $0.items.count - $0.head } }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Synchronization
 @testable import Agent
 @testable import Outbox
 import Testing
@@ -39,6 +41,57 @@ import VaktpostCore
             let pressed = { try d.outbox.with { try $0.fetch(where: "type = 'button.pressed'", [], limit: 10).count } }
             #expect(try waitUntil(5) { try pressed() == 3 })
             #expect(try pressed() == 3)
+        }
+    }
+
+    /// Out of bed at night; back in bed at 29 minutes, but that reading waits in the intake
+    /// (the rules are held up behind a commit the disk stalls). The 30-minute timer must not
+    /// run past it: no `bed.not_returned`, ever. Simulated time, 10 minutes a second.
+    @Test func aTimerDoesNotOvertakeAReadingHeardBeforeItWasDue() throws {
+        try withTemporaryDirectory { dir in
+            try write("""
+                [hub]
+                id = "hub-0001"
+                timezone = "UTC"
+                [[sensors]]
+                id = "bed"
+                role = "bed"
+                room = "bedroom"
+                transport = "enocean"
+                sender = "01825DAB"
+                eep = "A5-07-01"
+                [[rules]]
+                id = "night-bed"
+                kind = "not-back-in-bed"
+                sensor = "bed"
+                window = "00:00-23:59"
+                after = "30m"
+                [outbox]
+                path = "\(dir)/outbox.sqlite"
+                """, to: dir + "/vaktpost.toml")
+            let options = RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log",
+                                     start: WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000), speed: 600)
+            let d = try HubDaemon(options: options, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            try d.start(.rules)
+            defer { d.stop(.rules) }
+            @Sendable func bed(_ occupied: Bool) -> ESP3Telegram {
+                ESP3Telegram(ESP3Packet(type: 1, data: [0xA5, 0x55, 0x00, occupied ? 0xFF : 0x00, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00],
+                                        optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
+            }
+            d.heardSerial(bed(true), at: d.clock.now(), receiver: "usb300")
+            d.heardSerial(bed(false), at: d.clock.now(), receiver: "usb300")  // out of bed: 30 minutes start
+            let out = d.clock.now()
+            while d.clock.now() < out + .seconds(29 * 60) { usleep(5_000) }
+            let back = d.clock.now()
+            d.intake.put(heard: back) { d.heardSerial(bed(true), at: back, receiver: "usb300") }
+            let notReturned = { d.core.withLock { $0.recent.contains { $0.json["type"]?.stringValue == "bed.not_returned" } } }
+            Thread.sleep(forTimeInterval: 0.5)  // 35 minutes out, had the timer run on
+            #expect(!notReturned(), "the timer ran past a reading heard before it was due")
+            d.intake.start { _ in }
+            defer { d.intake.stop() }
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(d.intake.oldestWaiting == nil)
+            #expect(!notReturned())
         }
     }
 }
