@@ -22,36 +22,13 @@ import VaktpostCore
     }
 
     func daemon(_ dir: String, _ wall: Wall) throws -> HubDaemon {
-        try """
-        [hub]
-        id = "hub-0001"
-        timezone = "UTC"
-        [[sensors]]
-        id = "bed"
-        role = "bed"
-        room = "bedroom"
-        transport = "enocean"
-        sender = "01825DAB"
-        eep = "A5-07-01"
-        [[rules]]
-        id = "night-bed"
-        kind = "not-back-in-bed"
-        sensor = "bed"
-        window = "00:00-23:59"
-        after = "30m"
-        [outbox]
-        path = "\(dir)/outbox.sqlite"
-        """.write(toFile: dir + "/vaktpost.toml", atomically: true, encoding: .utf8)
-        var options = RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log")
+        var options = RunOptions(configPath: try writeBedHubConfig(dir), socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log")
         options.wallClock = { wall.now() }
         options.wallClockSynced = { wall.synced }
         return try HubDaemon(options: options, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
     }
 
-    func bed(_ occupied: Bool) -> ESP3Telegram {
-        ESP3Telegram(ESP3Packet(type: 1, data: [0xA5, 0x55, 0x00, occupied ? 0xFF : 0x00, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00],
-                                optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
-    }
+    func bed(_ occupied: Bool) -> ESP3Telegram { bedPad(occupied) }
 
     func events(_ d: HubDaemon) -> [JSONValue] { d.core.withLock { $0.recent.map(\.json) } }
 

@@ -49,35 +49,12 @@ import VaktpostCore
     /// run past it: no `bed.not_returned`, ever. Simulated time, 10 minutes a second.
     @Test func aTimerDoesNotOvertakeAReadingHeardBeforeItWasDue() throws {
         try withTemporaryDirectory { dir in
-            try write("""
-                [hub]
-                id = "hub-0001"
-                timezone = "UTC"
-                [[sensors]]
-                id = "bed"
-                role = "bed"
-                room = "bedroom"
-                transport = "enocean"
-                sender = "01825DAB"
-                eep = "A5-07-01"
-                [[rules]]
-                id = "night-bed"
-                kind = "not-back-in-bed"
-                sensor = "bed"
-                window = "00:00-23:59"
-                after = "30m"
-                [outbox]
-                path = "\(dir)/outbox.sqlite"
-                """, to: dir + "/vaktpost.toml")
-            let options = RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log",
+            let options = RunOptions(configPath: try writeBedHubConfig(dir), socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log",
                                      start: WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000), speed: 600)
             let d = try HubDaemon(options: options, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
             try d.start(.rules)
             defer { d.stop(.rules) }
-            @Sendable func bed(_ occupied: Bool) -> ESP3Telegram {
-                ESP3Telegram(ESP3Packet(type: 1, data: [0xA5, 0x55, 0x00, occupied ? 0xFF : 0x00, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00],
-                                        optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
-            }
+            let bed = bedPad
             d.heardSerial(bed(true), at: d.clock.now(), receiver: "usb300")
             d.heardSerial(bed(false), at: d.clock.now(), receiver: "usb300")  // out of bed: 30 minutes start
             let out = d.clock.now()

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 @testable import Agent
+import VaktpostCore
 import VaktpostPosix
 
 /// A fresh directory for one test, removed afterwards. Paths never collide between parallel tests.
@@ -62,4 +63,36 @@ func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = 
         """ + (serial.map { "\n[[serial]]\nname = \"usb300\"\npath = \"\($0)\"\n" } ?? ""), to: dir + "/vaktpost.toml")
     return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"),
                          logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+}
+
+/// The config of a hub with a bed pad `bed` and its rule `night-bed` (not back in bed within
+/// 30 minutes, all day), in UTC, written to `dir`/vaktpost.toml; its path.
+func writeBedHubConfig(_ dir: String) throws -> String {
+    try write("""
+        [hub]
+        id = "hub-0001"
+        timezone = "UTC"
+        [[sensors]]
+        id = "bed"
+        role = "bed"
+        room = "bedroom"
+        transport = "enocean"
+        sender = "01825DAB"
+        eep = "A5-07-01"
+        [[rules]]
+        id = "night-bed"
+        kind = "not-back-in-bed"
+        sensor = "bed"
+        window = "00:00-23:59"
+        after = "30m"
+        [outbox]
+        path = "\(dir)/outbox.sqlite"
+        """, to: dir + "/vaktpost.toml")
+    return dir + "/vaktpost.toml"
+}
+
+/// The bed pad of `writeBedHubConfig` (A5-07-01 occupancy) saying occupied or vacant.
+@Sendable func bedPad(_ occupied: Bool) -> ESP3Telegram {
+    ESP3Telegram(ESP3Packet(type: 1, data: [0xA5, 0x55, 0x00, occupied ? 0xFF : 0x00, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00],
+                            optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
 }
