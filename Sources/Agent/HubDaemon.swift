@@ -320,7 +320,7 @@ public final class HubDaemon: HubControl {
 
     func startInputs() {
         intake.start { [weak self] dropped in
-            self?.logger.critical("\(dropped) telegrams dropped unread: the rules were held up (a stalled disk?) while the queue of what the receivers heard was full")
+            self?.logger.critical("\(dropped) readings dropped unread: the rules were held up (a stalled disk?) while the queue of what the receivers heard was full")
         }
         let intake = self.intake, clock = self.clock
         let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in

@@ -71,4 +71,19 @@ import VaktpostCore
             #expect(!notReturned())
         }
     }
+
+    /// Full, the queue drops its oldest and says how many; the rest is taken in, in order, and
+    /// the rules' horizon is the oldest still waiting.
+    @Test func aFullIntakeDropsTheOldestAndSaysSo() throws {
+        let intake = Intake(label: "test.intake", limit: 5)
+        let taken = Mutex<[Int]>([]), dropped = Mutex(0)
+        let t0 = WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000)
+        for i in 0..<12 { intake.put(heard: t0 + .seconds(Int64(i))) { taken.withLock { $0.append(i) } } }
+        #expect(intake.oldestWaiting == t0 + .seconds(7))
+        intake.start { n in dropped.withLock { $0 += n } }
+        intake.stop()
+        #expect(taken.withLock { $0 } == [7, 8, 9, 10, 11])
+        #expect(dropped.withLock { $0 } == 7)
+        #expect(intake.oldestWaiting == nil)
+    }
 }
