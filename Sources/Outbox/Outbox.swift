@@ -707,16 +707,20 @@ public final class Outbox {
 
     /// While the disk takes no writes: `alarms` with those received meanwhile, and what changed since.
     func withChangesHeld(_ alarms: [FollowedAlarm]) -> [FollowedAlarm] {
-        (alarms + unrecorded.flatMap(\.followed)).compactMap { alarm in
-            switch followUps[alarm.event.eventID] {
-            case nil: return alarm
-            case .ended?: return nil
-            case .status(let status, let escalation)?:
-                var changed = alarm
-                (changed.status, changed.escalation) = (status, escalation)
-                return changed
-            }
-        }.sorted { $0.event.seq < $1.event.seq }
+        (alarms + unrecorded.flatMap(\.followed)).compactMap { Self.applying(followUps[$0.event.eventID], to: $0) }
+            .sorted { $0.event.seq < $1.event.seq }
+    }
+
+    /// The alarm after `change`: nil once its following ended.
+    static func applying(_ change: FollowUp?, to alarm: FollowedAlarm) -> FollowedAlarm? {
+        switch change {
+        case nil: return alarm
+        case .ended?: return nil
+        case .status(let status, let escalation)?:
+            var changed = alarm
+            (changed.status, changed.escalation) = (status, escalation)
+            return changed
+        }
     }
 
     func readFollowedAlarms() throws -> [FollowedAlarm] {
@@ -751,6 +755,8 @@ public final class Outbox {
         try writeOrKeep(synced: escalates, {
             try apply(change, to: id)
             followUps[id] = db.changes == 0 && hold != nil ? change : nil
+            // The list the disk may not be able to give again says the same as the table.
+            followedAsRead = followedAsRead.compactMap { $0.event.eventID == id ? Self.applying(change, to: $0) : $0 }
         }, else: { followUps[id] = change })
     }
 
@@ -785,6 +791,7 @@ public final class Outbox {
                 }
                 try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(id.description)).run()
             }
+            followedAsRead.removeAll { $0.event.eventID == id }
         }, else: {})
         // Counted, not recounted: a count reads the whole queue, and this alarm is on its way out again.
         rows += added.rows

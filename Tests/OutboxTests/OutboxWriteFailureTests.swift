@@ -34,6 +34,10 @@ import VaktpostCore
             }
             func followed() throws -> [EventID] { try outbox.followedAlarms().map(\.event.eventID) }
             let fall = m.make(.fallDetected), bed = m.make(.bedNotReturned), door = m.make(.doorOpenedAtNight)
+            let acknowledged = m.make(.fallDetected)
+            try follow(acknowledged)
+            #expect(try followed() == [acknowledged.eventID])
+            try outbox.endFollowing(acknowledged.eventID)  // written: not followed from the list either
             try follow(fall)  // recorded, never read back before the card dies
             let card = try DeadCard(path)
             defer { card.revive() }
