@@ -146,7 +146,7 @@ public final class DeliveryLanes: Sendable {
         var alarmsWaitingSince: WallTime? = nil
         while !loop.isStopped {
             if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
-                _ = work[lane]!.wait(timeout: .now() + .milliseconds(Int(settings.idle.nanoseconds / 1_000_000)))
+                waitForWork(lane, upTo: settings.idle)
                 continue
             }
             if lane == .bulk, alarmsFirst(since: &alarmsWaitingSince, loop: loop) { continue }
@@ -161,11 +161,11 @@ public final class DeliveryLanes: Sendable {
             } catch {
                 // The outbox could not be read (it says why in its own events). An event held in
                 // memory meanwhile wakes the lane: from there it goes out at once, not after this.
-                _ = work[lane]!.wait(timeout: .now() + .seconds(1))
+                waitForWork(lane, upTo: .seconds(1))
                 continue
             }
             guard let batch else {
-                _ = work[lane]!.wait(timeout: .now() + .milliseconds(Int(settings.idle.nanoseconds / 1_000_000)))
+                waitForWork(lane, upTo: settings.idle)
                 continue
             }
             let started = firstTry ?? now()
@@ -219,6 +219,11 @@ public final class DeliveryLanes: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    /// Until new work wakes the lane (`wake()`, an event stored, held in memory) or `limit`.
+    func waitForWork(_ lane: Lane, upTo limit: Duration) {
+        _ = work[lane]!.wait(timeout: .now() + .milliseconds(Int(limit.nanoseconds / 1_000_000)))
     }
 
     /// The alarm lane finished an attempt; `progress` when it settled its event.

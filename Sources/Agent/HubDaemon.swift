@@ -212,12 +212,7 @@ public final class HubDaemon: HubControl {
 
     /// Where the outbox stands in when its own cannot be opened: beside the control socket, on
     /// the runtime directory's tmpfs (/run/vaktpost), which the unit keeps across restarts.
-    static func standInPath(socket: String) -> String { directory(of: socket) + "/outbox-stand-in.sqlite" }
-
-    static func directory(of path: String) -> String {
-        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return dir.isEmpty ? "." : dir
-    }
+    static func standInPath(socket: String) -> String { socket.parentDirectory + "/outbox-stand-in.sqlite" }
 
     /// The outbox's own technical events (pressure, disk full, recovered), stamped like all others.
     static func ownEventMaker(stamp: @escaping @Sendable (WallTime) -> EventTime, now: @escaping @Sendable () -> WallTime) -> TechnicalEventMaker {
@@ -505,7 +500,7 @@ public final class HubDaemon: HubControl {
     }
 
     static func advice(_ hold: StorageHold?, path: String) -> String {
-        guard let hold, hold.type != .outboxDiskFull else { return "free space on the hub's disk (df -h \(directory(of: path)))" }
+        guard let hold, hold.type != .outboxDiskFull else { return "free space on the hub's disk (df -h \(path.parentDirectory))" }
         return "look for I/O errors in the kernel log (dmesg) and replace the SD card if it reports them; "
             + "if the outbox is locked, see which process holds it (fuser \(path))"
     }

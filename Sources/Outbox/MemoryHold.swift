@@ -9,7 +9,7 @@ extension Outbox {
     /// The disk refused a write: from now on events wait in memory (raised once, as
     /// `outbox.disk_full` or `outbox.write_failed`), and the disk is tried again in a second.
     func holdInMemory(_ error: SQLiteError) {
-        retryAt = SystemClock.boottime() + 1_000_000_000
+        tryDiskInASecond()
         guard hold == nil else { return }
         // A lock another process holds made this write wait `lockWait`; the retries must not,
         // with the outbox held and an alarm perhaps waiting for it.
@@ -24,6 +24,8 @@ extension Outbox {
 
     /// Whether to try the disk now: always, unless it refused a write less than a second ago.
     var mayTryDisk: Bool { hold == nil || SystemClock.boottime() >= retryAt }
+
+    func tryDiskInASecond() { retryAt = SystemClock.boottime() + 1_000_000_000 }
 
     public var inMemoryCount: Int { memory.count }
 
@@ -51,7 +53,7 @@ extension Outbox {
             try? reloadAfterRollback()
             // The cleared event was never written: its seq goes to the next event, no gap.
             nextSeq = seqBefore
-            retryAt = SystemClock.boottime() + 1_000_000_000
+            tryDiskInASecond()
             throw error
         }
         followedAsRead = withChangesHeld(followedAsRead)

@@ -231,7 +231,7 @@ public final class Outbox {
     /// and written by a later call; it throws only when it did not accept the events.
     @discardableResult
     public func append(_ events: [Event], ruleState: EngineState? = nil) throws -> [UInt64] {
-        if hold != nil, SystemClock.boottime() >= retryAt { try? flushMemory() }
+        if hold != nil, mayTryDisk { try? flushMemory() }
         let stored = events.map(prepare)
         var failure: SQLiteError? = nil
         if hold == nil {

@@ -98,10 +98,7 @@ public struct OutboxConfig: Sendable {
     public static let defaultPath = "/var/lib/vaktpost/outbox.sqlite"
 
     /// The directory of the outbox, where the agent keeps its other state files too.
-    public var directory: String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
+    public var directory: String { path.parentDirectory }
 }
 
 public enum BLEMode: String, CaseIterable, Sendable {
