@@ -19,7 +19,9 @@ status is 1 when anything failed.
                                            lost (packets dropped, connects hang); the disk
                                            full during an outage; the disk failing every
                                            write (EIO, injected with strace), and every read
-                                           too (a card that died); every sync taking a second
+                                           too (a card that died), and that with the agent
+                                           restarted before the card and the platform are back
+                                           (what memory held goes to the stand-in); every sync taking a second
                                            (a card stalling); one sensor flooding 1,000
                                            frames/s; and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
@@ -258,7 +260,9 @@ class Scenario:
     def start(self):
         self.receiver, self.hub_port, self.admin_port = start_receiver(self.bindir, self.work, self.receiver_args)
         self.procs.append(self.receiver)
-        self.schedule, self.items, buttons = stream(now() + datetime.timedelta(seconds=3), self.rate, int(self.rate * (RUN_FOR - 25)), alarm_every=50)
+        begin = now() + datetime.timedelta(seconds=3)
+        self.schedule, self.items, buttons = stream(begin, self.rate, int(self.rate * (RUN_FOR - 25)), alarm_every=50)
+        self.schedule = self.shape(self.schedule, begin)
         open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config, self.platform_config))
         self.procs.append(start_fake_usb300(self.work, self.schedule + self.extra_schedule))
         self.agent = start_agent(self.bindir, self.work)
@@ -269,6 +273,10 @@ class Scenario:
             self.alive = False
         else:
             self.rss.append(rss_kib(self.agent.pid)[0])
+
+    def shape(self, schedule, begin):
+        """The fake stick's schedule as this scenario wants it (BEGIN: the stream's start)."""
+        return schedule
 
     def at(self, second):
         """Called once a second with the seconds since the start."""
@@ -418,15 +426,15 @@ class DiskFails(Scenario):
     """For the fault window every write and sync of the outbox's files fails with EIO, as on an
     SD card at the end of its life: strace attaches to the running agent, injects the errors
     into exactly those files, and detaches (the receiver stays up the whole time). With `reads`,
-    every read of them fails too: a card that has died outright. Its operator then acknowledges
-    each alarm only 25 s after it arrived, 15 s past `acknowledge_within`: every alarm must be
-    escalated, those received while the card is dead too."""
-    def __init__(self, name, bindir, base, reads=False):
+    every read of them fails too: a card that has died outright. With `late_operator`, the
+    operator acknowledges each alarm only 25 s after it arrived, 15 s past `acknowledge_within`:
+    every alarm must be escalated, those received while the card is dead too."""
+    def __init__(self, name, bindir, base, reads=False, late_operator=False):
         super().__init__(name, bindir, base)
         self.strace = None
         self.calls = "pwrite64,fdatasync,fsync,ftruncate" + (",pread64,read" if reads else "")
         self.injection, self.trace_log = "error=EIO", "/dev/null"
-        if reads:
+        if late_operator:
             self.receiver_args += ["--ack-after", "25"]
             self.platform_config = 'acknowledge_within = "10s"\n'
 
@@ -488,6 +496,63 @@ class DiskStalls(DiskFails):
               f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
               f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
 
+class DiskDiesRestarted(DiskFails):
+    """The card dies (reads and writes fail) while the platform is away, and the agent is
+    restarted before either comes back, as a technician or a remote command would: the alarms
+    held in memory go to the stand-in at the stop; the start finds no outbox (an empty read-only
+    file system over the state directory: the dead card) and runs from the stand-in, delivering
+    them when the platform returns; the start after the card is back takes the stand-in in.
+    The stream pauses for each restart (PAUSE s from stream second 37 and 108; it goes on where
+    it stopped): a telegram sent while no agent has the port open is unheard by any agent."""
+    PAUSES, PAUSE, PLATFORM_BACK = (37, 108), 4, 70
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base, reads=True)
+        self.mounted, self.restarts = False, []
+
+    def shape(self, schedule, begin):
+        pauses = [begin + datetime.timedelta(seconds=p) for p in self.PAUSES]
+        # Each restart a second into its pause: done (a stop takes about one) before it ends.
+        self.restarts = [p.timestamp() + 1 for p in pauses]
+        def later(item):
+            at = datetime.datetime.fromisoformat(item["at"])
+            return {**item, "at": (at + datetime.timedelta(seconds=self.PAUSE * sum(1 for p in pauses if at >= p))).isoformat()}
+        return [later(item) for item in schedule]
+
+    def restart(self):
+        stop([self.agent])
+        self.agent = start_agent(self.bindir, self.work)
+        self.procs.append(self.agent)
+
+    def at(self, second):
+        if second == FAULT_WINDOW[0]:
+            self.fault({"downForSec": self.PLATFORM_BACK - FAULT_WINDOW[0]})
+            super().at(second)  # the card dies
+        if self.restarts and time.time() >= self.restarts[0]:
+            first = len(self.restarts) == len(self.PAUSES)
+            self.restarts.pop(0)
+            if first:  # and a start finds no card: an empty read-only file system in its place
+                self.mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", self.work + "/state"]).returncode == 0
+            else:  # the card is back
+                self.cleanup()
+            self.restart()
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to fail the reads and writes (apt-get install -y strace)"):
+            return
+        log = open(self.work + "/agent.log", errors="replace").read()
+        check("events held in memory are in the stand-in" in log and "EVENTS LOST" not in log,
+              f"{self.name}: at the stop, what memory held went to the stand-in (log: {'EVENTS LOST' if 'EVENTS LOST' in log else 'spilled' if 'stand-in' in log else 'nothing'})")
+        check("running from a stand-in" in log, f"{self.name}: the start without the card ran from the stand-in")
+        failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
+        check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised once and cleared once the card was back ({failed})")
+        check(not os.path.exists(self.work + "/outbox-stand-in.sqlite"), f"{self.name}: the start with the card back took the stand-in in")
+
+    def cleanup(self):
+        super().cleanup()
+        if self.mounted:
+            self.mounted = subprocess.run(["umount", "-l", self.work + "/state"]).returncode != 0
+
 class Flood(Scenario):
     """A configured motion sensor of its own sends 1,000 telegrams a second for 15 s, each a
     change (so 15,000 events), on top of the stream."""
@@ -527,8 +592,9 @@ def faults():
         LinkDown("link-down", bindir, base),
         DiskFull("disk-full", bindir, base),
         DiskFails("disk-fails", bindir, base),
-        DiskFails("disk-dies", bindir, base, reads=True),
+        DiskFails("disk-dies", bindir, base, reads=True, late_operator=True),
         DiskStalls("disk-stalls", bindir, base),
+        DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),
     ]
     only = os.environ.get("ONLY")

@@ -138,7 +138,7 @@ public final class HubDaemon: HubControl {
         let standIn = Self.standInPath(socket: options.socketPath)
         let box: Outbox
         var standInFor: String? = nil
-        var absorbed: (events: Int, event: EventID?)? = nil
+        var absorbed: (events: Int, event: EventID?, type: EventType)? = nil
         do {
             // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
             box = try Outbox(path: config.outbox.path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
@@ -147,7 +147,8 @@ public final class HubDaemon: HubControl {
                     absorbed = try box.absorb(standIn: standIn)
                     for suffix in ["", "-wal", "-shm"] { Files.remove(standIn + suffix) }
                 } catch {
-                    logger.error("the stand-in outbox \(standIn) could not be moved into \(config.outbox.path) (\(error)); it is kept for the next start")
+                    box.continueAbove(standIn: standIn)
+                    logger.critical("the stand-in outbox \(standIn) could not be moved into \(config.outbox.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
                 }
             }
         } catch {
@@ -205,7 +206,7 @@ public final class HubDaemon: HubControl {
             try? outbox.with { try $0.setNote("stand_in_event", id?.description) }
         }
         if let absorbed {
-            if let event = absorbed.event { raise(.outboxWriteFailed, .cleared, correlation: event, data: [("moved", .int(Int64(absorbed.events)))]) }
+            if let event = absorbed.event { raise(absorbed.type, .cleared, correlation: event, data: [("moved", .int(Int64(absorbed.events)))]) }
             logger.notice("the outbox writes again: the \(absorbed.events) events the stand-in \(standIn) still held are in it")
         }
     }
@@ -275,12 +276,12 @@ public final class HubDaemon: HubControl {
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             try? historyStore.save(core.withLock { $0.ble.histories })
+            let ruleState = core.withLock { $0.state }
             try? outbox.with { o in
                 do {
                     try o.flushMemory()
                 } catch {
-                    // Nowhere to write them: say so, loudly, with what to do.
-                    logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written (\(error)); \(Self.advice(o.hold, path: o.path))")
+                    spillAtStop(o, error, ruleState: ruleState)
                 }
                 try o.checkpoint()
                 try o.close()
@@ -496,6 +497,25 @@ public final class HubDaemon: HubControl {
             logger.critical("the outbox cannot write to \(config.outbox.path) (\(hold.cause)): events are held in memory (\(held) now) and sent from there, alarms first; \(Self.advice(hold, path: config.outbox.path))")
         } else {
             logger.notice("the outbox writes again: the events held in memory are on disk")
+        }
+    }
+
+    /// The outbox takes no writes at this stop: what memory holds goes to the stand-in on tmpfs
+    /// (a restart of the agent keeps it, and the next start runs from it or takes it in), not
+    /// lost with the process. Only if that fails too are the events lost: said loudly.
+    func spillAtStop(_ o: Outbox, _ error: any Error, ruleState: EngineState) {
+        let standIn = Self.standInPath(socket: options.socketPath)
+        let advice = Self.advice(o.hold, path: o.path)
+        guard o.standingIn == nil else {
+            // The stand-in itself takes no writes (tmpfs full: the hub is out of memory).
+            logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written to the stand-in \(o.path) (\(error)); \(advice)")
+            return
+        }
+        do {
+            let n = try o.spill(to: standIn, ruleState: ruleState)
+            logger.critical("the outbox \(o.path) takes no writes at this stop (\(error)): the \(n) events held in memory are in the stand-in \(standIn) instead (kept across restarts of the agent, lost if the hub restarts); the next start takes them back in. \(advice)")
+        } catch let second {
+            logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written to \(o.path) (\(error)) nor to the stand-in \(standIn) (\(second)); \(advice)")
         }
     }
 

@@ -26,14 +26,16 @@ extension Outbox {
     }
 
     /// Takes in what a stand-in outbox still holds (the agent ran from it while this one could
-    /// not be written): its queued events, whose batches are made anew, dead letters, followed
-    /// alarms, the rule state, its notes, and its seq counter. Returns how many events came and
-    /// the stand-in's `outbox.write_failed` event (its note `stand_in_event`), to be cleared.
-    public func absorb(standIn path: String) throws -> (events: Int, event: EventID?) {
+    /// not be written, or it took what memory held at a stop): its queued events, whose batches
+    /// are made anew, dead letters, followed alarms (the stand-in's word on one is the newer),
+    /// the rule state, its notes, and its seq counter. Returns how many events came and the
+    /// technical event raised for the stand-in (its notes `stand_in_event`, `stand_in_type`:
+    /// `outbox.write_failed`, or `outbox.disk_full` from a stop), to be cleared.
+    public func absorb(standIn path: String) throws -> (events: Int, event: EventID?, type: EventType) {
         let columns = "seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload"
         try db.prepare("ATTACH DATABASE ? AS stand_in").bind(.text(path)).run()
         defer { try? db.execute("DETACH DATABASE stand_in") }
-        var moved = 0, event: EventID? = nil
+        var moved = 0, event: EventID? = nil, type = EventType.outboxWriteFailed
         try setSynchronous(full: true)
         try db.transaction {
             try db.execute("INSERT OR IGNORE INTO events (\(columns)) SELECT \(columns) FROM stand_in.events")
@@ -43,21 +45,77 @@ extension Outbox {
             let clashing = try db.integer("SELECT COUNT(*) FROM stand_in.events WHERE event_id NOT IN (SELECT event_id FROM main.events)") ?? 0
             guard clashing == 0 else { throw OutboxError.standInClash(events: Int(clashing), path: path) }
             try db.execute("INSERT OR IGNORE INTO dead_letters (\(columns), reason, rejected_ns) SELECT \(columns), reason, rejected_ns FROM stand_in.dead_letters")
+            // Endings first: an alarm the stand-in follows again (posted anew) stays followed.
+            for id in try db.text("SELECT text FROM stand_in.meta WHERE key = 'followed_ended'")?.split(separator: ",") ?? [] {
+                try db.prepare("DELETE FROM followed_alarms WHERE event_id = ?").bind(.text(String(id))).run()
+            }
             try db.execute("""
-                INSERT OR IGNORE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)
+                INSERT OR REPLACE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)
                 SELECT \(columns), location, accepted_ns, status, escalation_id FROM stand_in.followed_alarms
                 """)
             try db.execute("INSERT OR REPLACE INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
             try db.execute("""
                 INSERT OR REPLACE INTO meta (key, value, text) SELECT key, value, text FROM stand_in.meta
-                WHERE key LIKE 'note.%' AND key != 'note.stand_in_event'
+                WHERE key LIKE 'note.%' AND key NOT IN ('note.stand_in_event', 'note.stand_in_type')
                 """)
             let theirs = try db.integer("SELECT value FROM stand_in.meta WHERE key = 'next_seq'") ?? 0
             event = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_event'").flatMap(EventID.init)
+            if try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_type'").map(EventType.init) == .outboxDiskFull { type = .outboxDiskFull }
             nextSeq = max(nextSeq, UInt64(max(0, theirs)))
             try setMeta("next_seq", Int64(nextSeq))
         }
         try recount()
-        return (moved, event)
+        return (moved, event, type)
+    }
+
+    /// A stand-in this outbox could not take in at start (`absorb` failed) stays for the next
+    /// start: this outbox's seqs continue above its, so that a later `absorb` finds no seq
+    /// given out twice.
+    public func continueAbove(standIn path: String) {
+        guard let theirs = Outbox.nextSeq(readingFrom: path, limits: limits) else { return }
+        nextSeq = max(nextSeq, theirs)
+    }
+
+    /// At a stop while the disk takes no writes: what memory holds (events, deliveries the
+    /// platform confirmed, followed alarms with their changes, notes, the rule state) goes to a
+    /// stand-in at `path` (on tmpfs: it survives a restart of the agent, not of the hub), which
+    /// continues this outbox's seqs. The next start runs from the stand-in if this outbox still
+    /// cannot be opened, or takes it in (`absorb`). Returns how many events went.
+    public func spill(to path: String, ruleState: EngineState?) throws -> Int {
+        guard let held = hold else { return 0 }
+        let followed = (try? followedAlarms()) ?? withChangesHeld(followedAsRead)
+        let standIn = try Outbox(path: path, limits: limits, seqFloor: nextSeq, now: now, makeEvent: makeEvent)
+        try standIn.setSynchronous(full: true)
+        try standIn.db.transaction {
+            for settlement in unrecorded { try standIn.record(settlement) }
+            for e in memory { try standIn.insert(e) }
+            for alarm in followed { try standIn.insertFollowed(alarm) }
+            for (id, change) in followUps { try standIn.apply(change, to: id) }
+            // Endings of alarms this outbox still lists as followed: an alarm acknowledged
+            // meanwhile must not be followed (and perhaps escalated) again after the restart.
+            let ended = followUps.compactMap { id, change in if case .ended = change { id.description } else { nil } }.sorted()
+            if !ended.isEmpty { try standIn.setMetaText("followed_ended", ended.joined(separator: ",")) }
+            for (key, text) in notesHeld { try standIn.setMetaText("note." + key, text) }
+            if let state = ruleState ?? memoryRuleState { try standIn.saveRuleState(state) }
+            // An earlier stand-in's event, if one is still there, stays the one to clear.
+            if try standIn.note("stand_in_event") == nil {
+                try standIn.setMetaText("note.stand_in_event", held.eventID.description)
+                try standIn.setMetaText("note.stand_in_type", held.type.rawValue)
+            }
+            standIn.nextSeq = max(standIn.nextSeq, nextSeq)
+            try standIn.setMeta("next_seq", Int64(standIn.nextSeq))
+        }
+        try standIn.recount()
+        try standIn.close()
+        return memory.count
+    }
+
+    /// Inside a transaction: a followed alarm as this outbox knows it, replacing an older word.
+    func insertFollowed(_ alarm: FollowedAlarm) throws {
+        try db.prepare("""
+            INSERT OR REPLACE INTO followed_alarms (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status, escalation_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).bind(Outbox.columns(alarm.event) + [.text(alarm.location), .integer(alarm.acceptedAt.nanosecondsSinceEpoch), .text(alarm.status),
+                                                     alarm.escalation.map { .text($0.description) } ?? .null]).run()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 @testable import Outbox
 import Testing
+import TestSupport
 @testable import Agent
 import VaktpostCore
 
@@ -19,6 +20,42 @@ import VaktpostCore
 
     func queued(_ d: HubDaemon) throws -> [(seq: UInt64, type: String)] {
         try d.outbox.with { try $0.fetch(where: "1", [], limit: 100).map { ($0.seq, $0.type) } }.sorted { $0.seq < $1.seq }
+    }
+
+    /// The card dies under the running agent, and it is stopped (a technician's restart, a
+    /// remote command) before the card takes writes again: the alarm held in memory goes to the
+    /// stand-in, the next start still without the card runs from it, and the start with the card
+    /// back takes it in.
+    @Test func whatMemoryHoldsWhenTheAgentStopsIsNotLost() throws {
+        try withTemporaryDirectory { dir in
+            let fm = FileManager.default
+            try fm.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: dir + "/state", withIntermediateDirectories: true)
+            let outbox = dir + "/state/outbox.sqlite"
+            let d = try daemon(dir, outbox: outbox)
+            d.heardSerial(press, at: d.clock.now(), receiver: "usb300")
+            let card = try DeadCard(outbox)
+            defer { card.revive() }
+            d.heardSerial(press, at: d.clock.now() + .seconds(5), receiver: "usb300")
+            let held = try d.outbox.with { o in o.memory.map(\.eventID) }
+            #expect(held.count == 2, "the second press and outbox.write_failed wait in memory")
+            d.stop(.rules)
+            card.revive()
+
+            try fm.moveItem(atPath: dir + "/state", toPath: dir + "/state.dead")  // still no card
+            let again = try daemon(dir, outbox: outbox)
+            #expect(try again.outbox.with { $0.path } == dir + "/run/outbox-stand-in.sqlite")
+            let during = try again.outbox.with { try $0.fetch(where: "1", [], limit: 100).map(\.eventID) }
+            #expect(Set(during) == Set(held), "what memory held, and no outbox.write_failed raised again")
+            #expect(try again.outbox.with { try $0.loadRuleState() } != nil, "the rules go on where they were")
+
+            try fm.moveItem(atPath: dir + "/state.dead", toPath: dir + "/state")
+            let back = try daemon(dir, outbox: outbox)
+            let after = try queued(back).map(\.type)
+            #expect(after.filter { $0 == "button.pressed" }.count == 2)
+            #expect(after.filter { $0 == "outbox.write_failed" }.count == 2, "raised, then cleared")
+            #expect(!fm.fileExists(atPath: dir + "/run/outbox-stand-in.sqlite"))
+        }
     }
 
     @Test func withoutItsOutboxTheAgentRunsFromAStandInAndHandsItOverLater() throws {

@@ -3,7 +3,7 @@ import SQLiteStore
 import Testing
 import TestSupport
 @testable import Outbox
-import VaktpostCore
+@testable import VaktpostCore
 
 /// A disk that takes no writes for another reason than being full: an SD card failing (I/O
 /// errors, the kernel remounting it read-only) or another process holding the file's lock.
@@ -255,8 +255,8 @@ import VaktpostCore
             try standIn.setNote("stand_in_event", raised.description)
             try standIn.setNote("command_seq", "12")
 
-            let (moved, event) = try outbox.absorb(standIn: standInPath)
-            #expect(moved == 2 && event == raised)
+            let (moved, event, type) = try outbox.absorb(standIn: standInPath)
+            #expect(moved == 2 && event == raised && type == .outboxWriteFailed)
             let queued = try outbox.fetch(where: "1", [], limit: 100)
             #expect(queued.map(\.type) == ["sensor.battery_low", "bed.state", "bed.state"])
             #expect(try outbox.fetch(where: "batch_id IS NOT NULL", [], limit: 100).isEmpty, "batches are made anew")
@@ -265,6 +265,95 @@ import VaktpostCore
             #expect(try outbox.note("command_seq") == "12")
             #expect(try outbox.note("stand_in_event") == nil)
             #expect(try outbox.append([m.make(.bedState, .update)]).first! > seqs.last!)
+        }
+    }
+
+    /// A stop while the disk takes no writes: what memory holds goes to a stand-in (not lost
+    /// with the process), and the start that can write again takes it all back: the events, the
+    /// alarms the platform received meanwhile with their escalations, the endings, the notes,
+    /// the rule state, the seq counter.
+    @Test func whatMemoryHoldsAtAStopGoesToAStandInAndComesBack() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite", standInPath = dir + "/stand-in.sqlite"
+            let outbox = try m.open(path)
+            try outbox.append([m.make(.bedNotReturned), m.make(.fallDetected), m.make(.fallDetected)])
+            var followedBefore: [EventID] = []
+            for location in ["/alarms/fall", "/alarms/fall-2"] {
+                let fall = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+                try outbox.settle(fall, outcomes: [fall.events[0].eventID: .deliveredFollowing(location: location)])
+                followedBefore.append(fall.events[0].eventID)
+            }
+            let bed = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+
+            try outbox.db.execute("PRAGMA query_only = 1")
+            try outbox.settle(bed, outcomes: [bed.events[0].eventID: .deliveredFollowing(location: "/alarms/bed")])
+            let escalation = m.make(.alarmUnacknowledged).eventID
+            try outbox.updateFollowed(followedBefore[0], status: "presented", escalation: escalation)  // newer than the table's word
+            try outbox.endFollowing(followedBefore[1])  // acknowledged: must not be followed again
+            var state = EngineState()
+            state.now = m.clock
+            let door = m.make(.doorOpenedAtNight), doorState = m.make(.doorState, .update)
+            let seqs = try outbox.append([door, doorState], ruleState: state)
+            try outbox.setNote("command_seq", "7")
+            let raised = try #require(outbox.hold?.eventID)
+            #expect(throws: SQLiteError.self) { try outbox.flushMemory() }
+
+            #expect(try outbox.spill(to: standInPath, ruleState: nil) == 3)
+            let back = try m.open(path)  // the next start, the disk writable again
+            let (moved, event, type) = try back.absorb(standIn: standInPath)
+            #expect(moved == 3 && event == raised && type == .outboxWriteFailed)
+            // The bed alarm's delivery was never recorded here: sent again, answered as a duplicate.
+            let queuedTypes = try back.fetch(where: "1", [], limit: 100).map(\.type)
+            #expect(queuedTypes.sorted() == ["bed.not_returned", "door.opened_at_night", "door.state", "outbox.write_failed"])
+            let followed = try back.followedAlarms()
+            #expect(followed.map(\.location) == ["/alarms/bed", "/alarms/fall"])
+            let fall = followed.first { $0.location == "/alarms/fall" }
+            #expect(fall?.escalation == escalation && fall?.status == "presented")
+            #expect(try back.note("command_seq") == "7")
+            #expect(try back.loadRuleState() == state)
+            #expect(try back.append([m.make(.bedState, .update)]).first! > seqs.last! + 1)
+        }
+    }
+
+    /// A full disk at the stop: the event to clear when the stand-in is taken back is
+    /// `outbox.disk_full`.
+    @Test func aStandInFromAFullDiskClearsTheDiskFullEvent() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let path = dir + "/outbox.sqlite", standInPath = dir + "/stand-in.sqlite"
+            let outbox = try m.open(path, limits: OutboxLimits(maxPages: 40))
+            for _ in 0..<400 where outbox.hold == nil {
+                try outbox.append([m.make(.bedState, .update, data: [("pad", .string(String(repeating: "y", count: 400)))])])
+            }
+            let alarm = m.make(.fallDetected)
+            try outbox.append([alarm])
+            let raised = try #require(outbox.hold?.eventID)
+            #expect(outbox.hold?.type == .outboxDiskFull)
+            #expect(try outbox.spill(to: standInPath, ruleState: nil) >= 2)
+            let back = try m.open(path)
+            try back.db.execute("PRAGMA max_page_count = 1000")  // room again
+            let (_, event, type) = try back.absorb(standIn: standInPath)
+            #expect(event == raised && type == .outboxDiskFull)
+            #expect(try back.fetch(where: "1", [], limit: 1000).contains { $0.eventID == alarm.eventID })
+        }
+    }
+
+    /// A start that could not take the stand-in in (`absorb` failed) gives out seqs above the
+    /// stand-in's, so that the next start's `absorb` finds none given twice.
+    @Test func aStandInKeptForTheNextStartKeepsItsSeqs() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            try outbox.append([m.make(.bedState, .update)])
+            let standIn = try Outbox(path: dir + "/stand-in.sqlite", seqFloor: 500, now: { m.clock }) { type, state, correlation, data in
+                m.make(type, state, sensor: nil, correlation: correlation, data: data)
+            }
+            let theirs = try standIn.append([m.make(.fallDetected), m.make(.bedNotReturned)])
+            try standIn.close()
+            outbox.continueAbove(standIn: dir + "/stand-in.sqlite")
+            #expect(try outbox.append([m.make(.bedState, .update)]).first! > theirs.last!)
+            #expect(try outbox.absorb(standIn: dir + "/stand-in.sqlite").events == 2)
         }
     }
 
