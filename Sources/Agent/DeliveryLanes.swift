@@ -117,11 +117,17 @@ public final class DeliveryLanes: Sendable {
     }
 
     public func stop() {
+        requestStop()
+        for lane in [Lane.alarm, .bulk] { loops[lane]!.stop() }
+    }
+
+    /// Asks both lanes to end without waiting: a request in flight is given up at libcurl's
+    /// next progress call (within a second), alongside the link's other loops.
+    public func requestStop() {
         for lane in [Lane.alarm, .bulk] {
             loops[lane]!.requestStop()
             work[lane]!.signal()
         }
-        for lane in [Lane.alarm, .bulk] { loops[lane]!.stop() }
     }
 
     // MARK: A lane

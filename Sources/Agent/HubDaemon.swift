@@ -235,9 +235,11 @@ public final class HubDaemon: HubControl {
     // MARK: Running
 
     /// The agent's parts, started in this order and stopped in the reverse one: the rules (and
-    /// the outbox they commit to) outlive everything that feeds them or reads from them.
+    /// the outbox they commit to) outlive everything that feeds them or reads from them, and the
+    /// inputs outlive the uplink, whose stop waits up to a second for libcurl to give up a
+    /// request: a sensor heard meanwhile is stored and sent after the restart, not unheard.
     public enum Part: String, CaseIterable, Sendable {
-        case rules, uplink, control, inputs
+        case rules, inputs, uplink, control
     }
 
     public func start(_ part: Part) throws {
@@ -252,15 +254,16 @@ public final class HubDaemon: HubControl {
             controlLoop.start { [self] in serveControl() }
         case .inputs:
             startInputs()
-            SystemdNotify.send("READY=1\nSTATUS=running: \(config.sensors.count) sensors, uplink \(link == nil ? "not configured" : "starting")")
-            logger.notice("vaktpost \(AgentInfo.version) running for hub \(config.hub.id): \(config.sensors.count) sensors, control socket \(options.socketPath)")
         }
+        guard part == Part.allCases.last else { return }
+        SystemdNotify.send("READY=1\nSTATUS=running: \(config.sensors.count) sensors, uplink \(link == nil ? "not configured" : "starting")")
+        logger.notice("vaktpost \(AgentInfo.version) running for hub \(config.hub.id): \(config.sensors.count) sensors, control socket \(options.socketPath)")
     }
 
     public func stop(_ part: Part) {
+        if part == Part.allCases.last { SystemdNotify.send("STOPPING=1") }
         switch part {
         case .inputs:
-            SystemdNotify.send("STOPPING=1")
             scanner.withLock { $0 }?.stop()
             receivers.withLock { $0 }.forEach { $0.stop() }
             replayLoop.stop()

@@ -150,6 +150,7 @@ public final class PlatformLink: Sendable {
     public func stop() {
         let all = [loops.follow, loops.heartbeat, loops.commands, loops.supervise]
         for loop in all { loop.requestStop() }
+        lanes.requestStop()
         heartbeatNow.signal()
         commandsNow.signal()
         for loop in all { loop.stop() }

@@ -56,8 +56,9 @@ struct RunCommand: Command {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        // One service per part; the group shuts them down in reverse order: inputs first, the
-        // rules and their outbox last, so everything accepted is committed.
+        // One service per part; the group shuts them down in reverse order: the control socket
+        // and the uplink first, then the inputs, the rules and their outbox last, so everything
+        // heard until then is committed.
         let parts = HubDaemon.Part.allCases.map { AgentPart(daemon: daemon, part: $0) }
         let group = ServiceGroup(configuration: .init(
             services: parts.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
@@ -86,8 +87,8 @@ struct RunCommand: Command {
 }
 
 /// One part of the daemon as a service of the group. The group stops them in reverse order
-/// (inputs, control, uplink, rules). When the daemon itself asks to stop (wipe, a new config)
-/// the inputs part returns, which makes the group shut the others down in that same order.
+/// (control, uplink, inputs, rules). When the daemon itself asks to stop (wipe, a new config)
+/// the part stopped first returns, which makes the group shut the others down in that same order.
 struct AgentPart: Service {
     let daemon: HubDaemon
     let part: HubDaemon.Part
@@ -99,7 +100,7 @@ struct AgentPart: Service {
             printError("error: cannot open the control socket \(daemon.options.socketPath): \(error). systemd's RuntimeDirectory=vaktpost makes /run/vaktpost")
             throw ExitCode(1)
         }
-        if part == .inputs {
+        if part == HubDaemon.Part.allCases.last {
             // Until systemd asks (SIGTERM) or the daemon does (wipe, a new config): whichever first.
             let daemon = self.daemon
             await withTaskGroup(of: Void.self) { group in
