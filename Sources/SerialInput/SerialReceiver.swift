@@ -195,14 +195,16 @@ public final class SerialReceiver: Sendable {
         func ask(_ command: ESP3Packet) -> [UInt8]? {
             guard send(port.fd, command) else { return nil }
             let deadline = now() + .milliseconds(500)
-            while now() < deadline && !isStopped {
+            var answer: [UInt8]? = nil
+            while answer == nil && now() < deadline && !isStopped {
                 guard case .success(let packets) = readPackets(&port, timeout: 50) else { return nil }
+                // The whole read: a telegram read together with the answer is a sensor heard.
                 for packet in packets {
-                    if packet.type == ESP3Packet.response { return packet.data }
+                    if packet.type == ESP3Packet.response, answer == nil { answer = packet.data }
                     if packet.type == ESP3Packet.radioERP1 { onTelegram(ESP3Telegram(packet), now()) }
                 }
             }
-            return nil
+            return answer
         }
         var version: String? = nil
         if let r = ask(.readVersion), r.first == 0, r.count >= 33 {

@@ -47,8 +47,9 @@ final class FakeReceiver {
         return out
     }
 
-    /// Answers CO_RD_VERSION and CO_RD_IDBASE the way a USB300 does.
-    func answerBringUp() {
+    /// Answers CO_RD_VERSION and CO_RD_IDBASE the way a USB300 does; `heard`, if given, is
+    /// written in the same write after each answer (a telegram the stick heard meanwhile).
+    func answerBringUp(heard: [UInt8] = []) {
         var framer = ESP3Framer()
         var answered = 0
         let end = nowWall() + .seconds(3)
@@ -59,9 +60,9 @@ final class FakeReceiver {
             for packet in framer.feed(buffer[0..<n]) where packet.type == ESP3Packet.commonCommand {
                 if packet.data == [0x03] {
                     let description = Array("GATEWAYCTRL".utf8) + [UInt8](repeating: 0, count: 5)
-                    write(ESP3Packet(type: ESP3Packet.response, data: [0, 2, 11, 1, 0, 2, 6, 0, 1, 0xFF, 0x87, 0xCA, 0x00, 0x45, 0x4F, 0x01, 0x03] + description, optional: []).bytes)
+                    write(ESP3Packet(type: ESP3Packet.response, data: [0, 2, 11, 1, 0, 2, 6, 0, 1, 0xFF, 0x87, 0xCA, 0x00, 0x45, 0x4F, 0x01, 0x03] + description, optional: []).bytes + heard)
                 } else if packet.data == [0x08] {
-                    write(ESP3Packet(type: ESP3Packet.response, data: [0, 0xFF, 0x87, 0xCA, 0x00], optional: [0x0A]).bytes)
+                    write(ESP3Packet(type: ESP3Packet.response, data: [0, 0xFF, 0x87, 0xCA, 0x00], optional: [0x0A]).bytes + heard)
                 }
                 answered += 1
             }
@@ -172,6 +173,18 @@ func esp3Vectors() throws -> [(name: String, bytes: [UInt8], senders: Int)] {
         #expect(c.waitFor("back", seconds: 10) { c.conditions.withLock { if case .available = $0.last { return true } else { return false } } })
         second.write(Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!)
         #expect(c.waitFor("telegram", seconds: 3) { !c.telegrams.withLock { $0.isEmpty } })
+    }
+
+    /// A telegram that arrives in the same read as the answer to the bring-up's question (a
+    /// button pressed as the agent starts) is handed on, not dropped with the rest of the read.
+    @Test func aTelegramReadWithABringUpAnswerIsKept() throws {
+        let fake = FakeReceiver()
+        defer { fake.hangUp() }
+        let (receiver, c) = start(path: fake.slavePath)
+        defer { receiver.stop() }
+        fake.answerBringUp(heard: Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!)
+        #expect(c.waitFor("telegrams", seconds: 3) { c.telegrams.withLock { $0.count } >= 2 })
+        #expect(c.telegrams.withLock { $0.map(\.senderID) } == ["01825DAB", "01825DAB"])
     }
 
     /// A receiver that stops answering the liveness ping three times is reopened.
