@@ -561,9 +561,9 @@ class DiskDiesRestarted(DiskFails):
     held in memory go to the stand-in at the stop; the start finds no outbox (an empty read-only
     file system over the state directory: the dead card) and runs from the stand-in, delivering
     them when the platform returns; the start after the card is back takes the stand-in in.
-    The stream pauses for each restart (PAUSE s from stream second 37 and 108; it goes on where
+    The stream pauses for each restart (PAUSE s from stream second 37 and 104; it goes on where
     it stopped): a telegram sent while no agent has the port open is unheard by any agent."""
-    PAUSES, PAUSE, PLATFORM_BACK = (37, 108), 4, 70
+    PAUSES, PAUSE, PLATFORM_BACK = (37, 104), 6, 70
 
     def __init__(self, name, bindir, base):
         super().__init__(name, bindir, base, reads=True)
@@ -571,8 +571,10 @@ class DiskDiesRestarted(DiskFails):
 
     def shape(self, schedule, begin):
         pauses = [begin + datetime.timedelta(seconds=p) for p in self.PAUSES]
-        # Each restart a second into its pause: done (a stop takes about one) before it ends.
-        self.restarts = [p.timestamp() + 1 for p in pauses]
+        # Each restart within 1.5 s into its pause (shifted, like the telegrams after it, by the
+        # pauses before it), so it is done before the pause ends: a stop takes about a second,
+        # more with twelve other agents beside it.
+        self.restarts = [p.timestamp() + self.PAUSE * i + 0.5 for i, p in enumerate(pauses)]
         def later(item):
             at = datetime.datetime.fromisoformat(item["at"])
             return {**item, "at": (at + datetime.timedelta(seconds=self.PAUSE * sum(1 for p in pauses if at >= p))).isoformat()}
