@@ -98,6 +98,8 @@ public final class HubDaemon: HubControl {
     let checkpointLoop = BackgroundLoop(label: "vaktpost.outbox.checkpoint")
     let scanner: Mutex<HCIScanner?> = Mutex(nil)
     let receivers: Mutex<[SerialReceiver]> = Mutex([])
+    /// The serial receivers' ports, opened before the outbox (see `init`), by receiver name.
+    let earlySerial: [String: SerialReceiver.OpenPort]
     let listener: Mutex<UnixListener?> = Mutex(nil)
     let stopped = Atomic<Bool>(false)
     let shutdownAsked = Atomic<Bool>(false)
@@ -112,6 +114,11 @@ public final class HubDaemon: HubControl {
             throw DaemonError("\(options.configPath): \(first.map { $0.rendered(file: options.configPath) } ?? "invalid") (run `vaktpost config check --config \(options.configPath)`)")
         }
         self.config = config
+        // The receivers' ports first: opening and checking the outbox reads all of it (seconds
+        // with a large backlog on an SD card, 4 s for 100,000 events here), and a telegram sent
+        // to a port nobody has open is lost, a button press too. Open, the kernel keeps it.
+        earlySerial = Dictionary(config.serial.compactMap { r in SerialReceiver.openEarly(.init(r)).map { (r.name, $0) } },
+                                 uniquingKeysWith: { first, _ in first })
         sensorConfigs = Dictionary(config.sensors.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.zone = zone
         let simulated = options.start != nil || options.speed != 1
@@ -350,7 +357,7 @@ public final class HubDaemon: HubControl {
             s.start()
         }
         let serial = config.serial.map { r in
-            SerialReceiver(options: .init(r), now: clock.now,
+            SerialReceiver(options: .init(r), port: earlySerial[r.name], now: clock.now,
                            onTelegram: { t, time in intake.put(heard: time) { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
                            onCondition: { c in intake.put(heard: clock.now()) { [weak self] in self?.condition(serial: c, receiver: r.name) } })
         }

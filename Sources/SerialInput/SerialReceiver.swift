@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import VaktpostCore
 import VaktpostPosix
 
@@ -40,20 +41,55 @@ public final class SerialReceiver: Sendable {
         case available(path: String, version: String?, baseID: String?)
     }
 
+    /// A port opened before anything reads it (`openEarly`): what the receiver hears meanwhile
+    /// waits in the kernel's tty buffer (4 KB, some 190 telegrams), read first when it starts.
+    /// Closed with its last reference if no receiver took it.
+    public final class OpenPort: Sendable {
+        let fd: Int32
+        let path: String
+        let taken = Atomic<Bool>(false)
+
+        init(fd: Int32, path: String) {
+            self.fd = fd
+            self.path = path
+        }
+
+        /// The descriptor and its path, to the first who asks.
+        func take() -> (Int32, String)? {
+            taken.exchange(true, ordering: .acquiringAndReleasing) ? nil : (fd, path)
+        }
+
+        deinit {
+            if !taken.load(ordering: .acquiring) { close(fd) }
+        }
+    }
+
     let options: Options
     let now: @Sendable () -> WallTime
     let onTelegram: @Sendable (ESP3Telegram, WallTime) -> Void
     let onCondition: @Sendable (Condition) -> Void
     let loop = BackgroundLoop(label: "vaktpost.serial")
+    let early: OpenPort?
 
+    /// `port`: the port `openEarly` opened for these options, to read first instead of opening it.
     public init(
-        options: Options, now: @escaping @Sendable () -> WallTime,
+        options: Options, port: OpenPort? = nil, now: @escaping @Sendable () -> WallTime,
         onTelegram: @escaping @Sendable (ESP3Telegram, WallTime) -> Void, onCondition: @escaping @Sendable (Condition) -> Void
     ) {
         self.options = options
+        self.early = port
         self.now = now
         self.onTelegram = onTelegram
         self.onCondition = onCondition
+    }
+
+    /// Opens the receiver's port now, before the agent is ready to read it (its outbox is still
+    /// being opened and checked, seconds with a large backlog on an SD card): a telegram sent
+    /// meanwhile is kept by the kernel instead of being sent to a closed port. Nil when it cannot
+    /// be opened now; the receiver then opens it itself, and reports why not.
+    public static func openEarly(_ options: Options) -> OpenPort? {
+        guard case .success(let (fd, path)) = open(options) else { return nil }
+        return OpenPort(fd: fd, path: path)
     }
 
     public func start() { loop.start { [self] in run() } }
@@ -75,7 +111,7 @@ public final class SerialReceiver: Sendable {
             }
         }
         while !isStopped {
-            switch open() {
+            switch early?.take().map({ .success($0) }) ?? Self.open(options) {
             case .failure(let gone):
                 unplugged(gone.reason)
                 failures += 1
@@ -226,8 +262,8 @@ public final class SerialReceiver: Sendable {
         init(_ reason: String) { self.reason = reason }
     }
 
-    func open() -> Result<(Int32, String), PortGone> {
-        guard let path = locate() else {
+    static func open(_ options: Options) -> Result<(Int32, String), PortGone> {
+        guard let path = locate(options) else {
             let what = options.match.map { m in [m.vendor.map { "vendor \($0)" }, m.model.map { "model \($0)" }, m.serial.map { "serial \($0)" }].compactMap { $0 }.joined(separator: " ") } ?? options.path ?? ""
             return .failure(PortGone("receiver \(options.name) (\(what)) is not plugged in"))
         }
@@ -266,7 +302,7 @@ public final class SerialReceiver: Sendable {
     }
 
     /// The configured path (followed if it is a symlink), or the first tty whose USB ids match.
-    func locate() -> String? {
+    static func locate(_ options: Options) -> String? {
         if let path = options.path { return access(path, F_OK) == 0 ? path : nil }
         guard let match = options.match, let devices = try? Udev().serialDevices() else { return nil }
         return devices.first { d in

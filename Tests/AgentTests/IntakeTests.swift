@@ -9,26 +9,35 @@ import VaktpostCore
 
 /// The receivers' readers never wait for the outbox: what they hear is stamped when it arrives.
 @Suite(.serialized) struct IntakeTests {
+    /// A button hub whose USB300 is a pty (its master side in `master`).
+    func ptyButtonHub(_ dir: String, master: inout Int32) throws -> HubDaemon {
+        var slave: Int32 = 0
+        try #require(openpty(&master, &slave, nil, nil, nil) == 0)
+        let port = String(cString: ttyname(slave))
+        close(slave)
+        return try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock", serial: port)
+    }
+
+    /// The button's telegram (0x50 pressed, 0x00 released) as the stick sends it.
+    func send(_ data: UInt8, to master: Int32) {
+        let bytes = ESP3Packet(type: 1, data: [0xF6, data, 0x00, 0xAB, 0x00, 0x01, 0x30], optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]).bytes
+        _ = bytes.withUnsafeBytes { Glibc.write(master, $0.baseAddress, $0.count) }
+    }
+
     /// A button pressed three times, 1.2 s apart, while a commit waits 3 s for the disk (an SD
     /// card stalling its sync). Each press is its own alarm. When the reader itself waited for
     /// the commit, the two later presses were read together after it, with one time: the third
     /// looked like a repeater's copy of the second (same telegram within a second) and was dropped.
     @Test func pressesHeardWhileTheDiskStallsAreEachAnAlarm() throws {
         try withTemporaryDirectory { dir in
-            var master: Int32 = 0, slave: Int32 = 0
-            try #require(openpty(&master, &slave, nil, nil, nil) == 0)
+            var master: Int32 = -1
             defer { close(master) }
-            let port = String(cString: ttyname(slave))
-            close(slave)
-            let d = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock", serial: port)
+            let d = try ptyButtonHub(dir, master: &master)
             try d.start()
             defer { d.stop() }
             // The receiver asks for its version twice, 500 ms each, and then listens.
             Thread.sleep(forTimeInterval: 1.5)
-            func send(_ data: UInt8) {
-                let bytes = ESP3Packet(type: 1, data: [0xF6, data, 0x00, 0xAB, 0x00, 0x01, 0x30], optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]).bytes
-                _ = bytes.withUnsafeBytes { Glibc.write(master, $0.baseAddress, $0.count) }
-            }
+            func send(_ data: UInt8) { self.send(data, to: master) }
             let stall = Thread { try? d.outbox.with { _ in Thread.sleep(forTimeInterval: 3) } }
             stall.start()
             Thread.sleep(forTimeInterval: 0.1)
@@ -41,6 +50,23 @@ import VaktpostCore
             let pressed = { try d.outbox.with { try $0.fetch(where: "type = 'button.pressed'", [], limit: 10).count } }
             #expect(try waitUntil(5) { try pressed() == 3 })
             #expect(try pressed() == 3)
+        }
+    }
+
+    /// A button pressed while the agent starts (opening and checking a large outbox takes
+    /// seconds): the port was opened first, so the kernel kept the telegram, and it is an alarm.
+    @Test func aPressWhileTheAgentStartsIsAnAlarm() throws {
+        try withTemporaryDirectory { dir in
+            var master: Int32 = -1
+            defer { close(master) }
+            let d = try ptyButtonHub(dir, master: &master)
+            send(0x50, to: master)  // pressed, released: before anything reads the port
+            send(0x00, to: master)
+            Thread.sleep(forTimeInterval: 0.3)
+            try d.start()
+            defer { d.stop() }
+            let pressed = { try d.outbox.with { try $0.fetch(where: "type = 'button.pressed'", [], limit: 10).count } }
+            #expect(try waitUntil(5) { try pressed() == 1 })
         }
     }
 

@@ -99,10 +99,10 @@ func esp3Vectors() throws -> [(name: String, bytes: [UInt8], senders: Int)] {
 }
 
 @Suite(.serialized) struct SerialReceiverTests {
-    func start(path: String, pingAfter: Duration = .seconds(60)) -> (SerialReceiver, Collected) {
+    func start(path: String, pingAfter: Duration = .seconds(60), port: SerialReceiver.OpenPort? = nil) -> (SerialReceiver, Collected) {
         let c = Collected()
         let r = SerialReceiver(
-            options: .init(name: "usb300", path: path, match: nil, pingAfter: pingAfter), now: nowWall,
+            options: .init(name: "usb300", path: path, match: nil, pingAfter: pingAfter), port: port, now: nowWall,
             onTelegram: { t, _ in c.telegrams.withLock { $0.append(t) } }, onCondition: { x in c.conditions.withLock { $0.append(x) } })
         r.start()
         return (r, c)
@@ -185,6 +185,21 @@ func esp3Vectors() throws -> [(name: String, bytes: [UInt8], senders: Int)] {
         fake.answerBringUp(heard: Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!)
         #expect(c.waitFor("telegrams", seconds: 3) { c.telegrams.withLock { $0.count } >= 2 })
         #expect(c.telegrams.withLock { $0.map(\.senderID) } == ["01825DAB", "01825DAB"])
+    }
+
+    /// The agent opens the port before its outbox (seconds with a large backlog): a telegram
+    /// the stick sends meanwhile waits in the kernel and is read when the receiver starts.
+    @Test func aTelegramSentBeforeTheReaderStartsIsHeardFromAPortOpenedEarly() throws {
+        let fake = FakeReceiver()
+        defer { fake.hangUp() }
+        let port = try #require(SerialReceiver.openEarly(.init(name: "usb300", path: fake.slavePath, match: nil)))
+        fake.write(Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!)
+        usleep(200_000)
+        let (receiver, c) = start(path: fake.slavePath, port: port)
+        defer { receiver.stop() }
+        fake.answerBringUp()
+        #expect(c.waitFor("telegram", seconds: 3) { !c.telegrams.withLock { $0.isEmpty } })
+        #expect(c.telegrams.withLock { $0.map(\.senderID) } == ["01825DAB"])
     }
 
     /// A receiver that stops answering the liveness ping three times is reopened.
