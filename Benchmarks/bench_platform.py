@@ -13,11 +13,13 @@ def build(*products):
     return subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 def start_receiver(bindir, work, extra=(), hubs=("hub-0001",)):
-    """A dev PKI for HUBS in WORK/pki and the receiver (acknowledging at once); (process, hub port, admin port)."""
+    """A dev PKI for HUBS in WORK/pki and the receiver (acknowledging at once, unless EXTRA says
+    `--ack-after`); (process, hub port, admin port)."""
     subprocess.run([os.path.join(ROOT, "deploy/pki.sh"), work + "/pki", *hubs], check=True, stdout=subprocess.DEVNULL)
+    acknowledge = [] if "--ack-after" in extra else ["--ack-after", "0"]
     receiver = subprocess.Popen([bindir + "/vaktpost-receiver", "--cert", work + "/pki/server.pem", "--key", work + "/pki/server.key",
                                  "--client-ca", work + "/pki/ca.pem", "--port", "0", "--admin-port", "0", "--port-file", work + "/ports",
-                                 "--db", work + "/receiver.sqlite", "--ack-after", "0", *extra],
+                                 "--db", work + "/receiver.sqlite", *acknowledge, *extra],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not os.path.exists(work + "/ports") or not open(work + "/ports").read().strip():
         time.sleep(0.05)
