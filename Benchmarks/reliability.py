@@ -261,18 +261,19 @@ def restarts(n, backlog=0):
     try:
         receiver, hub_port, admin_port = start_receiver(bindir, work, ["--heartbeat-sec", "30"] + (["--down-for", "100000"] if backlog else []))
         procs.append(receiver)
-        rate, seconds = 20, n * (9 if backlog else 4.5) + 15
-        schedule, items, buttons = stream(now() + datetime.timedelta(seconds=3), rate, int(rate * seconds), alarm_every=50)
         os.makedirs(work + "/state")
         outbox = work + "/state/outbox.sqlite"
-        if backlog:
+        if backlog:  # before the stream's schedule: making it takes seconds
             subprocess.run([bindir + "/outbox-probe", "backlog", outbox, str(backlog), str(backlog // 1000)], check=True, stdout=subprocess.DEVNULL)
             print(f"  a backlog of {backlog} events: outbox {os.path.getsize(outbox) / 2**20:.0f} MiB", flush=True)
+        rate, seconds = 20, n * (9 if backlog else 4.5) + 15
+        schedule, items, buttons = stream(now() + datetime.timedelta(seconds=3), rate, int(rate * seconds), alarm_every=50)
         open(work + "/vaktpost.toml", "w").write(hub_config(work, hub_port, buttons, outbox))
         procs.append(start_fake_usb300(work, schedule))
         agent = start_agent(bindir, work)
         time.sleep(6)
         moments, stops = [], []
+        open(work + "/restarts", "w")
         for _ in range(n):
             time.sleep(rng.uniform(2, 4) + (5 if backlog else 0))  # with a backlog a start takes seconds
             began = time.time()
@@ -280,6 +281,7 @@ def restarts(n, backlog=0):
             stops.append(time.time() - began)
             moments.append(began)
             agent = start_agent(bindir, work)
+            print(began, file=open(work + "/restarts", "a"))
         procs.append(agent)
         time.sleep(max(0, float(datetime.datetime.fromisoformat(schedule[-1]["at"]).timestamp()) - time.time()) + 2)
         if backlog:
@@ -327,7 +329,10 @@ def restarts(n, backlog=0):
             check(backlog_alarms >= backlog // 1000, f"the backlog's alarms arrived too: {backlog_alarms} of {backlog // 1000}")
     finally:
         stop(procs)
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print("kept:", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 # MARK: faults
 
