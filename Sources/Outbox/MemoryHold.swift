@@ -71,20 +71,26 @@ extension Outbox {
 
     func writeMemory(_ pending: [StoredEvent]) throws {
         try db.transaction {
-            // The deliveries first: an alarm received meanwhile and then lost by the platform
-            // (404) is in memory again, to be inserted after its settlement took it out.
-            for settlement in unrecorded { try record(settlement) }
-            for e in pending { try insert(e) }
+            try writeHeld(pending, into: self)
             rows += pending.count
             bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
             for batch in memoryBatches.values { try storeBatch(batch) }
-            for (id, change) in followUps { try apply(change, to: id) }
-            for (key, text) in notesHeld { try setMetaText("note." + key, text) }
-            if let state = memoryRuleState { try saveRuleState(state) }
             try addCounter("evicted_log", memoryEvicted.log)
             try addCounter("coalesced_state", memoryEvicted.state)
             try setMeta("next_seq", Int64(nextSeq))
         }
+    }
+
+    /// Inside a transaction on `target` (this outbox when the disk takes writes again, or a
+    /// stand-in at a stop, `spill`): the rows of what memory holds that both write.
+    func writeHeld(_ pending: [StoredEvent], into target: Outbox) throws {
+        // The deliveries first: an alarm received meanwhile and then lost by the platform
+        // (404) is in memory again, to be inserted after its settlement took it out.
+        for settlement in unrecorded { try target.record(settlement) }
+        for e in pending { try target.insert(e) }
+        for (id, change) in followUps { try target.apply(change, to: id) }
+        for (key, text) in notesHeld { try target.setMetaText("note." + key, text) }
+        if let state = memoryRuleState { try target.saveRuleState(state) }
     }
 
     /// Keeps the memory queue inside its bound: oldest log, then oldest state go first.

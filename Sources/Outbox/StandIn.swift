@@ -87,16 +87,15 @@ extension Outbox {
         let standIn = try Outbox(path: path, limits: limits, seqFloor: nextSeq, now: now, makeEvent: makeEvent)
         try standIn.setSynchronous(full: true)
         try standIn.db.transaction {
-            for settlement in unrecorded { try standIn.record(settlement) }
-            for e in memory { try standIn.insert(e) }
+            try writeHeld(memory, into: standIn)
+            // The followed alarms this outbox knows (the stand-in has only those received while
+            // held), with the changes since; the list leaves out those that ended.
             for alarm in followed { try standIn.insertFollowed(alarm) }
-            for (id, change) in followUps { try standIn.apply(change, to: id) }
             // Endings of alarms this outbox still lists as followed: an alarm acknowledged
             // meanwhile must not be followed (and perhaps escalated) again after the restart.
             let ended = followUps.compactMap { id, change in if case .ended = change { id.description } else { nil } }.sorted()
             if !ended.isEmpty { try standIn.setMetaText("followed_ended", ended.joined(separator: ",")) }
-            for (key, text) in notesHeld { try standIn.setMetaText("note." + key, text) }
-            if let state = ruleState ?? memoryRuleState { try standIn.saveRuleState(state) }
+            if let ruleState { try standIn.saveRuleState(ruleState) }  // newer than the one committed last
             // An earlier stand-in's event, if one is still there, stays the one to clear.
             if try standIn.note("stand_in_event") == nil {
                 try standIn.setMetaText("note.stand_in_event", held.eventID.description)
