@@ -118,8 +118,11 @@ public final class HubDaemon: HubControl {
         // for a backlog of 100,000 events here with a hot cache, more on an SD card with a cold
         // one), and a telegram sent to a port nobody has open is lost, a button press too.
         // Open, the kernel keeps it.
+        // A port the previous run kept open (systemd's store, or a re-exec) is taken as it is:
+        // what the stick sent during the restart is in it.
         earlySerial = Dictionary(config.serial.compactMap { r in SerialReceiver.openEarly(.init(r)).map { (r.name, $0) } },
                                  uniquingKeysWith: { first, _ in first })
+        for name in SerialReceiver.releaseUnclaimedPorts() { logger.notice("closed the port kept as \(name): no receiver of that name is configured now") }
         sensorConfigs = Dictionary(config.sensors.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.zone = zone
         let simulated = options.start != nil || options.speed != 1
@@ -273,7 +276,9 @@ public final class HubDaemon: HubControl {
         switch part {
         case .inputs:
             scanner.withLock { $0 }?.stop()
-            receivers.withLock { $0 }.forEach { $0.stop() }
+            // Before a re-exec the ports stay open for the new image (`portsForNextRun`).
+            let keeping = restartRequested
+            receivers.withLock { $0 }.forEach { $0.stop(keepingPort: keeping) }
             replayLoop.stop()
             intake.stop()  // what was heard before is taken in
         case .control:
@@ -313,6 +318,11 @@ public final class HubDaemon: HubControl {
     }
 
     public var restartRequested: Bool { core.withLock { $0.restartRequested } }
+
+    /// After a stop for a re-exec: the receivers' ports, still open, to hand to the new image.
+    public func portsForNextRun() -> [(name: String, fd: Int32)] {
+        receivers.withLock { $0 }.compactMap { $0.portForNextRun() }
+    }
     /// Someone trusted asked over the control socket (`vaktpost wipe`).
     public var shutdownRequested: Bool { shutdownAsked.load(ordering: .relaxed) }
     func requestShutdown() {

@@ -54,6 +54,9 @@ public final class SerialReceiver: Sendable {
             self.path = path
         }
 
+        /// The descriptor, to the first who asks, without its path.
+        func takeDescriptor() -> Int32? { take()?.0 }
+
         /// The descriptor and its path, to the first who asks.
         func take() -> (Int32, String)? {
             taken.exchange(true, ordering: .acquiringAndReleasing) ? nil : (fd, path)
@@ -70,6 +73,10 @@ public final class SerialReceiver: Sendable {
     let onCondition: @Sendable (Condition) -> Void
     let loop = BackgroundLoop(label: "vaktpost.serial")
     let early: OpenPort?
+    /// Set by `stop(keepingPort: true)`: the run loop leaves its port open for the next run.
+    let keepPort = Atomic<Bool>(false)
+    /// The port left open at such a stop, until `portForNextRun` takes it or the receiver goes.
+    let parked = Mutex<OpenPort?>(nil)
 
     /// `port`: the port `openEarly` opened for these options, to read first instead of opening it.
     public init(
@@ -87,14 +94,45 @@ public final class SerialReceiver: Sendable {
     /// being opened and checked, seconds with a large backlog on an SD card): a telegram sent
     /// meanwhile is kept by the kernel instead of being sent to a closed port. Nil when it cannot
     /// be opened now; the receiver then opens it itself, and reports why not.
+    /// A port the previous run of the agent kept open (see `DescriptorStore`) is taken instead
+    /// of opening the port again, if it is still the configured device.
     public static func openEarly(_ options: Options) -> OpenPort? {
+        if let fd = DescriptorStore.take(storeName(options.name)) {
+            // Set up again as the config says now (a pushed one may change the baud); unlike an
+            // open, this does not flush what the port holds.
+            if let path = locate(options), isSameDevice(fd, path), configure(fd, path: path, options) == nil { return OpenPort(fd: fd, path: path) }
+            // Another device now (the config changed): let go of it, here and in systemd's store,
+            // or its exclusive lock would keep the configured port from being opened.
+            DescriptorStore.forget(storeName(options.name))
+            release(fd)
+        }
         guard case .success(let (fd, path)) = open(options) else { return nil }
         return OpenPort(fd: fd, path: path)
     }
 
+    /// The name a receiver's port is kept under across restarts.
+    public static func storeName(_ receiver: String) -> String { "serial-" + receiver }
+
+    /// Closes ports handed over by the previous run that no receiver took (one no longer configured).
+    public static func releaseUnclaimedPorts() -> [String] {
+        DescriptorStore.closeUntaken(prefix: storeName(""), closing: release)
+    }
+
     public func start() { loop.start { [self] in run() } }
 
-    public func stop() { loop.stop() }
+    /// Stops reading and waits for the loop to end. `keepingPort`: leave the port open for
+    /// `portForNextRun` (the agent re-executing itself), so that what the stick sends until the
+    /// next run reads it waits in the kernel instead of being lost.
+    public func stop(keepingPort: Bool = false) {
+        keepPort.store(keepingPort, ordering: .relaxed)
+        loop.stop()
+    }
+
+    /// After `stop(keepingPort: true)`: the open port and the name to hand it on under. Closed
+    /// with the receiver if nobody takes it.
+    public func portForNextRun() -> (name: String, fd: Int32)? {
+        parked.withLock { $0 }?.takeDescriptor().map { (Self.storeName(options.name), $0) }
+    }
 
     var isStopped: Bool { loop.isStopped }
 
@@ -118,13 +156,22 @@ public final class SerialReceiver: Sendable {
                 wait(for: .seconds(min(30, 1 << min(failures - 1, 5))), hotplug: hotplug)
             case .success(let (fd, path)):
                 failures = 0
+                // systemd keeps a copy through a restart of the agent (DescriptorStore).
+                DescriptorStore.keep(fd, name: Self.storeName(options.name))
                 var port = Port(fd: fd)
                 let (version, baseID) = bringUp(&port)
                 reported = nil
                 onCondition(.available(path: path, version: version, baseID: baseID))
-                let reason = listen(&port)
-                close(fd)
-                if let reason { unplugged(reason) }
+                guard let reason = listen(&port) else {
+                    // Stopped. Kept or not, systemd's copy stays: the port is open for the next run.
+                    if keepPort.load(ordering: .relaxed) { parked.withLock { $0 = OpenPort(fd: fd, path: path) } } else { close(fd) }
+                    return
+                }
+                // Given up (unplugged, not answering): systemd's copy goes too, or its exclusive
+                // lock would keep the port from being opened again.
+                DescriptorStore.forget(Self.storeName(options.name))
+                Self.release(fd)
+                unplugged(reason)
                 wait(for: .seconds(1), hotplug: hotplug)
             }
         }
@@ -280,11 +327,18 @@ public final class SerialReceiver: Sendable {
             close(fd)
             return .failure(PortGone("\(path) is in use by another program (ModemManager? the shipped udev rules tell it to keep away)"))
         }
-        var tty = termios()
-        guard tcgetattr(fd, &tty) == 0 else {
+        if let failure = configure(fd, path: path, options) {
             close(fd)
-            return .failure(PortGone("\(path) is not a serial port: \(String(cString: strerror(errno)))"))
+            return .failure(failure)
         }
+        tcflush(fd, TCIOFLUSH)
+        return .success((fd, path))
+    }
+
+    /// Raw mode at the configured baud; why not, if it failed.
+    static func configure(_ fd: Int32, path: String, _ options: Options) -> PortGone? {
+        var tty = termios()
+        guard tcgetattr(fd, &tty) == 0 else { return PortGone("\(path) is not a serial port: \(String(cString: strerror(errno)))") }
         cfmakeraw(&tty)
         tty.c_cflag |= tcflag_t(CLOCAL | CREAD)
         // VMIN=1, VTIME=0: a read returns as soon as one byte is there; poll does the waiting.
@@ -293,12 +347,24 @@ public final class SerialReceiver: Sendable {
             cc[Int(VTIME)] = 0
         }
         cfsetspeed(&tty, SerialReceiver.speed(options.baud))
-        guard tcsetattr(fd, TCSANOW, &tty) == 0 else {
-            close(fd)
-            return .failure(PortGone("configuring \(path) failed: \(String(cString: strerror(errno)))"))
-        }
-        tcflush(fd, TCIOFLUSH)
-        return .success((fd, path))
+        guard tcsetattr(fd, TCSANOW, &tty) == 0 else { return PortGone("configuring \(path) failed: \(String(cString: strerror(errno)))") }
+        return nil
+    }
+
+    /// Closes a port so that it can be opened again even while another copy of its descriptor is
+    /// still open somewhere (systemd's, until it has read our FDSTOREREMOVE): the exclusive mode
+    /// and the lock belong to the port and its open file, not to this descriptor.
+    static func release(_ fd: Int32) {
+        _ = ioctl(fd, UInt(TIOCNXCL))
+        _ = flock(fd, LOCK_UN)
+        close(fd)
+    }
+
+    /// Whether the descriptor is the character device at `path` (a kept port still the configured one).
+    static func isSameDevice(_ fd: Int32, _ path: String) -> Bool {
+        var open = stat(), named = stat()
+        guard fstat(fd, &open) == 0, stat(path, &named) == 0 else { return false }
+        return open.st_mode & S_IFMT == S_IFCHR && named.st_mode & S_IFMT == S_IFCHR && open.st_rdev == named.st_rdev
     }
 
     /// The configured path (followed if it is a symlink), or the first tty whose USB ids match.

@@ -38,7 +38,9 @@ public final class BackgroundLoop: Sendable {
 
     /// Asks the loop to end without waiting, so several loops can wind down at once.
     public func requestStop() {
-        stopped.store(true, ordering: .relaxed)
+        // Releasing: what the caller set before asking (a receiver's keepingPort) is seen by a
+        // loop that sees it stopped.
+        stopped.store(true, ordering: .releasing)
         wake()
     }
 
@@ -47,7 +49,7 @@ public final class BackgroundLoop: Sendable {
         if !woken.exchange(true, ordering: .acquiringAndReleasing) { alarmClock.signal() }
     }
 
-    public var isStopped: Bool { stopped.load(ordering: .relaxed) }
+    public var isStopped: Bool { stopped.load(ordering: .acquiring) }
 
     /// Sleeps up to `duration`, or until `stop()` or `wake()` (then true). One blocking wait,
     /// not a poll: an idle hub should not wake up for nothing (issue 9 measures its idle CPU).

@@ -71,15 +71,19 @@ struct RunCommand: Command {
         }
         if daemon.restartRequested {
             // A config pushed by the platform: start again on it, same pid (systemd keeps tracking us).
-            logger.notice("restarting on the new configuration")
+            let ports = daemon.portsForNextRun()
+            logger.notice("restarting on the new configuration\(ports.isEmpty ? "" : ", the ports kept open: " + ports.map(\.name).joined(separator: ", "))")
             // Ignored signals and the blocked mask survive exec: hand the new image a clean slate,
             // or it could never be stopped with SIGTERM.
             var none = sigset_t()
             sigemptyset(&none)
             pthread_sigmask(SIG_SETMASK, &none, nil)
             for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { signal(s, SIG_DFL) }
+            // The receivers' ports go through the exec open: the new image reads what the sticks
+            // sent meanwhile instead of opening them again (which resets a USB300).
+            let environment = DescriptorStore.environment(handingOn: ports).map { strdup($0) } + [nil]
             let args = CommandLine.arguments.map { strdup($0) } + [nil]
-            execv("/proc/self/exe", args)
+            execve("/proc/self/exe", args, environment)
             printError("error: could not restart (errno \(errno)); exiting so systemd starts the agent again")
             throw ExitCode(75)
         }

@@ -178,6 +178,9 @@ final class NightHub {
         #expect(log.contains("READY=1\nSTATUS=running: 4 sensors"), "\(log)")
         #expect(log.contains("WATCHDOG=1"), "\(log)")
         #expect(log.contains("STOPPING=1"), "\(log)")
+        // The receiver's port, for systemd to keep across a restart (the descriptor itself rides
+        // along; this stand-in drops it).
+        #expect(log.contains("FDSTORE=1\nFDNAME=serial-usb300"), "\(log)")
         #expect(log.components(separatedBy: "READY=1").count == 2, "READY once")
     }
 
@@ -255,6 +258,15 @@ final class NightHub {
         #expect(hub.agent!.isRunning && hub.agent!.processIdentifier == pid, "restarted in place")
         #expect(try waitUntil(5) { (try? hub.vaktpost(["status", "--json", "--socket", hub.socket]).out.contains("\"heartbeatS\":45")) == true },
                 "the restarted agent runs on the new config")
+        // The receiver's port went through the exec open, not closed and opened again (which
+        // resets a USB300): the new image was handed it, and it is the fake stick's pty.
+        let environment = (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? ""
+        let handed = environment.split(separator: "\0").first { $0.hasPrefix("VAKTPOST_HANDED_FDS=") }
+        #expect(handed?.hasPrefix("VAKTPOST_HANDED_FDS=\(pid) serial-usb300=") == true, "\(handed ?? "no hand-over")")
+        if let fd = handed?.split(separator: "=").last {
+            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"))
+                    == (try? FileManager.default.destinationOfSymbolicLink(atPath: hub.dir + "/usb300")), "the handed descriptor is the receiver's port")
+        }
         // Foundation's Process loses track of a child that exec'd itself: stop it by pid.
         kill(pid, SIGTERM)
         let stopped = waitUntil(5) { kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z ") == true }
@@ -306,6 +318,9 @@ final class NightHub {
         let unit = try String(contentsOfFile: repositoryRoot + "/deploy/vaktpost.service", encoding: .utf8)
         #expect(unit.contains("AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN\n"))
         #expect(unit.contains("ProtectSystem=strict") && unit.contains("WatchdogSec=") && unit.contains("Restart=always") && unit.contains("Type=notify"))
+        // The receivers' ports are kept across restarts in systemd's store; without it they are
+        // closed and opened again, and what a sensor sends meanwhile is lost.
+        #expect(unit.contains("FileDescriptorStoreMax=16\n") && unit.contains("OOMScoreAdjust=-900\n"))
         // verify wants the ExecStart binary to exist: point it at the built one.
         try unit.replacingOccurrences(of: "/usr/local/bin/vaktpost", with: builtExecutable("vaktpost"))
             .write(toFile: dir + "/vaktpost.service", atomically: true, encoding: .utf8)

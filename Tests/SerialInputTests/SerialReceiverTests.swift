@@ -98,14 +98,19 @@ func esp3Vectors() throws -> [(name: String, bytes: [UInt8], senders: Int)] {
     }
 }
 
+/// A receiver reading `path` (or `port`, opened before), started; what it reports is collected.
+func startReceiver(_ name: String = "usb300", path: String, pingAfter: Duration = .seconds(60), port: SerialReceiver.OpenPort? = nil) -> (SerialReceiver, Collected) {
+    let c = Collected()
+    let r = SerialReceiver(
+        options: .init(name: name, path: path, match: nil, pingAfter: pingAfter), port: port, now: nowWall,
+        onTelegram: { t, _ in c.telegrams.withLock { $0.append(t) } }, onCondition: { x in c.conditions.withLock { $0.append(x) } })
+    r.start()
+    return (r, c)
+}
+
 @Suite(.serialized) struct SerialReceiverTests {
     func start(path: String, pingAfter: Duration = .seconds(60), port: SerialReceiver.OpenPort? = nil) -> (SerialReceiver, Collected) {
-        let c = Collected()
-        let r = SerialReceiver(
-            options: .init(name: "usb300", path: path, match: nil, pingAfter: pingAfter), port: port, now: nowWall,
-            onTelegram: { t, _ in c.telegrams.withLock { $0.append(t) } }, onCondition: { x in c.conditions.withLock { $0.append(x) } })
-        r.start()
-        return (r, c)
+        startReceiver(path: path, pingAfter: pingAfter, port: port)
     }
 
     /// Every shared vector through a real pty, whole, byte by byte and in random chunks, with

@@ -15,4 +15,8 @@ int vaktpost_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// 1 when sent, 0 when not under systemd (no NOTIFY_SOCKET), -1 with errno on failure.
 int vaktpost_sd_notify(const char *state);
 
+/// The same to the socket at `path`, with descriptor `fd` attached (SCM_RIGHTS) unless it is -1:
+/// "FDSTORE=1" hands systemd a copy to keep. 0 when `path` is NULL or empty.
+int vaktpost_sd_notify_to(const char *path, const char *state, int fd);
+
 #endif
