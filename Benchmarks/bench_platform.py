@@ -140,10 +140,81 @@ def agent_environment(extra=None):
     env.update(extra or {})
     return env
 
-def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log"):
-    return subprocess.Popen([bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock",
-                             "--audit-log", f"{work}/audit.log", *args], stdout=subprocess.DEVNULL, stderr=open(f"{work}/{log}", "a"),
-                            env=agent_environment(env))
+def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log", store=None):
+    """The agent; STORE: a DescriptorStore standing in for systemd, which starts it."""
+    command = [bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock", "--audit-log", f"{work}/audit.log", *args]
+    output = dict(stdout=subprocess.DEVNULL, stderr=open(f"{work}/{log}", "a"))
+    if store:
+        return store.popen(command, agent_environment(env), **output)
+    return subprocess.Popen(command, env=agent_environment(env), **output)
+
+class DescriptorStore:
+    """systemd's file descriptor store as deploy/vaktpost.service has it (FileDescriptorStoreMax=,
+    see systemd.io/FILE_DESCRIPTOR_STORE): a notify socket keeping every descriptor sent with
+    FDSTORE=1 under its FDNAME until FDSTOREREMOVE=1 names it, and starts that hand them over
+    as systemd does, from fd 3 on with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID."""
+    # Runs between fork and the agent: moves the descriptors to 3, 4, ... and names this pid.
+    HANDOVER = ("import fcntl, os, sys\n"
+                "fds = [int(x) for x in sys.argv[1].split(',') if x]\n"
+                "high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]\n"
+                "for i, fd in enumerate(high): os.dup2(fd, 3 + i)\n"
+                "for fd in high: os.close(fd)\n"
+                "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+                "os.execv(sys.argv[2], sys.argv[2:])\n")
+
+    def __init__(self, path):
+        import socket, threading
+        self.path, self.kept, self.lock = path, [], threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import array, socket
+        while True:
+            try:
+                text, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
+            except OSError:
+                return
+            fds = array.array("i")
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+            fields = dict(l.split("=", 1) for l in text.decode(errors="replace").splitlines() if "=" in l)
+            name = fields.get("FDNAME", "stored")
+            with self.lock:
+                if fields.get("FDSTOREREMOVE") == "1":
+                    for n, fd in [k for k in self.kept if k[0] == name]:
+                        os.close(fd)
+                        self.kept.remove((n, fd))
+                if fields.get("FDSTORE") == "1":
+                    self.kept += [(name, fd) for fd in fds]
+                    fds = []
+            for fd in fds:
+                os.close(fd)
+
+    def names(self):
+        with self.lock:
+            return [n for n, _ in self.kept]
+
+    def popen(self, command, env, **kwargs):
+        """Starts COMMAND as systemd starts the unit: NOTIFY_SOCKET, and the kept descriptors."""
+        import sys
+        with self.lock:
+            kept = list(self.kept)
+        env = dict(env, NOTIFY_SOCKET=self.path, LISTEN_FDS=str(len(kept)), LISTEN_FDNAMES=":".join(n for n, _ in kept))
+        if not kept:
+            for k in ("LISTEN_FDS", "LISTEN_FDNAMES"):
+                env.pop(k)
+        return subprocess.Popen([sys.executable, "-c", self.HANDOVER, ",".join(str(fd) for _, fd in kept), *command],
+                                pass_fds=[fd for _, fd in kept], env=env, **kwargs)
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            for _, fd in self.kept:
+                os.close(fd)
+            self.kept = []
 
 def free_port():
     import socket

@@ -8,9 +8,12 @@ status is 1 when anything failed.
                                            (default 1000): nothing it had stored is lost, nothing
                                            is stored twice by the receiver, the outbox is intact
   Benchmarks/reliability.py restarts [N]    restart the daemon cleanly (SIGTERM) N times (default 20)
-                                           under a stream of 20 telegrams a second: each restart
-                                           leaves at most one telegram unheard (the sensors are heard
-                                           until the inputs are the last part left to stop).
+                                           under a stream of 20 telegrams a second, started as
+                                           systemd starts the unit (its descriptor store stood in
+                                           for): no telegram goes unheard, every alarm arrives.
+                                           STORE=0: without the store, each restart leaves at most
+                                           one telegram unheard (the sensors are heard until the
+                                           inputs are the last part left to stop).
                                            BACKLOG=100000: with an outage's backlog in the outbox,
                                            which each start opens and checks (reading all of it)
   Benchmarks/reliability.py outage [SPEED]  a 24-hour outage at SPEED times real time (default
@@ -39,7 +42,7 @@ Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead 
 attaching to the agent for the failing disk).
 """
 import datetime, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
-from bench_platform import (ROOT as root, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
+from bench_platform import (ROOT as root, DescriptorStore, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
                             start_fake_usb300, start_receiver, stop, stream, stream_config)
 
 results = []
@@ -82,8 +85,10 @@ def delays_text(late):
     """'N alarms, median M ms, worst W ms' of sorted delays."""
     return f"{len(late)} alarms, median {late[len(late) // 2] if late else 0:.0f} ms, worst {late[-1] if late else 0:.0f} ms"
 
-def admin(port, method, path, body=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=json.dumps(body).encode() if body is not None else None)
+def admin(port, method, path, body=None, text=None):
+    """The receiver's admin API: BODY sent as JSON, TEXT as it is (a config)."""
+    data = text.encode() if text is not None else json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=data)
     with urllib.request.urlopen(request, timeout=10) as r:
         return json.load(r)
 
@@ -248,16 +253,24 @@ def outage(speed):
 
 # MARK: restarts
 
-def restarts(n, backlog=0):
-    """N clean restarts (SIGTERM, as systemctl restart and a pushed config do) at random moments
-    of a stream of 20 telegrams a second: the agent hears the sensors until its inputs are the
-    last thing left to stop, so a restart leaves them unheard only between the old process
-    closing the receiver and the new one opening it. With BACKLOG, the outbox holds that many
-    events of an outage (the platform away until the last restart): each start opens and checks
-    it, which reads all of it; the receiver's port is opened before that."""
+def restarts(n, backlog=0, keep_ports=True, push=False):
+    """N clean restarts (SIGTERM, as systemctl restart does) at random moments of a stream of
+    20 telegrams a second, the agent started as systemd starts the unit, with its store of
+    descriptors (DescriptorStore): the receiver's port stays open from one run to the next, so
+    what the stick sends during a restart waits in the kernel and no telegram goes unheard; the
+    new run reads them late. KEEP_PORTS=False (STORE=0): a unit without the store, where the
+    port is closed and opened again, flushed as a real USB300 resets, and a restart leaves the
+    sensors unheard between the old process closing the port and the new one opening it. With
+    BACKLOG, the outbox holds that many events of an outage (the platform away until the last
+    restart): each start opens and checks it, which reads all of it; the receiver's port is
+    opened before that. PUSH (VIA=push): each restart is a config pushed by the platform, onto
+    which the agent re-executes itself, its ports open through the exec."""
     bindir = build("vaktpost", "vaktpost-receiver", *(["outbox-probe"] if backlog else []))
     work = tempfile.mkdtemp(prefix="vaktpost-restarts-", dir=os.environ.get("TMPDIR", "/var/tmp"))
     procs, rng = [], random.Random(2026)
+    store = DescriptorStore(work + "/notify.sock") if keep_ports else None
+    kept = store or push  # the port stays open from one run to the next: the agent's claim to check
+    print(f"  the receiver's port {'kept open by the stand-in for systemd' if store else 'closed and opened again'} at each restart", flush=True)
     try:
         receiver, hub_port, admin_port = start_receiver(bindir, work, ["--heartbeat-sec", "30"] + (["--down-for", "100000"] if backlog else []))
         procs.append(receiver)
@@ -270,17 +283,29 @@ def restarts(n, backlog=0):
         schedule, items, buttons = stream(now() + datetime.timedelta(seconds=3), rate, int(rate * seconds), alarm_every=50)
         open(work + "/vaktpost.toml", "w").write(hub_config(work, hub_port, buttons, outbox))
         procs.append(start_fake_usb300(work, schedule))
-        agent = start_agent(bindir, work)
+        agent = start_agent(bindir, work, store=store)
         time.sleep(6)
+        if store:
+            check(store.names() == ["serial-usb300"], f"the agent gave systemd its port to keep ({store.names()})")
         moments, stops = [], []
         open(work + "/restarts", "w")
-        for _ in range(n):
+        running = lambda: open(work + "/agent.log", errors="replace").read().count("running for hub")
+        for i in range(n):
             time.sleep(rng.uniform(2, 4) + (5 if backlog else 0))  # with a backlog, room for a slow start
             began = time.time()
-            stop([agent])
-            stops.append(time.time() - began)
+            if push:
+                # A new version (a comment changes it) and the command to take it: the agent
+                # fetches it over its long poll, checks it, writes it, and re-executes itself.
+                before = running()
+                admin(admin_port, "PUT", "/api/hubs/hub-0001/config", text=hub_config(work, hub_port, buttons, outbox) + f"# pushed {i + 1}\n")
+                admin(admin_port, "POST", "/api/hubs/hub-0001/commands", {"kind": "reload-config"})
+                check(wait_until(lambda: running() > before, 30), f"restart {i + 1}: the agent re-executed itself onto the pushed config", quiet=True)
+                stops.append(time.time() - began)
+            else:
+                stop([agent])
+                stops.append(time.time() - began)
+                agent = start_agent(bindir, work, store=store)
             moments.append(began)
-            agent = start_agent(bindir, work)
             print(began, file=open(work + "/restarts", "a"))
         procs.append(agent)
         time.sleep(max(0, float(datetime.datetime.fromisoformat(schedule[-1]["at"]).timestamp()) - time.time()) + 2)
@@ -297,18 +322,18 @@ def restarts(n, backlog=0):
         for m in moments:
             stretches = [(a, b) for a, b in zip(heard, heard[1:]) if b >= m and a <= m + 3]
             gaps.append(max((b - a for a, b in stretches), default=0) * 1000)
-        # With a backlog the telegrams the kernel kept while the new process opened its outbox
-        # are read, and stamped, late: a silence in the stamps is then no loss, so the stretches
-        # are reported, not checked, and the events that never arrived are counted instead.
-        if not backlog:
+        # Telegrams the kernel kept (the port kept open, or opened before a slow outbox) are read,
+        # and stamped, late: a silence in the stamps is then no loss, so the stretches are
+        # reported, not checked, and the events that never arrived are counted instead.
+        if not backlog and not kept:
             for i, g in enumerate(gaps):
                 check(g <= 150, f"restart {i + 1}: at most one telegram unheard ({g:.0f} ms without an event)", quiet=True)
         alarms = sum(1 for _, a in items if a)
         presses = sum(1 for r in events if r[0] == "button.pressed")
         s, g = sorted(stops), sorted(gaps)
-        print(f"  {n} restarts: stop took median {s[len(s) // 2] * 1000:.0f} ms, worst {s[-1] * 1000:.0f} ms; "
+        print(f"  {n} restarts: {'push to running again' if push else 'stop'} took median {s[len(s) // 2] * 1000:.0f} ms, worst {s[-1] * 1000:.0f} ms; "
               f"the stream's longest silence per restart median {g[len(g) // 2]:.0f} ms, worst {g[-1]:.0f} ms")
-        if not backlog:
+        if not backlog and not kept:
             check(all(x <= 150 for x in gaps), f"{sum(1 for x in gaps if x <= 150)} of {n} restarts left at most one telegram unheard")
         # How long each start took: from the old process's last line to the new one's "running".
         lines = open(work + "/agent.log", errors="replace").read().splitlines()
@@ -320,15 +345,20 @@ def restarts(n, backlog=0):
         with readonly(outbox) as c:
             dropped = sum((c.execute("SELECT value FROM meta WHERE key = ?", (k,)).fetchone() or [0])[0] for k in ("coalesced_state", "evicted_log"))
         missing = f"{len(heard)} of {len(items)} stream events arrived, {dropped} events dropped by the capacity policy ({alarms - presses} of {alarms} alarms missing)"
-        if backlog:
-            print("  " + missing)
+        print("  " + missing)
+        if backlog or kept:
             check(presses == alarms, f"every alarm of the stream arrived ({presses} of {alarms})")
+        if kept:
+            check(len(heard) + dropped >= len(items), f"no telegram of the stream went unheard ({len(items) - len(heard) - dropped} of {len(items)})")
+        if backlog:
             backlog_alarms = sum(1 for r in events if r[0] != "button.pressed" and r[1] == "active" and json.loads(r[3]).get("class") == "alarm")
             check(backlog_alarms >= backlog // 1000, f"the backlog's alarms arrived too: {backlog_alarms} of {backlog // 1000}")
-        else:
+        elif not kept:
             check(len(heard) + dropped >= len(items) - 2 * n, missing)
     finally:
         stop(procs)
+        if store:
+            store.close()
         if os.environ.get("KEEP"):
             print("kept:", work)
         else:
@@ -750,7 +780,8 @@ if __name__ == "__main__":
     if part == "kills":
         kills(int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
     elif part == "restarts":
-        restarts(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(os.environ.get("BACKLOG", "0")))
+        restarts(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(os.environ.get("BACKLOG", "0")), os.environ.get("STORE", "1") != "0",
+                 os.environ.get("VIA") == "push")
     elif part == "outage":
         outage(float(sys.argv[2]) if len(sys.argv) > 2 else 720)
     elif part == "faults":
