@@ -321,6 +321,9 @@ final class NightHub {
         // The receivers' ports are kept across restarts in systemd's store; without it they are
         // closed and opened again, and what a sensor sends meanwhile is lost.
         #expect(unit.contains("FileDescriptorStoreMax=16\n") && unit.contains("OOMScoreAdjust=-900\n"))
+        // Restarted for ever: systemd's default start limit would leave a crashing agent failed.
+        #expect(unit.contains("\nStartLimitIntervalSec=0\n") && unit.range(of: "StartLimitIntervalSec=0")!.lowerBound < unit.range(of: "[Service]")!.lowerBound,
+                "StartLimitIntervalSec=0 in [Unit] (ignored in [Service])")
         // verify wants the ExecStart binary to exist: point it at the built one.
         try unit.replacingOccurrences(of: "/usr/local/bin/vaktpost", with: builtExecutable("vaktpost"))
             .write(toFile: dir + "/vaktpost.service", atomically: true, encoding: .utf8)
