@@ -342,7 +342,7 @@ public final class HubDaemon: HubControl {
         let intake = self.intake, clock = self.clock
         let handleHCI: @Sendable ([UInt8], WallTime) -> Void = { [weak self] event, time in
             guard let self, case .success(let reports) = HCI.advertisingReports(event) else { return }
-            for r in reports { intake.put(heard: time) { [weak self] in self?.heardBLE(r, at: time) } }
+            for r in reports { intake.put(heard: time, from: "ble " + r.address) { [weak self] in self?.heardBLE(r, at: time) } }
         }
         if let file = config.ble.replay {
             // A capture instead of the adapter: each record is handed over when the timeline reaches it.
@@ -363,14 +363,14 @@ public final class HubDaemon: HubControl {
             }
         } else if config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) {
             let s = HCIScanner(options: .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter),
-                               now: clock.now, onEvent: handleHCI, onCondition: { c in intake.put(heard: clock.now()) { [weak self] in self?.condition(ble: c) } })
+                               now: clock.now, onEvent: handleHCI, onCondition: { c in intake.put(heard: clock.now(), from: "condition") { [weak self] in self?.condition(ble: c) } })
             scanner.withLock { $0 = s }
             s.start()
         }
         let serial = config.serial.map { r in
             SerialReceiver(options: .init(r), port: earlySerial[r.name], now: clock.now,
-                           onTelegram: { t, time in intake.put(heard: time) { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
-                           onCondition: { c in intake.put(heard: clock.now()) { [weak self] in self?.condition(serial: c, receiver: r.name) } })
+                           onTelegram: { t, time in intake.put(heard: time, from: "enocean " + (t.senderID ?? "?")) { [weak self] in self?.heardSerial(t, at: time, receiver: r.name) } },
+                           onCondition: { c in intake.put(heard: clock.now(), from: "condition") { [weak self] in self?.condition(serial: c, receiver: r.name) } })
         }
         receivers.withLock { $0 = serial }
         serial.forEach { $0.start() }

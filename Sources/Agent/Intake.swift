@@ -16,24 +16,84 @@ final class Intake: Sendable {
     typealias Work = @Sendable () -> Void
 
     struct Queue {
-        var items: [(heard: WallTime, work: Work)] = []
+        /// In the order heard; a dropped one stays as a gap (no work) until the head passes it.
+        var items: [(heard: WallTime, source: String, work: Work?)] = []
         /// Where the items begin: taken and dropped ones are skipped, not moved out one by one.
         var head = 0
+        /// Items not yet taken in nor dropped, in all and by source.
+        var waiting = 0
+        var bySource: [String: Int] = [:]
         /// When the one being taken in was heard.
         var taking: WallTime?
         /// Dropped since the last report: the queue was full (the rules were held up for that long).
         var dropped = 0
+        /// Where the last drop was, for its source: everything of that source before it is gone,
+        /// so the next drop of the same source looks from there (a flood drops at every put).
+        var lastDrop: (source: String, at: Int)?
 
-        var waiting: Int { items.count - head }
+        mutating func append(_ heard: WallTime, _ source: String, _ work: @escaping Work) {
+            items.append((heard, source, work))
+            waiting += 1
+            bySource[source, default: 0] += 1
+        }
+
+        /// The next item to take in, removed; nil when none waits.
+        mutating func take() -> (heard: WallTime, work: Work)? {
+            while head < items.count {
+                let item = items[head]
+                skip()
+                if let work = item.work {
+                    forget(item.source)
+                    return (item.heard, work)
+                }
+            }
+            return nil
+        }
+
+        /// Full: the oldest of the source with the most waiting goes. A sensor flooding the
+        /// queue (a stuck contact, a faulty pad) loses its own readings, not the fall sensor's
+        /// alarm that happened to be heard before them; with no flood, the busiest sender pays.
+        mutating func dropOne() {
+            guard let victim = bySource.max(by: { $0.value < $1.value })?.key else { return }
+            var i = head
+            if let last = lastDrop, last.source == victim { i = max(head, last.at + 1) }
+            while i < items.count && (items[i].work == nil || items[i].source != victim) { i += 1 }
+            guard i < items.count else { return }
+            items[i].work = nil
+            lastDrop = (victim, i)
+            forget(victim)
+            dropped += 1
+            while head < items.count && items[head].work == nil { skip() }
+            // Gaps the head has not reached yet: squeezed out once the array holds more than
+            // twice what waits, so that a long stall under a flood does not grow it without bound.
+            if items.count - head > 2 * max(waiting, 1) + 64 {
+                items = items[head...].filter { $0.work != nil }
+                head = 0
+                lastDrop = nil
+            }
+        }
+
+        var firstWaiting: WallTime? {
+            var i = head
+            while i < items.count && items[i].work == nil { i += 1 }
+            return i < items.count ? items[i].heard : nil
+        }
+
+        mutating func forget(_ source: String) {
+            waiting -= 1
+            if let n = bySource[source], n > 1 { bySource[source] = n - 1 } else { bySource[source] = nil }
+        }
 
         mutating func skip() {
             head += 1
             if head == items.count {
                 items.removeAll(keepingCapacity: true)
                 head = 0
+                lastDrop = nil
             } else if head >= 4096, head * 2 >= items.count {
                 items.removeFirst(head)
                 head = 0
+                lastDrop = nil
             }
         }
     }
@@ -48,16 +108,13 @@ final class Intake: Sendable {
         self.limit = limit
     }
 
-    /// From a reader's thread, with when it was heard: never waits (beyond the queue's own
-    /// lock). When the queue is full the oldest goes, counted, as the kernel's buffer would
-    /// have dropped the newest.
-    func put(heard: WallTime, _ work: @escaping Work) {
+    /// From a reader's thread, with when it was heard and who sent it (a sensor's address or
+    /// id; a receiver's condition): never waits (beyond the queue's own lock). When the queue is
+    /// full, the oldest from the source with the most waiting goes, counted.
+    func put(heard: WallTime, from source: String, _ work: @escaping Work) {
         queue.withLock { q in
-            if q.waiting >= limit {
-                q.skip()
-                q.dropped += 1
-            }
-            q.items.append((heard, work))
+            if q.waiting >= limit { q.dropOne() }
+            q.append(heard, source, work)
         }
         loop.wake()
     }
@@ -66,7 +123,7 @@ final class Intake: Sendable {
     /// it (a bed pad's "back in bed" heard at 29 minutes, waiting behind a commit the disk
     /// holds up, must cancel the 30-minute alarm, not come after it).
     var oldestWaiting: WallTime? {
-        queue.withLock { q in q.taking ?? (q.waiting > 0 ? q.items[q.head].heard : nil) }
+        queue.withLock { q in q.taking ?? q.firstWaiting }
     }
 
     /// Takes in what was put, in order, on the intake's thread until `stop()`; `dropped` hears
@@ -76,12 +133,10 @@ final class Intake: Sendable {
             while true {
                 let (next, lost) = queue.withLock { q in
                     defer { q.dropped = 0 }
-                    guard q.waiting > 0 else {
+                    guard let item = q.take() else {
                         q.taking = nil
                         return (nil as Work?, q.dropped)
                     }
-                    let item = q.items[q.head]
-                    q.skip()
                     q.taking = item.heard
                     return (item.work, q.dropped)
                 }

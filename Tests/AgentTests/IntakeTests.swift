@@ -86,7 +86,7 @@ import VaktpostCore
             let out = d.clock.now()
             while d.clock.now() < out + .seconds(29 * 60) { usleep(5_000) }
             let back = d.clock.now()
-            d.intake.put(heard: back) { d.heardSerial(bed(true), at: back, receiver: "usb300") }
+            d.intake.put(heard: back, from: "enocean bed") { d.heardSerial(bed(true), at: back, receiver: "usb300") }
             let notReturned = { d.core.withLock { $0.recent.contains { $0.json["type"]?.stringValue == "bed.not_returned" } } }
             Thread.sleep(forTimeInterval: 0.5)  // 35 minutes out, had the timer run on
             #expect(!notReturned(), "the timer ran past a reading heard before it was due")
@@ -104,12 +104,45 @@ import VaktpostCore
         let intake = Intake(label: "test.intake", limit: 5)
         let taken = Mutex<[Int]>([]), dropped = Mutex(0)
         let t0 = WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000)
-        for i in 0..<12 { intake.put(heard: t0 + .seconds(Int64(i))) { taken.withLock { $0.append(i) } } }
+        for i in 0..<12 { intake.put(heard: t0 + .seconds(Int64(i)), from: "pad") { taken.withLock { $0.append(i) } } }
         #expect(intake.oldestWaiting == t0 + .seconds(7))
         intake.start { n in dropped.withLock { $0 += n } }
         intake.stop()
         #expect(taken.withLock { $0 } == [7, 8, 9, 10, 11])
         #expect(dropped.withLock { $0 } == 7)
         #expect(intake.oldestWaiting == nil)
+    }
+
+    /// A sensor flooding while the rules are held up (a stalled disk) fills the queue with its
+    /// own readings: they go, not the fall alarm heard just before the flood began. Dropping the
+    /// oldest of all lost it.
+    @Test func aFullIntakeDropsFromTheSenderThatFillsIt() throws {
+        let intake = Intake(label: "test.intake", limit: 5)
+        let taken = Mutex<[String]>([]), dropped = Mutex(0)
+        let t0 = WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000)
+        intake.put(heard: t0, from: "enocean fall") { taken.withLock { $0.append("fall") } }
+        intake.put(heard: t0 + .milliseconds(1), from: "condition") { taken.withLock { $0.append("unplugged") } }
+        for i in 0..<30 { intake.put(heard: t0 + .milliseconds(Int64(2 + i)), from: "enocean stuck") { taken.withLock { $0.append("stuck \(i)") } } }
+        #expect(intake.oldestWaiting == t0, "the fall alarm is the oldest still waiting")
+        intake.start { n in dropped.withLock { $0 += n } }
+        intake.stop()
+        #expect(taken.withLock { $0 } == ["fall", "unplugged", "stuck 27", "stuck 28", "stuck 29"])
+        #expect(dropped.withLock { $0 } == 27)
+    }
+
+    /// Under a long flood the dropped readings' places are reclaimed: the queue's storage stays
+    /// in proportion to its limit, and what is taken in is the newest of the flood, in order.
+    @Test func aLongFloodKeepsTheQueueBounded() throws {
+        let intake = Intake(label: "test.intake", limit: 100)
+        let taken = Mutex<[Int]>([])
+        let t0 = WallTime(nanosecondsSinceEpoch: 1_795_000_000 * 1_000_000_000)
+        intake.put(heard: t0, from: "enocean fall") { taken.withLock { $0.append(-1) } }
+        for i in 0..<100_000 {
+            intake.put(heard: t0 + .milliseconds(Int64(1 + i)), from: "enocean stuck") { taken.withLock { $0.append(i) } }
+            if i % 1000 == 0 { #expect(intake.queue.withLock { $0.items.count } <= 400) }
+        }
+        intake.start { _ in }
+        intake.stop()
+        #expect(taken.withLock { $0 } == [-1] + Array(99_901..<100_000))
     }
 }
