@@ -32,7 +32,9 @@ status is 1 when anything failed.
                                            restarted before the card and the platform are back
                                            (what memory held goes to the stand-in); every sync taking a second
                                            (a card stalling); one sensor flooding 1,000
-                                           frames/s; and the wall clock jumping an hour forward and
+                                           frames/s, and that while a write hangs for 25 s (the
+                                           queue of what was heard fills: the flood's readings go,
+                                           not the stream's alarms); and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every
@@ -703,6 +705,40 @@ class Flood(Scenario):
         growth = (max(self.rss, default=0) - self.before) / 1024
         check(growth < 16, f"{self.name}: memory stayed bounded (RSS {self.before / 1024:.1f} MiB before, peak {max(self.rss) / 1024:.1f} MiB)")
 
+class DiskHangsFlooding(DiskFails):
+    """While a configured motion sensor floods (1,000 telegrams a second for 20 s, from stream
+    second ~32), the card stops answering: from second 30 to 55 a write of the outbox hangs
+    (strace holds pwrite64 for the whole 25 s), so the rules take nothing in and the queue of
+    what the receivers heard (10,000 readings) fills and must drop. What goes must be the
+    flood's own readings: every alarm pressed meanwhile, and every telegram of the stream,
+    arrives once the card answers again. The flood's events are counted apart."""
+    HANG = (30, 55)
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.calls, self.injection = "pwrite64", f"delay_enter={(self.HANG[1] - self.HANG[0]) * 1_000_000}"
+        t = now() + datetime.timedelta(seconds=32)
+        self.extra_config = f'[[sensors]]\nid = "flood"\nrole = "motion"\nroom = "hallway"\ntransport = "enocean"\nsender = "{Flood.SENDER}"\neep = "A5-07-01"\n'
+        self.extra_schedule = [{"at": (t - datetime.timedelta(seconds=5)).isoformat(), "hex": motion(Flood.SENDER, False, 255).hex()}] + [
+            {"at": (t + datetime.timedelta(milliseconds=i)).isoformat(), "hex": motion(Flood.SENDER, i % 2 == 0, i).hex()} for i in range(20_000)]
+        self.extra_may_go = True  # the flood's readings are what the full queue drops
+
+    def at(self, second):
+        if second == self.HANG[0] and shutil.which("strace"):
+            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox + "-wal",
+                                            "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
+        if second == self.HANG[1] + 1:
+            self.cleanup()
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
+            return
+        log = open(self.work + "/agent.log", errors="replace").read()
+        dropped = sum(int(l.split("critical vaktpost: ")[1].split()[0]) for l in log.splitlines() if "readings dropped unread" in l and "critical vaktpost: " in l)
+        flood = sum(1 for r in events if r[0] == "motion.state" and json.loads(r[3]).get("deviceId") == "flood")
+        check(dropped > 0, f"{self.name}: the queue filled while the write hung and dropped {dropped} readings (the log says so)")
+        check(flood + dropped == 20_000, f"{self.name}: what it dropped was the flood's: {flood} of its 20,000 telegrams arrived as events + {dropped} dropped = {flood + dropped}")
+
 def faults():
     if os.geteuid() != 0:
         sys.exit("faults needs root: the full disk is a small tmpfs")
@@ -722,6 +758,7 @@ def faults():
         DiskStalls("disk-stalls", bindir, base),
         DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),
+        DiskHangsFlooding("disk-hangs-flooding", bindir, base),
     ]
     only = os.environ.get("ONLY")
     if only:
@@ -749,6 +786,9 @@ def faults():
             types = [r[0] for r in events]
             want = len(s.items) + max(0, len(s.extra_schedule) - 1)
             got = types.count("motion.state") + types.count("button.pressed")
+            if getattr(s, "extra_may_go", False):  # counted in its verify: the stream alone here
+                want = len(s.items)
+                got -= sum(1 for r in events if r[0] == "motion.state" and json.loads(r[3]).get("deviceId") == "flood")
             with readonly(s.outbox) as c:
                 dropped = sum((c.execute("SELECT value FROM meta WHERE key = ?", (k,)).fetchone() or [0])[0] for k in ("coalesced_state", "evicted_log"))
             ids = [r[4] for r in events]
