@@ -737,7 +737,11 @@ class DiskHangsFlooding(DiskFails):
         dropped = sum(int(l.split("critical vaktpost: ")[1].split()[0]) for l in log.splitlines() if "readings dropped unread" in l and "critical vaktpost: " in l)
         flood = sum(1 for r in events if r[0] == "motion.state" and json.loads(r[3]).get("deviceId") == "flood")
         check(dropped > 0, f"{self.name}: the queue filled while the write hung and dropped {dropped} readings (the log says so)")
-        check(flood + dropped == 20_000, f"{self.name}: what it dropped was the flood's: {flood} of its 20,000 telegrams arrived as events + {dropped} dropped = {flood + dropped}")
+        # Every dropped reading was one of the flood's that did not arrive as an event. (Not all
+        # of those were dropped: after an odd run of dropped ones the next reading repeats the
+        # last state taken in and makes no event.)
+        check(flood + dropped <= 20_000, f"{self.name}: what it dropped was the flood's: {flood} of its 20,000 telegrams arrived as events, {dropped} dropped, "
+                                         f"{20_000 - flood - dropped} repeated a state")
 
 def faults():
     if os.geteuid() != 0:
