@@ -79,8 +79,8 @@ public enum DescriptorStore {
     }
 
     /// Gives systemd a copy of `fd` to keep under `name`, in place of one it kept under that
-    /// name before. False when the agent does not run under systemd or the message failed (a
-    /// unit without `FileDescriptorStoreMax=` takes the message and drops the descriptor).
+    /// name before. False when the agent does not run under systemd or the message failed; true
+    /// says only that it went (a unit without `FileDescriptorStoreMax=` drops the descriptor).
     @discardableResult
     public static func keep(_ fd: Int32, name: String, socket: String? = Files.environment("NOTIFY_SOCKET")) -> Bool {
         guard let socket else { return false }
