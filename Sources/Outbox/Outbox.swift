@@ -159,8 +159,8 @@ public final class Outbox {
         let c = CivilDateTime(time, utcOffsetSeconds: 0)
         func p(_ v: Int, _ w: Int = 2) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
         let stamp = "\(p(c.year, 4))\(p(c.month))\(p(c.day))T\(p(c.hour))\(p(c.minute))\(p(c.second))Z"
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) + "/" : ""
-        let target = dir + "outbox.corrupt-\(stamp).sqlite"
+        let dir = path.parentDirectory
+        let target = (dir == "/" ? "" : dir) + "/outbox.corrupt-\(stamp).sqlite"
         guard rename(path, target) == 0 else {
             throw SQLiteError(code: 10, extendedCode: 10, message: "cannot move the damaged outbox aside to \(target): errno \(errno)")
         }
@@ -547,24 +547,27 @@ public final class Outbox {
     func record(_ settlement: Settlement) throws {
         let (batch, outcomes) = (settlement.batch, settlement.outcomes)
         for e in batch.events {
-            switch outcomes[e.eventID] {
-            case .delivered?:
-                try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-            case .deliveredFollowing(let location)?:
+            let id = SQLiteValue.text(e.eventID.description)
+            guard let outcome = outcomes[e.eventID] else {
+                try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(id).run()
+                continue
+            }
+            switch outcome {
+            case .delivered:
+                break
+            case .deliveredFollowing(let location):
                 try db.prepare("""
                     INSERT OR IGNORE INTO followed_alarms (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, location, accepted_ns, status)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received')
                     """).bind(Outbox.columns(e) + [.text(location), .integer(settlement.at.nanosecondsSinceEpoch)]).run()
-                try db.cached("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-            case .rejected(let reason)?:
+            case .rejected(let reason):
                 try db.prepare("""
                     INSERT OR IGNORE INTO dead_letters (seq, event_id, lane, class, type, priority, sensor, occurred_ns, payload, reason, rejected_ns)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).bind(Outbox.columns(e) + [.text(reason), .integer(settlement.at.nanosecondsSinceEpoch)]).run()
-                try db.prepare("DELETE FROM events WHERE event_id = ?").bind(.text(e.eventID.description)).run()
-            case nil:
-                try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(.text(e.eventID.description)).run()
             }
+            // Settled either way: out of the queue.
+            try db.cached("DELETE FROM events WHERE event_id = ?").bind(id).run()
         }
         try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch.id)).run()
         let gone = batch.events.filter { outcomes[$0.eventID] != nil && !settlement.onlyInMemory.contains($0.eventID) }
