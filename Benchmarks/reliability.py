@@ -13,7 +13,9 @@ status is 1 when anything failed.
                                            for): no telegram goes unheard, every alarm arrives.
                                            STORE=0: without the store, each restart leaves at most
                                            one telegram unheard (the sensors are heard until the
-                                           inputs are the last part left to stop).
+                                           inputs are the last part left to stop). VIA=push: each
+                                           restart a pushed config (re-exec); VIA=crash: SIGKILL
+                                           and a start 2 s later (RestartSec), counts reported.
                                            BACKLOG=100000: with an outage's backlog in the outbox,
                                            which each start opens and checks (reading all of it)
   Benchmarks/reliability.py outage [SPEED]  a 24-hour outage at SPEED times real time (default
