@@ -17,6 +17,7 @@ final class Intake: Sendable {
 
     struct Queue {
         /// In the order heard; a dropped one stays as a gap (no work) until the head passes it.
+        /// The head never rests on a gap: what it points at, if anything, waits.
         var items: [(heard: WallTime, source: String, work: Work?)] = []
         /// Where the items begin: taken and dropped ones are skipped, not moved out one by one.
         var head = 0
@@ -39,15 +40,12 @@ final class Intake: Sendable {
 
         /// The next item to take in, removed; nil when none waits.
         mutating func take() -> (heard: WallTime, work: Work)? {
-            while head < items.count {
-                let item = items[head]
-                skip()
-                if let work = item.work {
-                    forget(item.source)
-                    return (item.heard, work)
-                }
-            }
-            return nil
+            guard head < items.count, let work = items[head].work else { return nil }
+            let item = items[head]
+            skip()
+            skipGaps()
+            forget(item.source)
+            return (item.heard, work)
         }
 
         /// Full: the oldest of the source with the most waiting goes. A sensor flooding the
@@ -63,7 +61,7 @@ final class Intake: Sendable {
             lastDrop = (victim, i)
             forget(victim)
             dropped += 1
-            while head < items.count && items[head].work == nil { skip() }
+            skipGaps()
             // Gaps the head has not reached yet: squeezed out once the array holds more than
             // twice what waits, so that a long stall under a flood does not grow it without bound.
             if items.count - head > 2 * max(waiting, 1) + 64 {
@@ -73,15 +71,15 @@ final class Intake: Sendable {
             }
         }
 
-        var firstWaiting: WallTime? {
-            var i = head
-            while i < items.count && items[i].work == nil { i += 1 }
-            return i < items.count ? items[i].heard : nil
-        }
+        var firstWaiting: WallTime? { head < items.count ? items[head].heard : nil }
 
         mutating func forget(_ source: String) {
             waiting -= 1
             if let n = bySource[source], n > 1 { bySource[source] = n - 1 } else { bySource[source] = nil }
+        }
+
+        mutating func skipGaps() {
+            while head < items.count && items[head].work == nil { skip() }
         }
 
         mutating func skip() {

@@ -54,9 +54,6 @@ public final class SerialReceiver: Sendable {
             self.path = path
         }
 
-        /// The descriptor, to the first who asks, without its path.
-        func takeDescriptor() -> Int32? { take()?.0 }
-
         /// The descriptor and its path, to the first who asks.
         func take() -> (Int32, String)? {
             taken.exchange(true, ordering: .acquiringAndReleasing) ? nil : (fd, path)
@@ -101,10 +98,9 @@ public final class SerialReceiver: Sendable {
             // Set up again as the config says now (a pushed one may change the baud); unlike an
             // open, this does not flush what the port holds.
             if let path = locate(options), isSameDevice(fd, path), configure(fd, path: path, options) == nil { return OpenPort(fd: fd, path: path) }
-            // Another device now (the config changed): let go of it, here and in systemd's store,
-            // or its exclusive lock would keep the configured port from being opened.
-            DescriptorStore.forget(storeName(options.name))
-            release(fd)
+            // Another device now (the config changed): let go of it, or its exclusive lock would
+            // keep the configured port from being opened.
+            letGo(fd, receiver: options.name)
         }
         guard case .success(let (fd, path)) = open(options) else { return nil }
         return OpenPort(fd: fd, path: path)
@@ -131,7 +127,7 @@ public final class SerialReceiver: Sendable {
     /// After `stop(keepingPort: true)`: the open port and the name to hand it on under. Closed
     /// with the receiver if nobody takes it.
     public func portForNextRun() -> (name: String, fd: Int32)? {
-        parked.withLock { $0 }?.takeDescriptor().map { (Self.storeName(options.name), $0) }
+        parked.withLock { $0 }?.take().map { (Self.storeName(options.name), $0.0) }
     }
 
     var isStopped: Bool { loop.isStopped }
@@ -167,10 +163,8 @@ public final class SerialReceiver: Sendable {
                     if keepPort.load(ordering: .relaxed) { parked.withLock { $0 = OpenPort(fd: fd, path: path) } } else { close(fd) }
                     return
                 }
-                // Given up (unplugged, not answering): systemd's copy goes too, or its exclusive
-                // lock would keep the port from being opened again.
-                DescriptorStore.forget(Self.storeName(options.name))
-                Self.release(fd)
+                // Given up (unplugged, not answering): or its lock would keep it from opening again.
+                Self.letGo(fd, receiver: options.name)
                 unplugged(reason)
                 wait(for: .seconds(1), hotplug: hotplug)
             }
@@ -349,6 +343,12 @@ public final class SerialReceiver: Sendable {
         cfsetspeed(&tty, SerialReceiver.speed(options.baud))
         guard tcsetattr(fd, TCSANOW, &tty) == 0 else { return PortGone("configuring \(path) failed: \(String(cString: strerror(errno)))") }
         return nil
+    }
+
+    /// A port given up: systemd's copy goes too (FDSTOREREMOVE), and this one is released.
+    static func letGo(_ fd: Int32, receiver: String) {
+        DescriptorStore.forget(storeName(receiver))
+        release(fd)
     }
 
     /// Closes a port so that it can be opened again even while another copy of its descriptor is
