@@ -718,11 +718,13 @@ class Flood(Scenario):
 
 class DiskHangsFlooding(DiskFails):
     """While a configured motion sensor floods (1,000 telegrams a second for 20 s, from stream
-    second ~32), the card stops answering: from second 30 to 55 a write of the outbox hangs
-    (strace holds pwrite64 for the whole 25 s), so the rules take nothing in and the queue of
-    what the receivers heard (10,000 readings) fills and must drop. What goes must be the
-    flood's own readings: every alarm pressed meanwhile, and every telegram of the stream,
-    arrives once the card answers again. The flood's events are counted apart."""
+    second ~32), the card stops answering: from second 30 to 55 every write of the outbox's WAL
+    hangs (strace holds each pwrite64 for 25 s). The rules must go on, and every alarm pressed
+    meanwhile must go out from memory within about two seconds (the agent waits one second for
+    a write before it counts it as hanging), not when the card answers again. What waits for the
+    write is bounded: past it, what goes must be the flood's own events; every telegram of the
+    stream arrives once the card answers again. The hang is reported as `outbox.write_failed`
+    with `data.hanging`, cleared when the write returns. The flood's events are counted apart."""
     HANG = (30, 55)
 
     def __init__(self, name, bindir, base):
@@ -732,7 +734,7 @@ class DiskHangsFlooding(DiskFails):
         self.extra_config = f'[[sensors]]\nid = "flood"\nrole = "motion"\nroom = "hallway"\ntransport = "enocean"\nsender = "{Flood.SENDER}"\neep = "A5-07-01"\n'
         self.extra_schedule = [{"at": (t - datetime.timedelta(seconds=5)).isoformat(), "hex": motion(Flood.SENDER, False, 255).hex()}] + [
             {"at": (t + datetime.timedelta(milliseconds=i)).isoformat(), "hex": motion(Flood.SENDER, i % 2 == 0, i).hex()} for i in range(20_000)]
-        self.extra_may_go = True  # the flood's readings are what the full queue drops
+        self.extra_may_go = True  # the flood's events are what the full queue drops
 
     def at(self, second):
         if second == self.HANG[0] and shutil.which("strace"):
@@ -745,14 +747,24 @@ class DiskHangsFlooding(DiskFails):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
             return
         log = open(self.work + "/agent.log", errors="replace").read()
-        dropped = sum(int(l.split("critical vaktpost: ")[1].split()[0]) for l in log.splitlines() if "readings dropped unread" in l and "critical vaktpost: " in l)
+        def said(marker):
+            return sum(int(l.split("critical vaktpost: ")[1].split()[0]) for l in log.splitlines() if marker in l and "critical vaktpost: " in l)
+        unread, dropped = said("readings dropped unread"), said("state and log events dropped")
         flood = sum(1 for r in events if r[0] == "motion.state" and json.loads(r[3]).get("deviceId") == "flood")
-        check(dropped > 0, f"{self.name}: the queue filled while the write hung and dropped {dropped} readings (the log says so)")
-        # Every dropped reading was one of the flood's that did not arrive as an event. (Not all
-        # of those were dropped: after an odd run of dropped ones the next reading repeats the
-        # last state taken in and makes no event.)
-        check(flood + dropped <= 20_000, f"{self.name}: what it dropped was the flood's: {flood} of its 20,000 telegrams arrived as events, {dropped} dropped, "
-                                         f"{20_000 - flood - dropped} repeated a state")
+        check(unread + dropped > 0, f"{self.name}: what waited for the write filled its bound and dropped {dropped} events and {unread} readings (the log says so)")
+        # Every dropped event or reading was one of the flood's that did not arrive as an event.
+        # (Not all of those were dropped: after an odd run of dropped readings the next one
+        # repeats the last state taken in and makes no event.)
+        check(flood + unread + dropped <= 20_000, f"{self.name}: what it dropped was the flood's: {flood} of its 20,000 telegrams arrived as events, "
+                                                  f"{dropped} events and {unread} readings dropped, {20_000 - flood - dropped - unread} repeated a state")
+        start, end = self.t0 + self.HANG[0] + 2, self.t0 + self.HANG[1]
+        during = sorted(received - occurred for occurred, received in alarm_arrivals(self.work, type="button.pressed") if start <= occurred < end)
+        check(during and during[-1] < 2.5, f"{self.name}: alarms pressed while the write hung went out from memory: "
+                                           f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
+                                           f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
+        hung = [(r[1], json.loads(r[3]).get("data", {})) for r in events if r[0] == "outbox.write_failed"]
+        check([h[0] for h in hung] == ["active", "cleared"] and hung[0][1].get("hanging") is True,
+              f"{self.name}: outbox.write_failed (hanging) raised and cleared ({[(h[0], h[1].get('hanging', h[1].get('hungS'))) for h in hung]})")
 
 def faults():
     if os.geteuid() != 0:

@@ -95,7 +95,7 @@ extension HubDaemon {
             return .object([("eventId", .string(id.description)), ("status", .string(ack.status.rawValue)),
                             ("acknowledgedAfterMs", .int(ack.after.nanoseconds / 1_000_000))])
         }
-        let followed = (try? outbox.with { try $0.followedAlarms() })?.first { $0.event.eventID == id }
+        let followed = outbox.followedAlarms().first { $0.event.eventID == id }
         if let followed { return .object([("eventId", .string(id.description)), ("status", .string(followed.status))]) }
         return .object([("eventId", .string(id.description)), ("status", .string("queued"))])
     }
@@ -105,7 +105,8 @@ extension HubDaemon {
         let now = clock.now()
         func stamp(_ t: WallTime) -> JSONValue { .string(RFC3339.format(t, utcOffsetSeconds: zone.utcOffset(at: t), fractionDigits: 0)) }
         let health = self.link?.health() ?? health()
-        let outboxStatus = try? outbox.with { try $0.status(sizes: false) }  // the depths; the oldest age is the summary's
+        // The depths (the oldest age is the summary's); not waited for while a write hangs.
+        let outboxStatus = (try? outbox.with(within: .seconds(1)) { try $0.status(sizes: false) }) ?? nil
         let (open, sensors) = core.withLock { c in (Array(c.openAlarms.values), c.sensors) }
         let sensorList: [JSONValue] = config.sensors.map { s in
             let h = sensors[s.id]
@@ -133,6 +134,9 @@ extension HubDaemon {
                 ("inMemory", .int(Int64(o.inMemory))), ("oldestAgeS", .int(health.oldestQueued.map { (now - $0).nanoseconds / 1_000_000_000 } ?? 0)),
                 ("writeFailure", o.writeFailure.map { .string($0) }),
             ])
+        } ?? outbox.writeRunning.map { running in
+            .object([("inMemory", .int(Int64(outbox.waitingForWrite))),
+                     ("writeFailure", .string("a write has not returned for \(DurationText.format(running)): the disk hangs"))])
         } ?? .null
         let fields: [(String, JSONValue?)] = [
             ("hubId", .string(config.hub.id)), ("version", .string(AgentInfo.version)), ("configVersion", health.configVersion.map { .string($0) }),

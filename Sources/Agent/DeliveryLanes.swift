@@ -150,7 +150,10 @@ public final class DeliveryLanes: Sendable {
         var attempt = 0
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
+        // A delivery the alarm lane could not settle: the outbox was busy with a write that hangs.
+        var unsettled: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])? = nil
         while !loop.isStopped {
+            if let u = unsettled, (try? settle(u.batch, outcomes: u.outcomes, lane: lane, express: false)) != false { unsettled = nil }
             if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
                 waitForWork(lane, upTo: settings.idle)
                 continue
@@ -161,18 +164,36 @@ public final class DeliveryLanes: Sendable {
                 loop.sleep(wait)
                 continue
             }
-            let batch: OutboxBatch?
-            do {
-                batch = try outbox.with { try $0.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 256 << 10, body: body(for: lane)) }
-            } catch {
-                // The outbox could not be read (it says why in its own events). An event held in
-                // memory meanwhile wakes the lane: from there it goes out at once, not after this.
-                waitForWork(lane, upTo: .seconds(1))
+            let batch: OutboxBatch
+            // While a write of the outbox hangs, the alarms waiting for it are sent from memory;
+            // the lane never waits for the outbox's lock longer than a moment.
+            let express = lane == .alarm ? outbox.alarmToExpress() : nil
+            if let express {
+                batch = .express(express)
+            } else if unsettled != nil {
+                waitForWork(lane, upTo: .milliseconds(100))
                 continue
-            }
-            guard let batch else {
-                waitForWork(lane, upTo: settings.idle)
-                continue
+            } else {
+                let next: OutboxBatch??
+                do {
+                    let take = { (o: Outbox) in try o.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 256 << 10, body: self.body(for: lane)) }
+                    next = lane == .alarm ? try outbox.with(within: .milliseconds(200), take) : .some(try outbox.with(take))
+                } catch {
+                    // The outbox could not be read (it says why in its own events). An event held in
+                    // memory meanwhile wakes the lane: from there it goes out at once, not after this.
+                    waitForWork(lane, upTo: .seconds(1))
+                    continue
+                }
+                guard let next else {
+                    // Busy with a write that hangs: its alarms are offered once it has hung a second.
+                    waitForWork(lane, upTo: .milliseconds(100))
+                    continue
+                }
+                guard let next else {
+                    waitForWork(lane, upTo: settings.idle)
+                    continue
+                }
+                batch = next
             }
             let started = firstTry ?? now()
             firstTry = started
@@ -187,7 +208,7 @@ public final class DeliveryLanes: Sendable {
                         report(.failed(reason: Self.unreadable(response)))
                         break
                     }
-                    try outbox.with { try $0.settle(batch, outcomes: outcomes) }
+                    if try !settle(batch, outcomes: outcomes, lane: lane, express: express != nil) { unsettled = (batch, outcomes) }
                     if lane == .alarm { alarmDone(progress: true) }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
                     if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
@@ -198,7 +219,8 @@ public final class DeliveryLanes: Sendable {
                     continue
                 case .reject:
                     let reason = "HTTP \(response.status): \(problemText(response))"
-                    try outbox.with { try $0.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: reason)) })) }
+                    let outcomes = Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, DeliveryOutcome.rejected(reason: reason)) })
+                    if try !settle(batch, outcomes: outcomes, lane: lane, express: express != nil) { unsettled = (batch, outcomes) }
                     if lane == .alarm { alarmDone(progress: true) }
                     report(.rejected(count: batch.events.count, reason: reason))
                     report(.exchanged(at: now()))
@@ -225,6 +247,18 @@ public final class DeliveryLanes: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    /// Records what the platform said about a batch. An alarm sent from memory (`express`)
+    /// while its write hangs is settled by the writer once written. The alarm lane does not wait
+    /// for a write that hangs: false when the outbox stayed busy (the caller keeps it, tries again).
+    func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], lane: Lane, express: Bool) throws -> Bool {
+        if express, outbox.expressed(batch, outcomes: outcomes, at: now()) { return true }
+        guard lane == .alarm else {
+            try outbox.with { try $0.settle(batch, outcomes: outcomes) }
+            return true
+        }
+        return try outbox.with(within: .milliseconds(200)) { try $0.settle(batch, outcomes: outcomes) } != nil
     }
 
     /// Until new work wakes the lane (`wake()`, an event stored, held in memory) or `limit`.
@@ -340,18 +374,5 @@ public final class DeliveryLanes: Sendable {
     func problemText(_ response: HTTPResponse) -> String {
         let json = try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))
         return json?["detail"]?.stringValue ?? json?["title"]?.stringValue ?? "no reason given"
-    }
-}
-
-/// The outbox shared by the lanes and whoever stores events: every use goes through one lock,
-/// which is what makes sharing this non-Sendable class safe.
-public final class LockedOutbox: @unchecked Sendable {
-    private let lock = Mutex(())
-    private let outbox: Outbox
-
-    public init(_ outbox: Outbox) { self.outbox = outbox }
-
-    public func with<T>(_ body: (Outbox) throws -> T) throws -> T {
-        try lock.withLock { _ in try body(outbox) }
     }
 }

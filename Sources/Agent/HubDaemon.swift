@@ -183,7 +183,11 @@ public final class HubDaemon: HubControl {
         let previousBoot = try? box.note("boot_id")
         let lastAlive = try? box.note("last_alive")
         let savedState = (try? box.loadRuleState()) ?? nil
-        outbox = LockedOutbox(box)
+        outbox = LockedOutbox(box, bound: limits.memoryEvents) { [logger] events, error in
+            // The outbox refused (the disk takes no writes and memory holds all the alarms it
+            // may): this is the one place events can be lost, so it is shouted, with what to do.
+            logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
+        }
 
         var histories: [String: BTHomeHistory] = [:]
         do { histories = try historyStore.load() } catch { logger.error("BTHome counters unreadable (\(error)); starting without them") }
@@ -256,6 +260,7 @@ public final class HubDaemon: HubControl {
     public func start(_ part: Part) throws {
         switch part {
         case .rules:
+            outbox.startWriter()
             tickLoop.start { [self] in tickLoopBody() }
             checkpointLoop.start { [self] in checkpointLoopBody() }
         case .uplink: link?.start()
@@ -291,6 +296,7 @@ public final class HubDaemon: HubControl {
             checkpointLoop.stop()
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
+            outbox.stopWriter()  // everything handed over is in the outbox
             try? historyStore.save(core.withLock { $0.ble.histories })
             let ruleState = core.withLock { $0.state }
             try? outbox.with { o in
@@ -428,8 +434,13 @@ public final class HubDaemon: HubControl {
     /// alarm, a technical or a test event goes at once and takes the waiting ones with it, in
     /// order. A crash loses at most 200 ms of such readings, which nobody was told about, and
     /// the rule state rolls back with them, so the two never disagree.
+    ///
+    /// The events go to the outbox's writer (`LockedOutbox.hand`), which stores them on a thread
+    /// of its own: if a write hangs, the rules wait for it one second, then go on, and alarms
+    /// raised meanwhile are sent from memory.
     @discardableResult
     func commit(_ c: inout Core, force: Bool = false) -> Bool {
+        for e in outbox.takeStored() { remember(e, &c) }
         guard !c.factory.events.isEmpty else { return true }
         if !force, c.factory.events.count < 100, c.factory.events.allSatisfy({ $0.eventClass == .state || $0.eventClass == .log }) {
             let since = c.pendingSince ?? SystemClock.boottime()
@@ -437,28 +448,28 @@ public final class HubDaemon: HubControl {
             if SystemClock.boottime() - since < Self.groupCommit { return true }
         }
         c.pendingSince = nil
-        let events = c.factory.take()
+        let events = outbox.stamp(c.factory.take())
         defer { link?.wake() }
-        do {
-            let seqs = try outbox.with { try $0.append(events, ruleState: c.state) }
-            for (event, seq) in zip(events, seqs) { remember(event, seq: seq, &c) }
-            for e in events where e.eventClass == .alarm {
-                logger.critical("ALARM \(e.type.rawValue) \(e.state.rawValue) \(e.sensor?.rawValue ?? "") \(e.room?.rawValue ?? "")")
-            }
-        } catch {
-            // The outbox refused (the disk takes no writes and memory holds all the alarms it
-            // may): this is the one place events can be lost, so it is shouted, with what to do.
-            logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
-            return false
+        let handed = outbox.hand(events, ruleState: c.state)
+        for e in outbox.takeStored() { remember(e, &c) }
+        guard handed != .refused else { return false }
+        for e in events { noteOpenAlarm(e, &c) }
+        for e in events where e.eventClass == .alarm {
+            logger.critical("ALARM \(e.type.rawValue) \(e.state.rawValue) \(e.sensor?.rawValue ?? "") \(e.room?.rawValue ?? "")")
         }
         return true
     }
 
-    func remember(_ event: Event, seq: UInt64, _ c: inout Core) {
-        var e = event
-        e.seq = seq
+    /// A stored event (with its seq) in the list `events tail` shows.
+    func remember(_ e: Event, _ c: inout Core) {
+        guard let seq = e.seq else { return }
         c.recent.append((seq, e.json))
         if c.recent.count > 500 { c.recent.removeFirst(c.recent.count - 500) }
+    }
+
+    /// The open alarms `vaktpost status` shows: as soon as they are accepted (with the seq they
+    /// were stamped with), not when a write that hangs stores them.
+    func noteOpenAlarm(_ e: Event, _ c: inout Core) {
         if e.eventClass == .alarm || e.type == .alarmUnacknowledged {
             switch e.state {
             case .active: c.openAlarms[e.eventID] = e.json
@@ -568,6 +579,7 @@ public final class HubDaemon: HubControl {
         var lastAliveNote = UInt64(0)
         var lastHold: StorageHold? = nil
         var savedHistories: [String: BTHomeHistory]? = nil
+        var hanging: HangingWrite? = nil
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
             if let step = timeline.follow(synced: clock.synced()) {
@@ -579,20 +591,21 @@ public final class HubDaemon: HubControl {
             step()
             let now = SystemClock.boottime()
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
-            if now - lastAlive >= 10_000_000_000 {
+            hanging = reportHang(hanging)
+            // Housekeeping never waits for a write that hangs: the loop feeds the watchdog, and
+            // the rules run on meanwhile; it is done at the next round instead.
+            if now - lastAlive >= 10_000_000_000, let (hold, held) = try? outbox.with(within: .milliseconds(100), { o in
+                try? o.flushMemory()
+                return (o.hold, o.inMemoryCount)
+            }) {
                 lastAlive = now
-                let (hold, held) = (try? outbox.with { o in
-                    try? o.flushMemory()
-                    return (o.hold, o.inMemoryCount)
-                }) ?? (nil, 0)
                 if hold != lastHold { reportHold(hold, held: held) }
                 lastHold = hold
                 // What an idle hub writes: the last-alive mark once a minute (it dates an unclean
                 // stop), the BTHome counters only when they moved; not two fsyncs every 10 s.
                 if now - lastAliveNote >= 60_000_000_000 {
-                    lastAliveNote = now
                     let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
-                    try? outbox.with { try $0.setNote("last_alive", stamp) }
+                    if (try? outbox.with(within: .milliseconds(100), { try $0.setNote("last_alive", stamp) })) != nil { lastAliveNote = now }
                 }
                 let histories = core.withLock { $0.ble.histories }
                 if histories != savedHistories, (try? historyStore.save(histories)) != nil { savedHistories = histories }
@@ -618,8 +631,44 @@ public final class HubDaemon: HubControl {
         }
     }
 
+    /// A write of the outbox that hangs, as reported: the technical event, and since when.
+    struct HangingWrite {
+        var event: EventID?
+        var longest: Duration
+        var dropped: Int
+    }
+
+    /// How long a write may hang before it is reported (`outbox.write_failed` with `hanging`):
+    /// alarms go out from memory after one second already, but a card that is only slow must
+    /// not raise and clear a technical event every minute.
+    static let hangReportedAfter = Duration.seconds(5)
+
+    /// Raises `outbox.write_failed` (`data.hanging`) when a write has hung for
+    /// `hangReportedAfter`, and clears it when the write returns, with how long it hung and how
+    /// many state and log events were dropped meanwhile; says both in the journal too.
+    func reportHang(_ known: HangingWrite?) -> HangingWrite? {
+        let running = outbox.writeRunning
+        let dropped = outbox.takeDropped()
+        if dropped > 0 { logger.critical("\(dropped) state and log events dropped: a write of the outbox hangs and the queue in memory is full (alarms are kept)") }
+        if var known {
+            known.dropped += dropped
+            if let running, running >= known.longest {
+                known.longest = running
+                return known
+            }
+            logger.notice("the outbox writes again: a write hung for \(DurationText.format(known.longest)) or more; what waited for it is stored")
+            raise(.outboxWriteFailed, .cleared, correlation: known.event, data: [("hungS", .int(known.longest.nanoseconds / 1_000_000_000)), ("dropped", .int(Int64(known.dropped)))])
+            return nil
+        }
+        guard let running, running >= Self.hangReportedAfter else { return nil }
+        let error = "a write has not returned for \(DurationText.format(running)): the disk hangs"
+        logger.critical("the outbox cannot write to \(config.outbox.path) (\(error)): the rules go on, events wait in memory and alarms are sent from there; look for I/O errors and timeouts in the kernel log (dmesg) and replace the SD card if it reports them")
+        let id = raise(.outboxWriteFailed, data: [("error", .string(error)), ("hanging", .bool(true))])
+        return HangingWrite(event: id, longest: running, dropped: dropped)
+    }
+
     func statusLine() -> String {
-        let depth = (try? outbox.with { try $0.summary().depth }) ?? -1
+        let depth = (try? outbox.with(within: .milliseconds(100)) { try $0.summary().depth }) ?? -1
         let open = core.withLock { $0.openAlarms.count }
         return "\(config.sensors.count) sensors, \(open) open alarms, outbox \(depth), uplink \(link.map { $0.linkUp ? "up" : "DOWN" } ?? "not configured")"
     }

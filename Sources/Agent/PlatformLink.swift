@@ -331,7 +331,7 @@ public final class PlatformLink: Sendable {
     }
 
     func followOnce(_ client: HTTPClient) {
-        guard let followed = try? outbox.with({ try $0.followedAlarms() }) else { return }
+        let followed = outbox.followedAlarms()
         // Once a read fails, the platform is not asked about the others this round: with ten
         // alarms followed and the link down, the last one's escalation would otherwise wait for
         // nine timeouts before its own.
@@ -360,7 +360,7 @@ public final class PlatformLink: Sendable {
             switch AlarmFollowUp.decide(status, acceptedAt: alarm.acceptedAt, now: now, acknowledgeWithin: settings.acknowledgeWithin,
                                         escalated: alarm.escalation != nil) {
             case .done:
-                try? outbox.with { try $0.endFollowing(alarm.event.eventID) }
+                outbox.follow(alarm.event.eventID, .ended)
                 if let escalation = alarm.escalation {
                     raise(.alarmUnacknowledged, .cleared, correlation: escalation, data: [("alarmEventId", .string(alarm.event.eventID.description)),
                                                                                                ("status", .string(status.rawValue))])
@@ -368,7 +368,7 @@ public final class PlatformLink: Sendable {
                 notice(.acknowledged(alarm.event.eventID, status: status, after: now - alarm.acceptedAt))
             case .keepFollowing:
                 if status.rawValue != alarm.status {
-                    try? outbox.with { try $0.updateFollowed(alarm.event.eventID, status: status.rawValue, escalation: alarm.escalation) }
+                    outbox.follow(alarm.event.eventID, .status(status.rawValue, alarm.escalation))
                 }
             case .escalate(let waited):
                 let secondary = sendToSecondary(alarm, client: client)
@@ -376,7 +376,7 @@ public final class PlatformLink: Sendable {
                     ("alarmEventId", .string(alarm.event.eventID.description)), ("alarmType", .string(alarm.event.type)),
                     ("status", .string(status.rawValue)), ("waitedS", .int(waited.nanoseconds / 1_000_000_000)), ("secondary", .string(secondary)),
                 ])
-                try? outbox.with { try $0.updateFollowed(alarm.event.eventID, status: status.rawValue, escalation: id ?? alarm.event.eventID) }
+                outbox.follow(alarm.event.eventID, .status(status.rawValue, id ?? alarm.event.eventID))
                 notice(.escalated(alarm.event.eventID, waited: waited))
             }
         }
@@ -408,7 +408,8 @@ public final class PlatformLink: Sendable {
     /// The health snapshot with the link's own knowledge filled in.
     public func health() -> HealthSnapshot {
         var h = hub.health()
-        if let queue = try? outbox.with({ try $0.summary() }) {
+        // Not waiting for a write that hangs: the heartbeat goes without the queue's numbers.
+        if let queue = (try? outbox.with(within: .milliseconds(250), { try $0.summary() })) ?? nil {
             h.outboxDepth = queue.depth
             h.oldestQueued = queue.oldest
             h.highestSeqQueued = queue.nextSeq > 1 ? queue.nextSeq - 1 : nil

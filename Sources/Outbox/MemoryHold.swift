@@ -36,7 +36,6 @@ extension Outbox {
     public func flushMemory() throws {
         guard let held = hold else { return }
         retries += 1
-        let seqBefore = nextSeq
         let cleared = prepare(makeEvent(held.type, .cleared, held.eventID, [("written", .int(Int64(memory.count)))]))
         let pending = memory + [cleared]
         try setSynchronous(full: true)
@@ -52,7 +51,7 @@ extension Outbox {
         } catch {
             try? reloadAfterRollback()
             // The cleared event was never written: its seq goes to the next event, no gap.
-            nextSeq = seqBefore
+            seqs.giveBack(cleared.seq)
             tryDiskInASecond()
             throw error
         }

@@ -30,7 +30,13 @@ public final class Outbox {
     let makeEvent: TechnicalEventMaker
     var rng = SystemRandomNumberGenerator()
 
-    var nextSeq: UInt64
+    /// The next seq, shared with whoever stamps alarm-lane events before they reach `append`
+    /// (the daemon's writer hands them to the alarm lane while a write hangs).
+    public let seqs: SeqCounter
+    var nextSeq: UInt64 {
+        get { seqs.peek }
+        set { seqs.set(newValue) }
+    }
     var rows = 0
     var bytes: Int64 = 0
     /// `PRAGMA data_version` when `rows` and `bytes` were last counted: another connection's
@@ -87,6 +93,7 @@ public final class Outbox {
         self.limits = limits
         self.now = now
         self.makeEvent = makeEvent
+        seqs = SeqCounter()
         let existed = access(path, F_OK) == 0
         var recovered: (movedTo: String, reason: String)? = nil
         var connection: Connection
@@ -121,7 +128,7 @@ public final class Outbox {
             // The old counter is unreadable; a floor from the clock keeps new seqs above every old one.
             seq = max(seq, UInt64(max(1, now().millisecondsSinceEpoch)) * 1000)
         } else if existed, try db.integer("SELECT value FROM meta WHERE key = 'clean'") != 1 {
-            seq += UInt64(limits.memoryEvents)
+            seq += UInt64(limits.seqReserve)
             startedAfterUncleanStop = true
         }
         nextSeq = max(seq, seqFloor)
@@ -269,15 +276,11 @@ public final class Outbox {
         return stored.map(\.seq)
     }
 
-    /// Gives the event its seq and its bytes.
+    /// Gives the event its seq (unless it was stamped before, from `seqs`) and its bytes.
     func prepare(_ event: Event) -> StoredEvent {
         var e = event
-        e.seq = nextSeq
-        nextSeq += 1
-        return StoredEvent(
-            seq: e.seq!, eventID: e.eventID, lane: e.lane, eventClass: e.eventClass, type: e.type.rawValue,
-            priority: e.priority.value, sensor: e.sensor?.rawValue, occurredAt: e.occurredAt.wall,
-            payload: Array(e.json.serialized.utf8))
+        if e.seq == nil { e.seq = seqs.take() }
+        return StoredEvent(e)
     }
 
     func insert(_ e: StoredEvent) throws {
@@ -529,8 +532,11 @@ public final class Outbox {
     /// with the reason, and events it did not answer for go back to the queue for a new batch.
     /// If the disk takes no writes, the outcome is kept and recorded with the memory queue: the
     /// lane goes on to the next event (a delivered alarm is never sent again for a failing disk).
-    public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
-        let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: now())
+    ///
+    /// `at`: when the platform answered, if not now (an alarm sent while its write hung is
+    /// settled when written; its following counts from the answer).
+    public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime? = nil) throws {
+        let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: at ?? now())
         if settlement.touchesDisk {
             // As for making the batch: a settle lost to power loss is a resend the platform
             // answers as duplicates (an alarm's with its record, so it is followed again).
@@ -715,7 +721,7 @@ public final class Outbox {
     }
 
     /// The alarm after `change`: nil once its following ended.
-    static func applying(_ change: FollowUp?, to alarm: FollowedAlarm) -> FollowedAlarm? {
+    public static func applying(_ change: FollowUp?, to alarm: FollowedAlarm) -> FollowedAlarm? {
         switch change {
         case nil: return alarm
         case .ended?: return nil
@@ -749,7 +755,7 @@ public final class Outbox {
 
     /// A follow-up written now, or kept for `flushMemory` while the disk takes no writes (or
     /// the alarm, received meanwhile, is not in the table yet).
-    func follow(_ id: EventID, _ change: FollowUp) throws {
+    public func follow(_ id: EventID, _ change: FollowUp) throws {
         // Synced: an escalation recorded (if power loss took it, the alarm would be escalated,
         // and sent to the secondary platform, again). An ending or a status lost to power loss
         // costs one more status read.

@@ -1,3 +1,4 @@
+import Synchronization
 import VaktpostCore
 
 /// How large the outbox may grow. Alarms, technical and test events are never evicted to stay
@@ -26,6 +27,32 @@ public struct OutboxLimits: Sendable {
         self.maxPages = maxPages
         self.lockWait = lockWait
     }
+
+    /// The seqs an unclean stop skips: those perhaps given out and never written, to events held
+    /// in memory by the outbox (`memoryEvents`), to alarms stamped by the daemon while a write
+    /// hung (as many again; some of them perhaps at the platform already), and to what was handed
+    /// over before the write was known to hang (a few hand-overs of at most 100 events: a
+    /// `memoryEvents` more covers them).
+    public var seqReserve: Int { 3 * memoryEvents }
+}
+
+/// The outbox's seq counter. Atomic because two threads take from it: the outbox's owner, and
+/// the daemon's hand-over to its writer, which stamps events before `append` so that the alarm
+/// lane can send an alarm with its seq while the write that would store it hangs.
+public final class SeqCounter: Sendable {
+    let next = Atomic<UInt64>(1)
+
+    public init() {}
+
+    /// Takes the next seq.
+    public func take() -> UInt64 { next.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    public var peek: UInt64 { next.load(ordering: .relaxed) }
+
+    func set(_ value: UInt64) { next.store(value, ordering: .relaxed) }
+
+    /// Gives back the seq last taken if nobody took one since (no gap for an event never written).
+    func giveBack(_ seq: UInt64) { _ = next.compareExchange(expected: seq + 1, desired: seq, ordering: .relaxed) }
 }
 
 /// An event as the outbox keeps it: its place in the queue and its exact serialized bytes.
@@ -40,6 +67,25 @@ public struct StoredEvent: Equatable, Sendable {
     public var occurredAt: WallTime
     /// The event in the uplink schema (`hub-event/1`), with its seq.
     public var payload: [UInt8]
+
+    /// An event with its seq (stamped: the outbox's `prepare`, the daemon's writer).
+    public init(_ e: Event) {
+        self.init(seq: e.seq!, eventID: e.eventID, lane: e.lane, eventClass: e.eventClass, type: e.type.rawValue,
+                  priority: e.priority.value, sensor: e.sensor?.rawValue, occurredAt: e.occurredAt.wall,
+                  payload: Array(e.json.serialized.utf8))
+    }
+
+    init(seq: UInt64, eventID: EventID, lane: Lane, eventClass: EventClass, type: String, priority: Int, sensor: String?, occurredAt: WallTime, payload: [UInt8]) {
+        self.seq = seq
+        self.eventID = eventID
+        self.lane = lane
+        self.eventClass = eventClass
+        self.type = type
+        self.priority = priority
+        self.sensor = sensor
+        self.occurredAt = occurredAt
+        self.payload = payload
+    }
 }
 
 /// Events handed to the uplink together, under one id. Its bytes are fixed when it is made and
@@ -51,6 +97,12 @@ public struct OutboxBatch: Equatable, Sendable {
     public var events: [StoredEvent]
     /// Made while the disk took no writes; lives only in memory until it is settled.
     public var inMemory: Bool
+
+    /// An alarm-lane event sent before it was written (a write hung): its POST, settled in the
+    /// outbox once the event is there. The id names no stored batch.
+    public static func express(_ e: StoredEvent) -> OutboxBatch {
+        OutboxBatch(id: "express-" + e.eventID.description, lane: .alarm, body: e.payload, events: [e], inMemory: false)
+    }
 }
 
 /// What the platform said about a batch, as `Outbox.settle` records it.
@@ -82,8 +134,8 @@ struct Settlement {
     }
 }
 
-/// A change to a followed alarm made while the disk took no writes.
-enum FollowUp {
+/// A change to a followed alarm: its latest status (and escalation), or the end of following.
+public enum FollowUp: Equatable, Sendable {
     case status(String, EventID?)
     case ended
 }
@@ -205,4 +257,12 @@ public struct FollowedAlarm: Equatable, Sendable {
     public var status: String
     /// The `alarm.unacknowledged` event raised for it, once escalated (never twice for one alarm).
     public var escalation: EventID?
+
+    public init(event: StoredEvent, location: String, acceptedAt: WallTime, status: String, escalation: EventID?) {
+        self.event = event
+        self.location = location
+        self.acceptedAt = acceptedAt
+        self.status = status
+        self.escalation = escalation
+    }
 }

@@ -20,7 +20,7 @@ extension Outbox {
                   let next = (try? c.integer("SELECT value FROM meta WHERE key = 'next_seq'")) ?? nil else { continue }
             let clean = ((try? c.integer("SELECT value FROM meta WHERE key = 'clean'")) ?? nil) == 1
             let unseen = immutable ? walBytes / 64 : 0
-            return UInt64(max(1, next)) + UInt64(clean && unseen == 0 ? 0 : limits.memoryEvents + unseen)
+            return UInt64(max(1, next)) + UInt64(clean && unseen == 0 ? 0 : limits.seqReserve + unseen)
         }
         return nil
     }

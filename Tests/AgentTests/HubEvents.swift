@@ -4,7 +4,7 @@ import Synchronization
 import VaktpostCore
 
 /// What the daemon does with an event of the hub, for tests without a daemon: one event factory
-/// behind a lock, straight into the outbox, then `stored` (which wakes the delivery lanes).
+/// behind a lock, handed to the outbox, then `stored` (which wakes the delivery lanes).
 final class HubEvents: Sendable {
     private let factory: Mutex<EventFactory>
     let outbox: LockedOutbox
@@ -22,15 +22,12 @@ final class HubEvents: Sendable {
     @discardableResult
     func raise(_ type: EventType, _ state: EventState = .active, correlation: EventID? = nil, data: [(String, JSONValue)] = []) -> EventID? {
         let now = clock.now()
-        let (id, events) = factory.withLock { f in
+        // As the daemon's rules do: one hand-over at a time (to the outbox's writer once started).
+        let (id, handed) = factory.withLock { f in
             let id = f.hubEvent(type, state, at: now, correlation: correlation, data: data)
-            return (id, f.take())
+            return (id, outbox.hand(f.take(), ruleState: nil))
         }
-        do {
-            try outbox.with { _ = try $0.append(events) }
-        } catch {
-            return nil
-        }
+        guard handed != .refused else { return nil }
         stored()
         return id
     }

@@ -124,6 +124,35 @@ final class Notices: Sendable {
         }
     }
 
+    /// A card that hangs (here: the outbox held by another thread for 8 s, as a write inside
+    /// `pwrite` holds it): the alarm goes out from memory, is followed from memory, and is
+    /// escalated in time, once, while the write still hangs; the escalation is written after.
+    @Test func anAlarmRaisedWhileAWriteHangsIsEscalatedInTimeAndOnce() throws {
+        let primary = try ReceiverProcess()
+        let secondary = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(primary, dir: dir, secondary: secondary, acknowledgeWithin: .seconds(2))
+            s.outbox.startWriter()
+            s.link.start()
+            defer {
+                s.link.stop()
+                s.outbox.stopWriter()
+            }
+            let over = holdOutbox(s.outbox, for: 8)
+            let alarm = try #require(s.hub.events.raise(.bedNotReturned))
+            #expect(try waitUntil(6) { try types(primary).contains("alarm.unacknowledged/active") }, "escalated while the write hangs")
+            #expect(s.outbox.writeRunning != nil)
+            #expect(try secondary.arrivedIDs() == [alarm.description])
+            over.wait()
+            #expect(waitUntil(3) { s.outbox.waitingForWrite == 0 })
+            Thread.sleep(forTimeInterval: 1)
+            #expect(try types(primary).filter { $0 == "alarm.unacknowledged/active" }.count == 1, "escalated once only")
+            let followed = try s.outbox.with { try $0.followedAlarms() }
+            #expect(followed.map(\.event.eventID) == [alarm] && followed.first?.escalation != nil, "the escalation is on disk")
+            #expect(try primary.arrivals().duplicates == 0)
+        }
+    }
+
     /// A failing SD card (here: every write refused, as on a file system remounted read-only):
     /// the alarm still goes out, from memory, is escalated once (not at every poll), and its
     /// follow-up is on disk once the disk takes writes again.

@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Outbox
+import Synchronization
+import VaktpostCore
+import VaktpostPosix
+
+/// The outbox as the agent's threads share it: every use goes through one lock, which is what
+/// makes sharing this non-Sendable class safe; and a writer, on a thread of its own, that stores
+/// what the rules hand over.
+///
+/// Why a writer: a write can hang instead of failing (an SD card busy in its firmware, a USB disk
+/// the kernel retries for 30 s at a time). The thread inside `pwrite` cannot be woken, and the
+/// lock it holds cannot be taken. If the rules stored their events themselves, they would stop
+/// with it, and an alarm pressed meanwhile would wait for the disk. So the rules hand their events
+/// over (`hand`) and wait for the writer at most `hangAfter`. Past that the write hangs: the rules
+/// go on without waiting, what they hand over waits here (bounded, alarms never dropped), and the
+/// alarm lane sends its alarms from here (`alarmToExpress`). What the platform says about them is
+/// settled in the outbox as soon as they are written, in the same hold of the lock: an alarm is
+/// never sent twice for a hang, and never counted as delivered before it was.
+///
+/// Seqs are taken when events are handed over (`SeqCounter`), so that an alarm goes out with
+/// the seq it will be stored with; while a write hangs, state and log events get theirs when
+/// written instead (`stamp`).
+public final class LockedOutbox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private let outbox: Outbox
+    let seqs: SeqCounter
+    /// Events handed over and not written at most (state and log are dropped past it, the
+    /// sensor with the most waiting first; alarm-lane events are refused past it).
+    let bound: Int
+    let handover = Mutex(Handover())
+    let writer = BackgroundLoop(label: "vaktpost.outbox.writer")
+    /// Signalled when the writer has finished a write: the rules may be waiting for it.
+    let wroteOne = DispatchSemaphore(value: 0)
+    /// Events the outbox did not take (they are lost): said by the daemon, loudly.
+    let refused: @Sendable (_ events: [Event], _ error: any Error) -> Void
+
+    /// How long the rules wait for a write before going on without it, and how long a write
+    /// runs before its alarms are sent from memory. An SD card's fsync takes milliseconds, a
+    /// slow one's a few hundred; a second is a card that hangs.
+    public static let hangAfter: UInt64 = 1_000_000_000
+
+    struct Handover {
+        /// Handed over, not yet taken by the writer, in order.
+        var queue: [Event] = []
+        var ruleState: EngineState?
+        /// Taken by the writer, being written (since `writingSince`, boot clock ns).
+        var writing: [Event] = []
+        var writingSince: UInt64?
+        var writerRunning = false
+        /// Hand-overs so far, and those written (or refused) so far: a hand-over's number tells
+        /// the rules whether theirs is written.
+        var handed = 0
+        var written = 0
+        var refusedHandovers: ClosedRange<Int>?
+        /// Alarms the alarm lane delivered before they were written: settled when they are.
+        var expressed: [EventID: Delivery] = [:]
+        /// The followed alarms as last read, and changes to them (or to alarms delivered from
+        /// here) not yet written: the follower goes on from these while a write hangs.
+        var followedAsRead: [FollowedAlarm] = []
+        var followUps: [EventID: FollowUp] = [:]
+        /// Written, with their seqs, not yet taken by the daemon (its list of recent events).
+        var stored: [Event] = []
+        /// State and log events dropped because too many waited; taken by the daemon to say so.
+        var dropped = 0
+
+        var waiting: Int { queue.count + writing.count }
+
+        func unwritten(_ id: EventID) -> Bool {
+            writing.contains { $0.eventID == id } || queue.contains { $0.eventID == id }
+        }
+
+        func hung(at now: UInt64) -> Bool {
+            writingSince.map { now &- $0 >= LockedOutbox.hangAfter } ?? false
+        }
+    }
+
+    struct Delivery {
+        var batch: OutboxBatch
+        var outcomes: [EventID: DeliveryOutcome]
+        var at: WallTime
+    }
+
+    public init(_ outbox: Outbox, bound: Int = 1000, refused: @escaping @Sendable (_ events: [Event], _ error: any Error) -> Void = { _, _ in }) {
+        self.outbox = outbox
+        self.seqs = outbox.seqs
+        self.bound = bound
+        self.refused = refused
+    }
+
+    public func with<T>(_ body: (Outbox) throws -> T) throws -> T {
+        try lock.withLock { _ in try body(outbox) }
+    }
+
+    /// As `with`, for those who must not wait for a write that hangs (the alarm lane, the
+    /// heartbeat, the rules' housekeeping): nil when the outbox was not free within `limit`.
+    public func with<T>(within limit: Duration, _ body: (Outbox) throws -> T) throws -> T? {
+        let deadline = SystemClock.boottime() + UInt64(limit.nanoseconds)
+        while true {
+            var result: Result<T, any Error>? = nil
+            _ = lock.withLockIfAvailable { _ in result = Result { try body(outbox) } }
+            if let result { return try result.get() }
+            if SystemClock.boottime() >= deadline { return nil }
+            usleep(2000)
+        }
+    }
+
+    // MARK: The writer
+
+    public func startWriter() {
+        handover.withLock { $0.writerRunning = true }
+        writer.start { [self] in writeLoop() }
+    }
+
+    /// Writes everything handed over, then ends the writer: a hand-over after this is written
+    /// at once, by whoever hands it over. Waits for a write that hangs (a stop cannot abandon it).
+    public func stopWriter() {
+        handover.withLock { $0.writerRunning = false }
+        writer.stop()
+    }
+
+    public enum Handed: Equatable, Sendable {
+        /// In the outbox (on disk, or held in memory by it if the disk refuses writes).
+        case stored
+        /// With the writer, whose write hangs: stored when it returns; its alarms are sent meanwhile.
+        case behind
+        /// Not taken: the outbox or this queue is full of alarms (said through `refused`).
+        case refused
+    }
+
+    /// Hands the rules' events and the state that produced them to the writer, and waits up to
+    /// `hangAfter` for them to be stored. Called with the rules' lock held: one hand-over at a time.
+    @discardableResult
+    public func hand(_ events: [Event], ruleState: EngineState?) -> Handed {
+        let stamped = stamp(events)
+        enum Taken { case queued(Int, hung: Bool), direct, full }
+        let taken = handover.withLock { h -> Taken in
+            guard h.writerRunning else { return .direct }
+            let alarms = stamped.count { $0.lane == .alarm }
+            if alarms > 0, (h.queue + h.writing).count(where: { $0.lane == .alarm }) + alarms > bound { return .full }
+            h.queue += stamped
+            if let ruleState { h.ruleState = ruleState }
+            dropExcess(&h)
+            h.handed += 1
+            return .queued(h.handed, hung: h.hung(at: SystemClock.boottime()))
+        }
+        switch taken {
+        case .direct:
+            do {
+                let seqs = try with { try $0.append(stamped, ruleState: ruleState) }
+                handover.withLock { h in h.stored += zip(stamped, seqs).map { Self.with($0, seq: $1) } }
+                return .stored
+            } catch {
+                refused(stamped, error)
+                return .refused
+            }
+        case .full:
+            refused(stamped, DaemonError("\(bound) alarm-lane events already wait for a write that hangs"))
+            return .refused
+        case .queued(let number, let hung):
+            writer.wake()
+            return hung ? .behind : waitForWrite(number)
+        }
+    }
+
+    /// The events with their seqs, taken now, in order. While a write hangs, only alarm-lane
+    /// events: the others get theirs when written, so that those dropped while waiting take no
+    /// seq, and a hang, however long, hands out no more seqs than an unclean stop skips.
+    public func stamp(_ events: [Event]) -> [Event] {
+        let hung = handover.withLock { $0.hung(at: SystemClock.boottime()) }
+        return events.map { e in
+            var e = e
+            if e.seq == nil, !hung || e.lane == .alarm { e.seq = seqs.take() }
+            return e
+        }
+    }
+
+    func waitForWrite(_ number: Int) -> Handed {
+        let deadline = SystemClock.boottime() + Self.hangAfter
+        while true {
+            let now = SystemClock.boottime()
+            let outcome = handover.withLock { h -> Handed? in
+                if h.written >= number { return h.refusedHandovers?.contains(number) == true ? .refused : .stored }
+                return h.hung(at: now) || now >= deadline ? .behind : nil
+            }
+            if let outcome { return outcome }
+            _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(deadline &- now)))
+        }
+    }
+
+    /// Past the bound, state and log events go: the oldest of the sensor (or event type) with
+    /// the most waiting, so that a flooding sensor loses its own and not the others' (as the
+    /// intake's queue does). A tenth of the bound at once, so a flood costs one pass per tenth.
+    func dropExcess(_ h: inout Handover) {
+        guard h.waiting > bound else { return }
+        let key = { (e: Event) in e.sensor?.rawValue ?? e.type.rawValue }
+        var counts: [String: Int] = [:]
+        for e in h.queue where e.lane == .bulk { counts[key(e), default: 0] += 1 }
+        var drop: [String: Int] = [:]
+        var excess = h.waiting - bound * 9 / 10
+        while excess > 0, let (most, n) = counts.max(by: { $0.value < $1.value }), n > 0 {
+            counts[most] = n - 1
+            drop[most, default: 0] += 1
+            excess -= 1
+        }
+        guard !drop.isEmpty else { return }
+        var kept: [Event] = []
+        kept.reserveCapacity(h.queue.count)
+        for e in h.queue {
+            if e.lane == .bulk, let n = drop[key(e)], n > 0 {
+                drop[key(e)] = n - 1
+                h.dropped += 1
+            } else {
+                kept.append(e)
+            }
+        }
+        h.queue = kept
+    }
+
+    func writeLoop() {
+        while true {
+            let chunk = handover.withLock { h -> (events: [Event], state: EngineState?, through: Int)? in
+                guard !h.queue.isEmpty || h.ruleState != nil else { return nil }
+                h.writing = h.queue
+                h.queue = []
+                defer { h.ruleState = nil }
+                h.writingSince = SystemClock.boottime()
+                return (h.writing, h.ruleState, h.handed)
+            }
+            guard let chunk else {
+                if writer.isStopped { return }  // everything handed over is written
+                writer.sleep(.seconds(1))
+                continue
+            }
+            var failure: (any Error)? = nil
+            lock.withLock { _ in
+                var seqs: [UInt64] = []
+                do { seqs = try outbox.append(chunk.events, ruleState: chunk.state) } catch { failure = error }
+                let delivered = handover.withLock { h -> [Delivery] in
+                    let from = h.written + 1
+                    h.written = chunk.through
+                    h.writing = []
+                    h.writingSince = nil
+                    if failure != nil { h.refusedHandovers = from...chunk.through }
+                    h.stored += zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
+                    if h.stored.count > 1000 { h.stored.removeFirst(h.stored.count - 1000) }
+                    let ids = Set(chunk.events.map(\.eventID))
+                    let mine = h.expressed.filter { ids.contains($0.key) }
+                    for id in mine.keys { h.expressed[id] = nil }
+                    return failure == nil ? Array(mine.values) : []
+                }
+                // In the same hold of the lock: the alarm lane never finds them queued again.
+                for d in delivered { try? outbox.settle(d.batch, outcomes: d.outcomes, at: d.at) }
+            }
+            wroteOne.signal()
+            if let failure { refused(chunk.events, failure) }
+        }
+    }
+
+    static func with(_ e: Event, seq: UInt64) -> Event {
+        var e = e
+        e.seq = seq
+        return e
+    }
+
+    // MARK: What the others ask while a write hangs
+
+    /// The events stored since the last call, with their seqs (the daemon's list of recent events).
+    public func takeStored() -> [Event] {
+        handover.withLock { h in
+            defer { h.stored = [] }
+            return h.stored
+        }
+    }
+
+    /// How long the write in progress has been running, if one is.
+    public var writeRunning: Duration? {
+        handover.withLock { h in h.writingSince.map { .nanoseconds(Int64(SystemClock.boottime() &- $0)) } }
+    }
+
+    /// Events handed over and not yet written.
+    public var waitingForWrite: Int { handover.withLock { $0.waiting } }
+
+    /// State and log events dropped since the last call (too many waited for a write that hangs).
+    public func takeDropped() -> Int {
+        handover.withLock { h in
+            defer { h.dropped = 0 }
+            return h.dropped
+        }
+    }
+
+    /// While a write hangs: the first alarm-lane event waiting for it that the alarm lane has not
+    /// delivered yet (highest priority, then oldest), for the alarm lane to send from here.
+    public func alarmToExpress() -> StoredEvent? {
+        handover.withLock { h in
+            guard h.hung(at: SystemClock.boottime()) else { return nil }
+            return (h.writing + h.queue)
+                .filter { $0.lane == .alarm && h.expressed[$0.eventID] == nil }
+                .min { ($0.priority.value, $1.seq!) > ($1.priority.value, $0.seq!) }
+                .map(StoredEvent.init)
+        }
+    }
+
+    /// What the platform said about an alarm sent by `alarmToExpress`, and when: kept and settled
+    /// when the alarm is written (true), or, if it was written meanwhile, for the caller to
+    /// settle (false).
+    public func expressed(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime) -> Bool {
+        let id = batch.events[0].eventID
+        return handover.withLock { h in
+            guard h.unwritten(id) else { return false }
+            h.expressed[id] = Delivery(batch: batch, outcomes: outcomes, at: at)
+            return true
+        }
+    }
+
+    // MARK: Following, through a write that hangs
+
+    /// The alarms received by the platform and followed until an operator takes them: as the
+    /// outbox has them, or, while a write hangs, as last read, with those delivered from memory
+    /// meanwhile and the changes still waiting for the write. An alarm received before a hang,
+    /// or during one, is escalated in time all the same.
+    public func followedAlarms() -> [FollowedAlarm] {
+        writeFollowUps()
+        if let read = (try? with(within: .milliseconds(200), { try $0.followedAlarms() })) ?? nil {
+            handover.withLock { $0.followedAsRead = read }
+        }
+        return handover.withLock { h in
+            let known = Set(h.followedAsRead.map(\.event.eventID))
+            let fromMemory = h.expressed.values.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }.compactMap { d -> FollowedAlarm? in
+                let e = d.batch.events[0]
+                guard !known.contains(e.eventID), case .deliveredFollowing(let location)? = d.outcomes[e.eventID] else { return nil }
+                return FollowedAlarm(event: e, location: location, acceptedAt: d.at, status: "received", escalation: nil)
+            }
+            return (h.followedAsRead + fromMemory).compactMap { Outbox.applying(h.followUps[$0.event.eventID], to: $0) }
+        }
+    }
+
+    /// Records a change to a followed alarm: at once, or, while a write hangs (or the alarm is
+    /// not written yet), after it. Never lost: an escalation forgotten would be raised, and sent
+    /// to the secondary platform, again.
+    public func follow(_ id: EventID, _ change: FollowUp) {
+        handover.withLock { $0.followUps[id] = change }
+        writeFollowUps()
+    }
+
+    /// Writes the follow-ups waiting, those whose alarm is written, if the outbox is free.
+    func writeFollowUps() {
+        let due = handover.withLock { h in h.followUps.filter { !h.unwritten($0.key) && h.expressed[$0.key] == nil } }
+        guard !due.isEmpty else { return }
+        let written = (try? with(within: .milliseconds(200)) { o -> Bool in
+            for (id, change) in due { try o.follow(id, change) }
+            return true
+        }) ?? nil
+        guard written == true else { return }
+        handover.withLock { h in
+            for (id, change) in due where h.followUps[id] == change { h.followUps[id] = nil }
+            h.followedAsRead = h.followedAsRead.compactMap { Outbox.applying(due[$0.event.eventID], to: $0) }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import Dispatch
+import Foundation
+@testable import Agent
+@testable import Outbox
+import Synchronization
+import Testing
+import TestSupport
+import Uplink
+import VaktpostCore
+
+/// Holds the outbox for `seconds` on another thread, as a write that hangs would; returns once
+/// it is held, with what is signalled when it is let go.
+func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphore {
+    let held = DispatchSemaphore(value: 0), over = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        try? outbox.with { _ in
+            held.signal()
+            usleep(UInt32(seconds * 1_000_000))
+        }
+        over.signal()
+    }
+    held.wait()
+    return over
+}
+
+/// A write of the outbox that hangs (a card busy in its firmware) must hold up neither the rules
+/// nor the alarms. A write that hangs is made here by holding the outbox's lock, which is exactly
+/// what the writer meets when the write before it sits in `pwrite`.
+@Suite(.serialized) struct HangingWriteTests {
+    var rng = SplitMix64(seed: 23)
+
+    mutating func event(_ type: EventType, _ state: EventState = .active, sensor: String = "bed") -> Event {
+        var e = DeliveryLanesTests.event(type, state, using: &rng)
+        e.sensor = SensorID(sensor)
+        return e
+    }
+
+    func hang(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphore { holdOutbox(outbox, for: seconds) }
+
+    func outbox(_ dir: String, bound: Int = 1000) throws -> LockedOutbox {
+        let box = try Outbox(path: dir + "/outbox.sqlite", now: wallNow, makeEvent: { _, _, _, _ in fatalError("no outbox events expected") })
+        return LockedOutbox(box, bound: bound)
+    }
+
+    @Test mutating func theRulesGoOnWhileAWriteHangs() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            locked.startWriter()
+            defer { locked.stopWriter() }
+            let first = [event(.bedState, .update)], second = [event(.fallDetected)]
+            let over = hang(locked, for: 3)
+            let clock = ContinuousClock()
+            var took = clock.measure { #expect(locked.hand(first, ruleState: nil) == .behind) }
+            #expect(took >= .milliseconds(900) && took < .seconds(2), "the rules wait a second for a write, no longer")
+            took = clock.measure { #expect(locked.hand(second, ruleState: nil) == .behind) }
+            #expect(took < .milliseconds(200), "a write known to hang is not waited for again")
+            #expect(locked.writeRunning != nil && locked.waitingForWrite == 2)
+            over.wait()
+            #expect(waitUntil(3) { locked.waitingForWrite == 0 })
+            // Stored in the order handed over; the alarm kept the seq it was stamped with.
+            let stored = locked.takeStored()
+            #expect(stored.map(\.eventID) == [first[0].eventID, second[0].eventID])
+            #expect(stored.allSatisfy { $0.seq != nil })
+            #expect(try locked.with { try $0.status().lanes[.alarm]?.depth } == 1)
+            #expect(locked.hand([event(.bedState, .update)], ruleState: nil) == .stored, "a write that returns is waited for again")
+        }
+    }
+
+    @Test mutating func anAlarmIsSentFromMemoryWhileItsWriteHangsAndNotSentAgain() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+                                          idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+            let lanes = DeliveryLanes(settings: settings, outbox: locked, bootID: "b", now: wallNow) { _ in }
+            locked.startWriter()
+            lanes.start()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            let alarm = event(.fallDetected)
+            let over = hang(locked, for: 6)
+            #expect(locked.hand([alarm], ruleState: nil) == .behind)
+            lanes.wake()
+            // Long before the write returns (6 s), the platform has the alarm.
+            #expect(try waitUntil(3) { try stub.arrivedIDs() == [alarm.eventID.description] })
+            #expect(locked.writeRunning != nil, "the write still hangs")
+            over.wait()
+            // Written, and settled with what the platform said: out of the queue, followed, not sent again.
+            #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 })
+            #expect(try locked.with { try $0.followedAlarms().map(\.event.eventID) } == [alarm.eventID])
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(try stub.arrivals().duplicates == 0)
+            #expect(try stub.arrivedIDs() == [alarm.eventID.description])
+        }
+    }
+
+    @Test mutating func aFloodWaitingForAHangingWriteLosesItsOwnStatesAndNoAlarm() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir, bound: 100)
+            locked.startWriter()
+            defer { locked.stopWriter() }
+            let over = hang(locked, for: 2)
+            let door = event(.doorState, .update, sensor: "door")
+            #expect(locked.hand([door], ruleState: nil) == .behind)
+            var alarms: [EventID] = []
+            for i in 0..<500 {
+                var handed = [event(.bedState, .update, sensor: "flood")]
+                if i % 100 == 50 {
+                    handed.append(event(.fallDetected, sensor: "pendant"))
+                    alarms.append(handed.last!.eventID)
+                }
+                #expect(locked.hand(handed, ruleState: nil) != .refused)
+                #expect(locked.waitingForWrite <= 100)
+            }
+            #expect(locked.takeDropped() >= 400)
+            over.wait()
+            #expect(waitUntil(3) { locked.waitingForWrite == 0 })
+            let stored = Set(locked.takeStored().map(\.eventID))
+            #expect(stored.contains(door.eventID), "the quiet sensor's state is kept")
+            #expect(alarms.allSatisfy(stored.contains), "no alarm is dropped")
+        }
+    }
+
+    @Test mutating func alarmsPastTheBoundAreRefusedNotDropped() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir, bound: 3)
+            locked.startWriter()
+            defer { locked.stopWriter() }
+            let over = hang(locked, for: 2)
+            for _ in 0..<3 { #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .behind) }
+            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .refused)
+            over.wait()
+        }
+    }
+}
