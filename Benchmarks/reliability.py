@@ -34,9 +34,10 @@ status is 1 when anything failed.
                                            restarted before the card and the platform are back
                                            (what memory held goes to the stand-in); every sync taking a second
                                            (a card stalling); one sensor flooding 1,000
-                                           frames/s, and that while a write hangs for 25 s (the
-                                           queue of what was heard fills: the flood's readings go,
-                                           not the stream's alarms); and the wall clock jumping an hour forward and
+                                           frames/s, and that while every write hangs for 25 s
+                                           (alarms pressed meanwhile go out from memory at once;
+                                           what waits for the write fills its bound: the flood's
+                                           events go, not the stream's); and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every

@@ -47,9 +47,10 @@ public struct DaemonError: Error, CustomStringConvertible {
 /// The running agent: inputs → rule engine → outbox → platform link, one composition.
 ///
 /// Threads: every input has its own loop; the rule engine and what it needs sit behind one lock
-/// (`core`), taken for one reading or one timer step at a time, and the events a step produced
-/// are committed to the outbox with the rule state before the lock is released, so a crash
-/// can never separate an alarm from the state that raised it.
+/// (`core`), taken for one reading or one timer step at a time. The events a step produced go to
+/// the outbox's writer with the rule state, and are written with it in one transaction, so a
+/// crash can never separate an alarm from the state that raised it. The step waits for that
+/// write, unless it hangs (`LockedOutbox`).
 public final class HubDaemon: HubControl {
     public let options: RunOptions
     public let config: Config
@@ -96,6 +97,9 @@ public final class HubDaemon: HubControl {
     let intake = Intake(label: "vaktpost.intake")
     /// Checkpoints the outbox's WAL beside its writer, woken by the commit that grew it.
     let checkpointLoop = BackgroundLoop(label: "vaktpost.outbox.checkpoint")
+    /// Saves the BTHome counters every 10 s when they moved, off the rules' loop: a card that
+    /// hangs a write must not stop the timers (and the watchdog they feed) with it.
+    let historyLoop = BackgroundLoop(label: "vaktpost.bthome.save")
     let scanner: Mutex<HCIScanner?> = Mutex(nil)
     let receivers: Mutex<[SerialReceiver]> = Mutex([])
     /// The serial receivers' ports, opened before the outbox (see `init`), by receiver name.
@@ -263,6 +267,7 @@ public final class HubDaemon: HubControl {
             outbox.startWriter()
             tickLoop.start { [self] in tickLoopBody() }
             checkpointLoop.start { [self] in checkpointLoopBody() }
+            historyLoop.start { [self] in historyLoopBody() }
         case .uplink: link?.start()
         case .control:
             let listener = try UnixListener(path: options.socketPath, mode: options.socketMode)
@@ -294,6 +299,7 @@ public final class HubDaemon: HubControl {
         case .rules:
             tickLoop.stop()
             checkpointLoop.stop()
+            historyLoop.stop()
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             outbox.stopWriter()  // everything handed over is in the outbox
@@ -574,11 +580,19 @@ public final class HubDaemon: HubControl {
         checkpointer.run(on: loop, activity: activity) { logger.warning("\($0)") }
     }
 
+    func historyLoopBody() {
+        var saved: [String: BTHomeHistory]? = nil
+        while !historyLoop.isStopped {
+            historyLoop.sleep(.seconds(10))
+            let histories = core.withLock { $0.ble.histories }
+            if histories != saved, (try? historyStore.save(histories)) != nil { saved = histories }
+        }
+    }
+
     func tickLoopBody() {
         var lastAlive = SystemClock.boottime()
         var lastAliveNote = UInt64(0)
         var lastHold: StorageHold? = nil
-        var savedHistories: [String: BTHomeHistory]? = nil
         var hanging: HangingWrite? = nil
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
@@ -592,23 +606,23 @@ public final class HubDaemon: HubControl {
             let now = SystemClock.boottime()
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             hanging = reportHang(hanging)
-            // Housekeeping never waits for a write that hangs: the loop feeds the watchdog, and
-            // the rules run on meanwhile; it is done at the next round instead.
-            if now - lastAlive >= 10_000_000_000, let (hold, held) = try? outbox.with(within: .milliseconds(100), { o in
-                try? o.flushMemory()
-                return (o.hold, o.inMemoryCount)
-            }) {
+            // Housekeeping never waits for the disk: its writes go to the outbox's writer, and
+            // what it reads is not waited for while a write hangs (it is read at the next round).
+            // The loop must go on: it fires the timers and feeds the watchdog.
+            if now - lastAlive >= 10_000_000_000 {
                 lastAlive = now
-                if hold != lastHold { reportHold(hold, held: held) }
-                lastHold = hold
+                outbox.later { try? $0.flushMemory() }
+                if let (hold, held) = try? outbox.with(within: .milliseconds(100), { o in (o.hold, o.inMemoryCount) }) {
+                    if hold != lastHold { reportHold(hold, held: held) }
+                    lastHold = hold
+                }
                 // What an idle hub writes: the last-alive mark once a minute (it dates an unclean
                 // stop), the BTHome counters only when they moved; not two fsyncs every 10 s.
                 if now - lastAliveNote >= 60_000_000_000 {
+                    lastAliveNote = now
                     let stamp = RFC3339.format(clock.now(), utcOffsetSeconds: zone.utcOffset(at: clock.now()), fractionDigits: 0)
-                    if (try? outbox.with(within: .milliseconds(100), { try $0.setNote("last_alive", stamp) })) != nil { lastAliveNote = now }
+                    outbox.later { try? $0.setNote("last_alive", stamp) }
                 }
-                let histories = core.withLock { $0.ble.histories }
-                if histories != savedHistories, (try? historyStore.save(histories)) != nil { savedHistories = histories }
                 SystemdNotify.send("STATUS=\(statusLine())")
                 let spent = SystemClock.boottime() - now
                 if spent > 100_000_000 { logger.warning("the rules loop's housekeeping took \(spent / 1_000_000) ms") }

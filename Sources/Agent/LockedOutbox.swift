@@ -62,6 +62,8 @@ public final class LockedOutbox: @unchecked Sendable {
         /// here) not yet written: the follower goes on from these while a write hangs.
         var followedAsRead: [FollowedAlarm] = []
         var followUps: [EventID: FollowUp] = [:]
+        /// Housekeeping writes for the writer to do after the events (`later`).
+        var jobs: [@Sendable (Outbox) -> Void] = []
         /// Written, with their seqs, not yet taken by the daemon (its list of recent events).
         var stored: [Event] = []
         /// State and log events dropped because too many waited; taken by the daemon to say so.
@@ -222,13 +224,13 @@ public final class LockedOutbox: @unchecked Sendable {
 
     func writeLoop() {
         while true {
-            let chunk = handover.withLock { h -> (events: [Event], state: EngineState?, through: Int)? in
-                guard !h.queue.isEmpty || h.ruleState != nil else { return nil }
+            let chunk = handover.withLock { h -> (events: [Event], state: EngineState?, through: Int, jobs: [@Sendable (Outbox) -> Void])? in
+                guard !h.queue.isEmpty || h.ruleState != nil || !h.jobs.isEmpty else { return nil }
                 h.writing = h.queue
                 h.queue = []
-                defer { h.ruleState = nil }
+                defer { (h.ruleState, h.jobs) = (nil, []) }
                 h.writingSince = SystemClock.boottime()
-                return (h.writing, h.ruleState, h.handed)
+                return (h.writing, h.ruleState, h.handed, h.jobs)
             }
             guard let chunk else {
                 if writer.isStopped { return }  // everything handed over is written
@@ -238,7 +240,10 @@ public final class LockedOutbox: @unchecked Sendable {
             var failure: (any Error)? = nil
             lock.withLock { _ in
                 var seqs: [UInt64] = []
-                do { seqs = try outbox.append(chunk.events, ruleState: chunk.state) } catch { failure = error }
+                if !chunk.events.isEmpty || chunk.state != nil {
+                    do { seqs = try outbox.append(chunk.events, ruleState: chunk.state) } catch { failure = error }
+                }
+                for job in chunk.jobs { job(outbox) }
                 let delivered = handover.withLock { h -> [Delivery] in
                     let from = h.written + 1
                     h.written = chunk.through
@@ -258,6 +263,17 @@ public final class LockedOutbox: @unchecked Sendable {
             wroteOne.signal()
             if let failure { refused(chunk.events, failure) }
         }
+    }
+
+    /// A write of the agent's housekeeping (the last-alive mark, a retry of the disk while events
+    /// are held in memory), done by the writer after what waits: the caller never waits for the
+    /// disk. Without a writer (tools, tests), at once.
+    public func later(_ job: @escaping @Sendable (Outbox) -> Void) {
+        let queued = handover.withLock { h in
+            if h.writerRunning { h.jobs.append(job) }
+            return h.writerRunning
+        }
+        if queued { writer.wake() } else { try? with(job) }
     }
 
     static func with(_ e: Event, seq: UInt64) -> Event {

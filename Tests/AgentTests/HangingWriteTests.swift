@@ -55,6 +55,8 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             took = clock.measure { #expect(locked.hand(second, ruleState: nil) == .behind) }
             #expect(took < .milliseconds(200), "a write known to hang is not waited for again")
             #expect(locked.writeRunning != nil && locked.waitingForWrite == 2)
+            took = clock.measure { locked.later { try? $0.setNote("last_alive", "now") } }
+            #expect(took < .milliseconds(50), "housekeeping's writes do not wait for the disk")
             over.wait()
             #expect(waitUntil(3) { locked.waitingForWrite == 0 })
             // Stored in the order handed over; the alarm kept the seq it was stamped with.
@@ -62,6 +64,7 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             #expect(stored.map(\.eventID) == [first[0].eventID, second[0].eventID])
             #expect(stored.allSatisfy { $0.seq != nil })
             #expect(try locked.with { try $0.status().lanes[.alarm]?.depth } == 1)
+            #expect(try locked.with { try $0.note("last_alive") } == "now", "and are done after the write")
             #expect(locked.hand([event(.bedState, .update)], ruleState: nil) == .stored, "a write that returns is waited for again")
         }
     }
