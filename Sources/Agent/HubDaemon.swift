@@ -264,7 +264,7 @@ public final class HubDaemon: HubControl {
     public func start(_ part: Part) throws {
         switch part {
         case .rules:
-            outbox.startWriter()
+            outbox.startWriter { [weak self] in self?.link?.wake() }
             tickLoop.start { [self] in tickLoopBody() }
             checkpointLoop.start { [self] in checkpointLoopBody() }
             historyLoop.start { [self] in historyLoopBody() }

@@ -112,9 +112,11 @@ public final class LockedOutbox: @unchecked Sendable {
 
     // MARK: The writer
 
-    public func startWriter() {
+    /// `written`: called after each write, before the rules waiting for it are told (the
+    /// daemon wakes the delivery lanes: an alarm's way to the platform is one thread shorter).
+    public func startWriter(written: @escaping @Sendable () -> Void = {}) {
         handover.withLock { $0.writerRunning = true }
-        writer.start { [self] in writeLoop() }
+        writer.start { [self] in writeLoop(written: written) }
     }
 
     /// Writes everything handed over, then ends the writer: a hand-over after this is written
@@ -222,7 +224,7 @@ public final class LockedOutbox: @unchecked Sendable {
         h.queue = kept
     }
 
-    func writeLoop() {
+    func writeLoop(written: @Sendable () -> Void) {
         while true {
             let chunk = handover.withLock { h -> (events: [Event], state: EngineState?, through: Int, jobs: [@Sendable (Outbox) -> Void])? in
                 guard !h.queue.isEmpty || h.ruleState != nil || !h.jobs.isEmpty else { return nil }
@@ -249,7 +251,7 @@ public final class LockedOutbox: @unchecked Sendable {
                     h.written = chunk.through
                     h.writing = []
                     h.writingSince = nil
-                    if failure != nil { h.refusedHandovers = from...chunk.through }
+                    if failure != nil, from <= chunk.through { h.refusedHandovers = from...chunk.through }
                     h.stored += zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
                     if h.stored.count > 1000 { h.stored.removeFirst(h.stored.count - 1000) }
                     let ids = Set(chunk.events.map(\.eventID))
@@ -260,6 +262,7 @@ public final class LockedOutbox: @unchecked Sendable {
                 // In the same hold of the lock: the alarm lane never finds them queued again.
                 for d in delivered { try? outbox.settle(d.batch, outcomes: d.outcomes, at: d.at) }
             }
+            if !chunk.events.isEmpty { written() }
             wroteOne.signal()
             if let failure { refused(chunk.events, failure) }
         }
