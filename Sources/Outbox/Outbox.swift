@@ -746,15 +746,11 @@ public final class Outbox {
         return out
     }
 
-    /// Records the platform's latest status for a followed alarm, and the `alarm.unacknowledged`
-    /// event once it was escalated (kept in memory while the disk takes no writes: an
-    /// escalation forgotten would be raised, and sent to the secondary platform, again).
-    public func updateFollowed(_ id: EventID, status: String, escalation: EventID?) throws {
-        try follow(id, .status(status, escalation))
-    }
-
-    /// A follow-up written now, or kept for `flushMemory` while the disk takes no writes (or
-    /// the alarm, received meanwhile, is not in the table yet).
+    /// A follow-up of a followed alarm: the platform's latest status and the `alarm.unacknowledged`
+    /// event once it was escalated, or the end of following (an operator acknowledged it, or the
+    /// platform closed it). Written now, or kept for `flushMemory` while the disk takes no writes
+    /// (or the alarm, received meanwhile, is not in the table yet): an escalation forgotten would
+    /// be raised, and sent to the secondary platform, again.
     public func follow(_ id: EventID, _ change: FollowUp) throws {
         // Synced: an escalation recorded (if power loss took it, the alarm would be escalated,
         // and sent to the secondary platform, again). An ending or a status lost to power loss
@@ -777,11 +773,6 @@ public final class Outbox {
             try db.prepare("UPDATE followed_alarms SET status = ?, escalation_id = ? WHERE event_id = ?")
                 .bind(.text(status), escalation.map { .text($0.description) } ?? .null, .text(id.description)).run()
         }
-    }
-
-    /// An operator acknowledged it (or the platform closed it): nothing more to follow.
-    public func endFollowing(_ id: EventID) throws {
-        try follow(id, .ended)
     }
 
     /// The platform no longer knows the alarm (404): it goes back to the alarm lane, same id and

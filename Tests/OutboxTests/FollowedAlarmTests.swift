@@ -17,7 +17,7 @@ import VaktpostCore
             #expect(try outbox!.status().lanes[.alarm]?.depth == 0)
             #expect(try outbox!.status().awaitingAcknowledgement == 1)
             let escalation = maker.make(.alarmUnacknowledged).eventID
-            try outbox!.updateFollowed(alarm.eventID, status: "presented", escalation: escalation)
+            try outbox!.follow(alarm.eventID, .status("presented", escalation))
             try outbox!.close()
             outbox = nil
 
@@ -38,7 +38,7 @@ import VaktpostCore
             #expect(again.events.map(\.eventID) == [alarm.eventID])
             #expect(again.events.first?.payload == batch.events.first?.payload)
             try reopened.settle(again, outcomes: [alarm.eventID: .deliveredFollowing(location: "/x")])
-            try reopened.endFollowing(alarm.eventID)
+            try reopened.follow(alarm.eventID, .ended)
             #expect(try reopened.status().awaitingAcknowledgement == 0)
         }
     }

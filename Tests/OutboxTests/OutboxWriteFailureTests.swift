@@ -37,7 +37,7 @@ import TestSupport
             let acknowledged = m.make(.fallDetected)
             try follow(acknowledged)
             #expect(try followed() == [acknowledged.eventID])
-            try outbox.endFollowing(acknowledged.eventID)  // written: not followed from the list either
+            try outbox.follow(acknowledged.eventID, .ended)  // written: not followed from the list either
             try follow(fall)  // recorded, never read back before the card dies
             let card = try DeadCard(path)
             defer { card.revive() }
@@ -46,7 +46,7 @@ import TestSupport
             try outbox.db.execute("PRAGMA shrink_memory")  // nothing left in SQLite's page cache either
             #expect((try? outbox.readFollowedAlarms()) == nil, "the table cannot be read")
             #expect(try followed() == [fall.eventID, bed.eventID])
-            try outbox.endFollowing(fall.eventID)
+            try outbox.follow(fall.eventID, .ended)
             #expect(try followed() == [bed.eventID])
             card.revive()
             try outbox.flushMemory()
@@ -175,8 +175,8 @@ import TestSupport
             #expect(outbox.hold != nil)
             #expect(try outbox.followedAlarms().map(\.location) == ["/alarms/bed", "/alarms/fall"])
             let escalation = m.make(.alarmUnacknowledged).eventID
-            try outbox.updateFollowed(bed.events[0].eventID, status: "presented", escalation: escalation)
-            try outbox.endFollowing(fall.events[0].eventID)
+            try outbox.follow(bed.events[0].eventID, .status("presented", escalation))
+            try outbox.follow(fall.events[0].eventID, .ended)
             try outbox.setNote("command_seq", "7")
             let followed = try outbox.followedAlarms()
             #expect(followed.map(\.location) == ["/alarms/bed"])
@@ -289,8 +289,8 @@ import TestSupport
             try outbox.db.execute("PRAGMA query_only = 1")
             try outbox.settle(bed, outcomes: [bed.events[0].eventID: .deliveredFollowing(location: "/alarms/bed")])
             let escalation = m.make(.alarmUnacknowledged).eventID
-            try outbox.updateFollowed(followedBefore[0], status: "presented", escalation: escalation)  // newer than the table's word
-            try outbox.endFollowing(followedBefore[1])  // acknowledged: must not be followed again
+            try outbox.follow(followedBefore[0], .status("presented", escalation))  // newer than the table's word
+            try outbox.follow(followedBefore[1], .ended)  // acknowledged: must not be followed again
             var state = EngineState()
             state.now = m.clock
             let door = m.make(.doorOpenedAtNight), doorState = m.make(.doorState, .update)
