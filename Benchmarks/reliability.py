@@ -37,7 +37,9 @@ status is 1 when anything failed.
                                            frames/s, and that while every write hangs for 25 s
                                            (alarms pressed meanwhile go out from memory at once;
                                            what waits for the write fills its bound: the flood's
-                                           events go, not the stream's); and the wall clock jumping an hour forward and
+                                           events go, not the stream's); every write hanging while
+                                           the platform is away (the alarms stored before the hang
+                                           go from memory when it is back); and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every
@@ -717,7 +719,55 @@ class Flood(Scenario):
         growth = (max(self.rss, default=0) - self.before) / 1024
         check(growth < 16, f"{self.name}: memory stayed bounded (RSS {self.before / 1024:.1f} MiB before, peak {max(self.rss) / 1024:.1f} MiB)")
 
-class DiskHangsFlooding(DiskFails):
+class DiskHangs(DiskFails):
+    """From second HANG[0] to HANG[1] every write of the outbox's WAL hangs (strace holds each
+    pwrite64 until HANG[1]), as on a card busy in its firmware or a USB disk the kernel retries."""
+    HANG = (30, 55)
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.calls, self.injection = "pwrite64", f"delay_enter={(self.HANG[1] - self.HANG[0]) * 1_000_000}"
+
+    def at(self, second):
+        if second == self.HANG[0] and shutil.which("strace"):
+            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox + "-wal",
+                                            "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
+        if second == self.HANG[1] + 1:
+            self.cleanup()
+
+    def hang_reported(self, events):
+        hung = [(r[1], json.loads(r[3]).get("data", {})) for r in events if r[0] == "outbox.write_failed"]
+        check([h[0] for h in hung] == ["active", "cleared"] and hung[0][1].get("hanging") is True,
+              f"{self.name}: outbox.write_failed (hanging) raised and cleared ({[(h[0], h[1].get('hanging', h[1].get('hungS'))) for h in hung]})")
+
+class DiskHangsOffline(DiskHangs):
+    """The platform answers 500 from second 20 to 40, and from second 30 to 55 every write of the
+    outbox's WAL hangs. The alarms pressed while the platform was away are stored before the
+    hang, and while a write hangs nothing can read them from the outbox (its lock is held by the
+    thread inside pwrite). They must go out from memory, what the alarm lane read last, as soon
+    as the platform is back, with those pressed during the hang: not when the card answers."""
+    DOWN = (20, 40)
+
+    def at(self, second):
+        if second == self.DOWN[0]:
+            self.fault({"failStatus": 500, "downForSec": self.DOWN[1] - self.DOWN[0]})
+        super().at(second)
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
+            return
+        back, presses = self.t0 + self.DOWN[1], alarm_arrivals(self.work, type="button.pressed")
+        stored = [(o, r) for o, r in presses if self.t0 + self.DOWN[0] + 1 <= o < self.t0 + self.HANG[0]]
+        during = [(o, r) for o, r in presses if self.t0 + self.HANG[0] + 2 <= o < self.t0 + self.HANG[1]]
+        # How long after the later of its press and the platform's return each alarm arrived.
+        waits = sorted(r - max(o, back) for o, r in stored + during)
+        check(stored and during and waits[-1] < 3,
+              f"{self.name}: alarms held by the outage went out from memory when the platform came back, the write still hanging: "
+              f"{len(stored)} stored before the hang, {len(during)} pressed during it, "
+              f"worst {waits[-1] if waits else 0:.1f} s after the later of press and return (the hang ended {self.HANG[1] - self.DOWN[1]} s after it)")
+        self.hang_reported(events)
+
+class DiskHangsFlooding(DiskHangs):
     """While a configured motion sensor floods (1,000 telegrams a second for 20 s, from stream
     second ~32), the card stops answering: from second 30 to 55 every write of the outbox's WAL
     hangs (strace holds each pwrite64 for 25 s). The rules must go on, and every alarm pressed
@@ -726,23 +776,13 @@ class DiskHangsFlooding(DiskFails):
     write is bounded: past it, what goes must be the flood's own events; every telegram of the
     stream arrives once the card answers again. The hang is reported as `outbox.write_failed`
     with `data.hanging`, cleared when the write returns. The flood's events are counted apart."""
-    HANG = (30, 55)
-
     def __init__(self, name, bindir, base):
         super().__init__(name, bindir, base)
-        self.calls, self.injection = "pwrite64", f"delay_enter={(self.HANG[1] - self.HANG[0]) * 1_000_000}"
         t = now() + datetime.timedelta(seconds=32)
         self.extra_config = f'[[sensors]]\nid = "flood"\nrole = "motion"\nroom = "hallway"\ntransport = "enocean"\nsender = "{Flood.SENDER}"\neep = "A5-07-01"\n'
         self.extra_schedule = [{"at": (t - datetime.timedelta(seconds=5)).isoformat(), "hex": motion(Flood.SENDER, False, 255).hex()}] + [
             {"at": (t + datetime.timedelta(milliseconds=i)).isoformat(), "hex": motion(Flood.SENDER, i % 2 == 0, i).hex()} for i in range(20_000)]
         self.extra_may_go = True  # the flood's events are what the full queue drops
-
-    def at(self, second):
-        if second == self.HANG[0] and shutil.which("strace"):
-            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox + "-wal",
-                                            "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
-        if second == self.HANG[1] + 1:
-            self.cleanup()
 
     def verify(self, events):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
@@ -763,9 +803,7 @@ class DiskHangsFlooding(DiskFails):
         check(during and during[-1] < 2.5, f"{self.name}: alarms pressed while the write hung went out from memory: "
                                            f"{len(during)}, median {during[len(during) // 2] * 1000 if during else 0:.0f} ms, "
                                            f"worst {during[-1] * 1000 if during else 0:.0f} ms after the press")
-        hung = [(r[1], json.loads(r[3]).get("data", {})) for r in events if r[0] == "outbox.write_failed"]
-        check([h[0] for h in hung] == ["active", "cleared"] and hung[0][1].get("hanging") is True,
-              f"{self.name}: outbox.write_failed (hanging) raised and cleared ({[(h[0], h[1].get('hanging', h[1].get('hungS'))) for h in hung]})")
+        self.hang_reported(events)
 
 def faults():
     if os.geteuid() != 0:
@@ -787,6 +825,7 @@ def faults():
         DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),
         DiskHangsFlooding("disk-hangs-flooding", bindir, base),
+        DiskHangsOffline("disk-hangs-offline", bindir, base),
     ]
     only = os.environ.get("ONLY")
     if only:

@@ -41,7 +41,9 @@ public struct UplinkSettings: Sendable {
 
 /// The two delivery lanes between the outbox and the platform (docs/uplink.md). Each lane runs on
 /// its own queue with its own connection; the outbox is locked only to take or settle a batch, so
-/// an alarm is never behind the bulk lane's request, backlog or backoff.
+/// an alarm is never behind the bulk lane's request, backlog or backoff. The alarm lane only
+/// reads the outbox (what the platform said is recorded by the outbox's writer), so no write of
+/// the disk is ever on an alarm's way out.
 ///
 /// When the link returns after an outage, alarms go first: the bulk lane holds back while the
 /// alarm lane has undelivered events (up to `alarmsFirstGrace`).
@@ -150,39 +152,29 @@ public final class DeliveryLanes: Sendable {
         var attempt = 0
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
-        // A delivery the alarm lane could not settle: the outbox was busy with a write that hangs.
-        var unsettled: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])? = nil
         while !loop.isStopped {
-            if let u = unsettled, (try? settle(u.batch, outcomes: u.outcomes, lane: lane, express: false)) != false { unsettled = nil }
             if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
                 waitForWork(lane, upTo: settings.idle)
                 continue
             }
             if lane == .bulk, alarmsFirst(since: &alarmsWaitingSince, loop: loop) { continue }
             if lane == .bulk, settings.bulkLinger > .zero,
-               let wait = try? outbox.with({ try $0.linger(lane: .bulk, fill: 100, upTo: settings.bulkLinger) }), wait > .zero {
+               let wait = try? outbox.with({ try $0.linger(fill: 100, upTo: settings.bulkLinger) }), wait > .zero {
                 loop.sleep(wait)
                 continue
             }
             let batch: OutboxBatch
-            // While a write of the outbox hangs, the alarms waiting for it are sent from memory;
-            // the lane never waits for the outbox's lock longer than a moment.
-            let express = lane == .alarm ? outbox.alarmToExpress() : nil
-            if let express {
-                batch = .express(express)
-            } else if unsettled != nil {
-                waitForWork(lane, upTo: .milliseconds(100))
-                continue
-            } else {
+            do {
+                // The alarm lane writes nothing on an alarm's way out: it reads the next alarm, or,
+                // while a write of the outbox hangs (whoever's), takes it from memory; it never
+                // waits for the outbox's lock longer than a moment.
                 let next: OutboxBatch??
-                do {
-                    let take = { (o: Outbox) in try o.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 256 << 10, body: self.body(for: lane)) }
-                    next = lane == .alarm ? try outbox.with(within: .milliseconds(200), take) : .some(try outbox.with(take))
-                } catch {
-                    // The outbox could not be read (it says why in its own events). An event held in
-                    // memory meanwhile wakes the lane: from there it goes out at once, not after this.
-                    waitForWork(lane, upTo: .seconds(1))
-                    continue
+                if lane == .alarm, let alarm = outbox.alarmToExpress() {
+                    next = .alarm(alarm)
+                } else if lane == .alarm {
+                    next = try outbox.nextAlarm(within: .milliseconds(200)).map { $0.map(OutboxBatch.alarm) }
+                } else {
+                    next = try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, body: self.bulkBody()) }
                 }
                 guard let next else {
                     // Busy with a write that hangs: its alarms are offered once it has hung a second.
@@ -194,6 +186,11 @@ public final class DeliveryLanes: Sendable {
                     continue
                 }
                 batch = next
+            } catch {
+                // The outbox could not be read (it says why in its own events). An event held in
+                // memory meanwhile wakes the lane: from there it goes out at once, not after this.
+                waitForWork(lane, upTo: .seconds(1))
+                continue
             }
             let started = firstTry ?? now()
             firstTry = started
@@ -208,7 +205,7 @@ public final class DeliveryLanes: Sendable {
                         report(.failed(reason: Self.unreadable(response)))
                         break
                     }
-                    if try !settle(batch, outcomes: outcomes, lane: lane, express: express != nil) { unsettled = (batch, outcomes) }
+                    try settle(batch, outcomes: outcomes)
                     if lane == .alarm { alarmDone(progress: true) }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
                     if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
@@ -220,7 +217,7 @@ public final class DeliveryLanes: Sendable {
                 case .reject:
                     let reason = "HTTP \(response.status): \(problemText(response))"
                     let outcomes = Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, DeliveryOutcome.rejected(reason: reason)) })
-                    if try !settle(batch, outcomes: outcomes, lane: lane, express: express != nil) { unsettled = (batch, outcomes) }
+                    try settle(batch, outcomes: outcomes)
                     if lane == .alarm { alarmDone(progress: true) }
                     report(.rejected(count: batch.events.count, reason: reason))
                     report(.exchanged(at: now()))
@@ -249,16 +246,14 @@ public final class DeliveryLanes: Sendable {
         }
     }
 
-    /// Records what the platform said about a batch. An alarm sent from memory (`express`)
-    /// while its write hangs is settled by the writer once written. The alarm lane does not wait
-    /// for a write that hangs: false when the outbox stayed busy (the caller keeps it, tries again).
-    func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], lane: Lane, express: Bool) throws -> Bool {
-        if express, outbox.expressed(batch, outcomes: outcomes, at: now()) { return true }
-        guard lane == .alarm else {
+    /// Records what the platform said about a batch: an alarm's by the outbox's writer (the
+    /// alarm lane never waits for the disk), a bulk batch's here.
+    func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome]) throws {
+        if batch.lane == .alarm {
+            try outbox.delivered(batch, outcomes: outcomes, at: now())
+        } else {
             try outbox.with { try $0.settle(batch, outcomes: outcomes) }
-            return true
         }
-        return try outbox.with(within: .milliseconds(200)) { try $0.settle(batch, outcomes: outcomes) } != nil
     }
 
     /// Until new work wakes the lane (`wake()`, an event stored, held in memory) or `limit`.
@@ -317,12 +312,11 @@ public final class DeliveryLanes: Sendable {
         return false
     }
 
-    func body(for lane: Lane) -> (String, [StoredEvent]) -> [UInt8] {
+    /// A bulk batch's body: the EventBatch envelope (an alarm goes alone, `OutboxBatch.alarm`).
+    func bulkBody() -> (String, [StoredEvent]) -> [UInt8] {
         let hubID = settings.hubID, bootID = bootID, sentAt = RFC3339.format(now(), utcOffsetSeconds: 0, fractionDigits: 3), boottime = boottime()
         return { id, events in
-            // An alarm goes alone, as its own event; a batch in the EventBatch envelope.
-            lane == .alarm ? events[0].payload
-                : BatchProtocol.body(hubID: hubID, batchID: id, sentAt: sentAt, bootID: bootID, boottimeNanoseconds: boottime, events: events.map(\.payload))
+            BatchProtocol.body(hubID: hubID, batchID: id, sentAt: sentAt, bootID: bootID, boottimeNanoseconds: boottime, events: events.map(\.payload))
         }
     }
 

@@ -17,9 +17,14 @@ import VaktpostPosix
 /// with it, and an alarm pressed meanwhile would wait for the disk. So the rules hand their events
 /// over (`hand`) and wait for the writer at most `hangAfter`. Past that the write hangs: the rules
 /// go on without waiting, what they hand over waits here (bounded, alarms never dropped), and the
-/// alarm lane sends its alarms from here (`alarmToExpress`). What the platform says about them is
-/// settled in the outbox as soon as they are written, in the same hold of the lock: an alarm is
-/// never sent twice for a hang, and never counted as delivered before it was.
+/// alarm lane sends its alarms from here (`alarmToExpress`).
+///
+/// The alarm lane writes nothing itself: it reads its next alarm (`nextAlarm`), and what the
+/// platform said is settled by the writer (`delivered`), as soon as the alarm is written, in the
+/// same hold of the lock. So a write that hangs is never the alarm lane's own, an alarm is never
+/// sent twice for a hang, and never counted as delivered before it was. Whoever's write hangs
+/// (the writer's, the bulk lane's, the follower's), the alarms waiting for the disk or read from
+/// it last are sent from here once the outbox has been busy `hangAfter`.
 ///
 /// Seqs are taken when events are handed over (`SeqCounter`), so that an alarm goes out with
 /// the seq it will be stored with; while a write hangs, state and log events get theirs when
@@ -35,6 +40,9 @@ public final class LockedOutbox: @unchecked Sendable {
     let writer = BackgroundLoop(label: "vaktpost.outbox.writer")
     /// Signalled when the writer has finished a write: the rules may be waiting for it.
     let wroteOne = DispatchSemaphore(value: 0)
+    /// Since when (boot clock ns) the lock has been held, 0 when free: a hold of `hangAfter` is a
+    /// write that hangs, whichever thread's it is.
+    let heldSince = Atomic<UInt64>(0)
     /// Events the outbox did not take (they are lost): said by the daemon, loudly.
     let refused: @Sendable (_ events: [Event], _ error: any Error) -> Void
 
@@ -56,8 +64,14 @@ public final class LockedOutbox: @unchecked Sendable {
         var handed = 0
         var written = 0
         var refusedHandovers: ClosedRange<Int>?
-        /// Alarms the alarm lane delivered before they were written: settled when they are.
-        var expressed: [EventID: Delivery] = [:]
+        /// Alarms the alarm lane delivered, with what the platform said: settled by the writer,
+        /// once they are written if they were sent from here. The alarm lane skips them.
+        var delivered: [EventID: Delivery] = [:]
+        /// A delivery came that the writer has not seen yet (it settles them with its next write).
+        var settleDue = false
+        /// The alarm queue as the alarm lane last read it, and alarms written since: what it sends
+        /// from here while another thread's write hangs.
+        var alarmsAsRead: [StoredEvent] = []
         /// The followed alarms as last read, and changes to them (or to alarms delivered from
         /// here) not yet written: the follower goes on from these while a write hangs.
         var followedAsRead: [FollowedAlarm] = []
@@ -78,6 +92,11 @@ public final class LockedOutbox: @unchecked Sendable {
         func hung(at now: UInt64) -> Bool {
             writingSince.map { now &- $0 >= LockedOutbox.hangAfter } ?? false
         }
+
+        /// Alarms delivered whose events are in the outbox: for the writer to settle.
+        var settleable: [Delivery] {
+            delivered.values.filter { !unwritten($0.batch.events[0].eventID) }.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }
+        }
     }
 
     struct Delivery {
@@ -94,7 +113,21 @@ public final class LockedOutbox: @unchecked Sendable {
     }
 
     public func with<T>(_ body: (Outbox) throws -> T) throws -> T {
-        try lock.withLock { _ in try body(outbox) }
+        try lock.withLock { _ in
+            held()
+            defer { released() }
+            return try body(outbox)
+        }
+    }
+
+    /// Inside the lock: marks how long it is held.
+    func held() { heldSince.store(SystemClock.boottime(), ordering: .relaxed) }
+    func released() { heldSince.store(0, ordering: .relaxed) }
+
+    /// The outbox has been busy `hangAfter`: a write hangs, the writer's or another thread's.
+    func hung(_ h: Handover, at now: UInt64) -> Bool {
+        let since = heldSince.load(ordering: .relaxed)
+        return h.hung(at: now) || (since != 0 && now &- since >= Self.hangAfter)
     }
 
     /// As `with`, for those who must not wait for a write that hangs (the alarm lane, the
@@ -103,7 +136,11 @@ public final class LockedOutbox: @unchecked Sendable {
         let deadline = SystemClock.boottime() + UInt64(limit.nanoseconds)
         while true {
             var result: Result<T, any Error>? = nil
-            _ = lock.withLockIfAvailable { _ in result = Result { try body(outbox) } }
+            _ = lock.withLockIfAvailable { _ in
+                held()
+                defer { released() }
+                result = Result { try body(outbox) }
+            }
             if let result { return try result.get() }
             if SystemClock.boottime() >= deadline { return nil }
             usleep(2000)
@@ -227,7 +264,8 @@ public final class LockedOutbox: @unchecked Sendable {
     func writeLoop(written: @Sendable () -> Void) {
         while true {
             let chunk = handover.withLock { h -> (events: [Event], state: EngineState?, through: Int, jobs: [@Sendable (Outbox) -> Void])? in
-                guard !h.queue.isEmpty || h.ruleState != nil || !h.jobs.isEmpty else { return nil }
+                guard !h.queue.isEmpty || h.ruleState != nil || !h.jobs.isEmpty || h.settleDue else { return nil }
+                h.settleDue = false
                 h.writing = h.queue
                 h.queue = []
                 defer { (h.ruleState, h.jobs) = (nil, []) }
@@ -241,6 +279,8 @@ public final class LockedOutbox: @unchecked Sendable {
             }
             var failure: (any Error)? = nil
             lock.withLock { _ in
+                held()
+                defer { released() }
                 var seqs: [UInt64] = []
                 if !chunk.events.isEmpty || chunk.state != nil {
                     do { seqs = try outbox.append(chunk.events, ruleState: chunk.state) } catch { failure = error }
@@ -252,15 +292,24 @@ public final class LockedOutbox: @unchecked Sendable {
                     h.writing = []
                     h.writingSince = nil
                     if failure != nil, from <= chunk.through { h.refusedHandovers = from...chunk.through }
-                    h.stored += zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
+                    let written = zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
+                    h.stored += written
                     if h.stored.count > 1000 { h.stored.removeFirst(h.stored.count - 1000) }
-                    let ids = Set(chunk.events.map(\.eventID))
-                    let mine = h.expressed.filter { ids.contains($0.key) }
-                    for id in mine.keys { h.expressed[id] = nil }
-                    return failure == nil ? Array(mine.values) : []
+                    h.alarmsAsRead += written.filter { $0.lane == .alarm }.prefix(max(0, bound - h.alarmsAsRead.count)).map(StoredEvent.init)
+                    // Sent from memory, then refused by the outbox: nothing left to settle.
+                    if failure != nil { for e in chunk.events { h.delivered[e.eventID] = nil } }
+                    return h.settleable
                 }
                 // In the same hold of the lock: the alarm lane never finds them queued again.
-                for d in delivered { try? outbox.settle(d.batch, outcomes: d.outcomes, at: d.at) }
+                // One that cannot be recorded stays, skipped by the lane, tried with the next write.
+                var settled: Set<EventID> = []
+                for d in delivered where (try? outbox.settle(d.batch, outcomes: d.outcomes, at: d.at)) != nil {
+                    settled.insert(d.batch.events[0].eventID)
+                }
+                handover.withLock { h in
+                    for id in settled { h.delivered[id] = nil }
+                    h.alarmsAsRead.removeAll { settled.contains($0.eventID) }
+                }
             }
             if !chunk.events.isEmpty { written() }
             wroteOne.signal()
@@ -311,28 +360,44 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    /// While a write hangs: the first alarm-lane event waiting for it that the alarm lane has not
-    /// delivered yet (highest priority, then oldest), for the alarm lane to send from here.
-    public func alarmToExpress() -> StoredEvent? {
-        handover.withLock { h in
-            guard h.hung(at: SystemClock.boottime()) else { return nil }
-            return (h.writing + h.queue)
-                .filter { $0.lane == .alarm && h.expressed[$0.eventID] == nil }
-                .min { ($0.priority.value, $1.seq!) > ($1.priority.value, $0.seq!) }
-                .map(StoredEvent.init)
+    /// The alarm lane's next alarm, read from the outbox: nil when the outbox stayed busy
+    /// `within` (a write hangs: `alarmToExpress` has the alarms), .some(nil) when none waits.
+    /// A read only, and it keeps what it read for `alarmToExpress`.
+    public func nextAlarm(within limit: Duration) throws -> StoredEvent?? {
+        try with(within: limit) { o in
+            let skipping = handover.withLock { Set($0.delivered.keys) }
+            let queued = try o.queuedAlarms(skipping: skipping, limit: 32)
+            handover.withLock { $0.alarmsAsRead = queued }
+            return queued.first
         }
     }
 
-    /// What the platform said about an alarm sent by `alarmToExpress`, and when: kept and settled
-    /// when the alarm is written (true), or, if it was written meanwhile, for the caller to
-    /// settle (false).
-    public func expressed(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime) -> Bool {
-        let id = batch.events[0].eventID
+    /// While a write hangs (the outbox busy `hangAfter`): the first alarm-lane event, among those
+    /// waiting for the write and those read or written last, that the alarm lane has not
+    /// delivered yet (highest priority, then oldest), for the alarm lane to send from here.
+    public func alarmToExpress() -> StoredEvent? {
+        let now = SystemClock.boottime()
         return handover.withLock { h in
-            guard h.unwritten(id) else { return false }
-            h.expressed[id] = Delivery(batch: batch, outcomes: outcomes, at: at)
-            return true
+            guard hung(h, at: now) else { return nil }
+            let unwritten = (h.writing + h.queue).filter { $0.lane == .alarm }.map(StoredEvent.init)
+            return (unwritten + h.alarmsAsRead)
+                .filter { h.delivered[$0.eventID] == nil }
+                .min { ($0.priority, $1.seq) > ($1.priority, $0.seq) }
         }
+    }
+
+    /// What the platform said about an alarm the alarm lane sent, and when: settled by the writer,
+    /// once the alarm is written if it was sent from memory. The lane never waits for the disk.
+    /// Without a writer (tools, tests), settled at once.
+    public func delivered(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime) throws {
+        let queued = handover.withLock { h in
+            if h.writerRunning {
+                h.delivered[batch.events[0].eventID] = Delivery(batch: batch, outcomes: outcomes, at: at)
+                h.settleDue = true
+            }
+            return h.writerRunning
+        }
+        if queued { writer.wake() } else { try with { try $0.settle(batch, outcomes: outcomes, at: at) } }
     }
 
     // MARK: Following, through a write that hangs
@@ -348,7 +413,7 @@ public final class LockedOutbox: @unchecked Sendable {
         }
         return handover.withLock { h in
             let known = Set(h.followedAsRead.map(\.event.eventID))
-            let fromMemory = h.expressed.values.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }.compactMap { d -> FollowedAlarm? in
+            let fromMemory = h.delivered.values.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }.compactMap { d -> FollowedAlarm? in
                 let e = d.batch.events[0]
                 guard !known.contains(e.eventID), case .deliveredFollowing(let location)? = d.outcomes[e.eventID] else { return nil }
                 return FollowedAlarm(event: e, location: location, acceptedAt: d.at, status: "received", escalation: nil)
@@ -367,7 +432,7 @@ public final class LockedOutbox: @unchecked Sendable {
 
     /// Writes the follow-ups waiting, those whose alarm is written, if the outbox is free.
     func writeFollowUps() {
-        let due = handover.withLock { h in h.followUps.filter { !h.unwritten($0.key) && h.expressed[$0.key] == nil } }
+        let due = handover.withLock { h in h.followUps.filter { !h.unwritten($0.key) && h.delivered[$0.key] == nil } }
         guard !due.isEmpty else { return }
         let written = (try? with(within: .milliseconds(200)) { o -> Bool in
             for (id, change) in due { try o.follow(id, change) }

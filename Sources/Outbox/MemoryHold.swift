@@ -64,7 +64,7 @@ extension Outbox {
         awaitingRecord = []
         followUps = [:]
         notesHeld = [:]
-        memoryBatches = [:]  // now ordinary stored batches: nextBatch finds them in the table
+        memoryBatch = nil  // now an ordinary stored batch: nextBatch finds it in the table
         db.setBusyTimeout(limits.lockWait)
     }
 
@@ -73,7 +73,7 @@ extension Outbox {
             try writeHeld(pending, into: self)
             rows += pending.count
             bytes += pending.reduce(0) { $0 + Int64($1.payload.count) }
-            for batch in memoryBatches.values { try storeBatch(batch) }
+            if let memoryBatch { try storeBatch(memoryBatch) }
             try addCounter("evicted_log", memoryEvicted.log)
             try addCounter("coalesced_state", memoryEvicted.state)
             try setMeta("next_seq", Int64(nextSeq))
@@ -103,7 +103,7 @@ extension Outbox {
     }
 
     func inMemoryBatch(_ e: StoredEvent) -> Bool {
-        memoryBatches.values.contains { $0.events.contains { $0.eventID == e.eventID } }
+        memoryBatch?.events.contains { $0.eventID == e.eventID } ?? false
     }
 
     /// Runs `write` (one statement or transaction; `synced`: with FULL or NORMAL sync, nil: as

@@ -49,7 +49,7 @@ public final class Outbox {
     /// Events accepted while the disk took no writes, not yet written.
     var memory: [StoredEvent] = []
     var memoryRuleState: EngineState?
-    var memoryBatches: [Lane: OutboxBatch] = [:]
+    var memoryBatch: OutboxBatch?
     var memoryEvicted = (log: Int64(0), state: Int64(0))
     /// Set from the first write the disk refused until memory is written: the technical event
     /// raised for it, and why.
@@ -136,6 +136,12 @@ public final class Outbox {
         try db.transaction {
             try setMeta("next_seq", Int64(nextSeq))
             try setMeta("clean", 0)
+            // The alarm lane keeps no batches (`queuedAlarms`): one an older agent left in flight
+            // is let go, its alarm queued again, to go alone as every alarm now does.
+            try db.execute("""
+                DELETE FROM batches WHERE lane = \(Lane.alarm.code);
+                UPDATE events SET batch_id = NULL WHERE lane = \(Lane.alarm.code) AND batch_id IS NOT NULL
+                """)
         }
         try recount()
         if let recovered {
@@ -437,14 +443,16 @@ public final class Outbox {
 
     // MARK: Sending
 
-    /// The next batch for `lane`: the one already made and not yet settled (same id, same
+    /// The bulk lane's next batch: the one already made and not yet settled (same id, same
     /// bytes), or a new one of up to `maxCount` events and `maxBytes` bytes (at least one event),
-    /// highest priority first, then oldest. `body` writes the request body for the uplink.
-    public func nextBatch(lane: Lane, maxCount: Int, maxBytes: Int, body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
-        if let batch = memoryBatches[lane] { return batch }
+    /// highest priority first, then oldest. `body` writes the request body for the uplink. (The
+    /// alarm lane keeps no batches: `queuedAlarms`.)
+    public func nextBatch(maxCount: Int, maxBytes: Int, body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
+        if let batch = memoryBatch { return batch }
+        let lane = Lane.bulk
         let waiting = memory.filter { $0.lane == lane }.sorted(by: Outbox.sendOrder)
         do {
-            if let batch = try storedBatch(lane) { return batch }
+            if let batch = try storedBatch() { return batch }
         } catch let error as SQLiteError where error.isStorageFailure && !waiting.isEmpty {
             // The disk cannot even be read: what memory holds goes out all the same.
         }
@@ -462,15 +470,32 @@ public final class Outbox {
         if !batch.inMemory {
             // A batch's bookkeeping needs no fsync of its own: if power loss takes it, its
             // events are batched again under a new key and the platform answers the ones it
-            // already has as duplicates (per eventId; an alarm's POST carries no batch key).
-            // An alarm's one fsync is its append's: on a card that takes a second per sync
-            // (Benchmarks/reliability.py disk-stalls), each more sync on its way is a second
-            // later, and the next alarm's append waits behind it. While the disk takes no
-            // writes the batch is still sendable, its bytes in memory until settled.
+            // already has as duplicates (per eventId). While the disk takes no writes the batch
+            // is still sendable, its bytes in memory until settled.
             try writeOrKeep(synced: false, { try db.transaction { try storeBatch(batch) } }, else: { batch.inMemory = true })
         }
-        if batch.inMemory { memoryBatches[lane] = batch }
+        if batch.inMemory { memoryBatch = batch }
         return batch
+    }
+
+    /// The alarm lane's next alarms, in the order they go (highest priority, then oldest): those
+    /// held in memory while the disk takes no writes among the stored ones; not those in
+    /// `skipping` (delivered, their settlement on its way), nor those delivered while the disk
+    /// took no writes. A read only: each alarm goes alone (`OutboxBatch.alarm`), so the alarm
+    /// lane writes nothing on an alarm's way out, and a write that hangs is never its own.
+    public func queuedAlarms(skipping: Set<EventID>, limit: Int) throws -> [StoredEvent] {
+        let held = memory.filter { $0.lane == .alarm && !skipping.contains($0.eventID) }
+        var stored: [StoredEvent] = []
+        do {
+            let skip = skipping.union(awaitingRecord)
+            // As `queued`: once a memory queue's worth waits to be recorded, the rest waits for the disk.
+            if awaitingRecord.count < limits.memoryEvents {
+                stored = try fetch(where: "lane = ?", [.integer(Lane.alarm.code)], limit: limit + skip.count).filter { !skip.contains($0.eventID) }
+            }
+        } catch let error as SQLiteError where error.isStorageFailure && !held.isEmpty {
+            // The disk cannot even be read: what memory holds goes out all the same.
+        }
+        return (held + stored).sorted(by: Outbox.sendOrder).prefix(limit).map { $0 }
     }
 
     /// Inside a transaction: the batch's bytes, and its events marked as taken by it.
@@ -485,9 +510,10 @@ public final class Outbox {
         (a.priority, b.seq) > (b.priority, a.seq)
     }
 
-    func storedBatch(_ lane: Lane) throws -> OutboxBatch? {
+    func storedBatch() throws -> OutboxBatch? {
+        let lane = Lane.bulk
         // Skipping the batches delivered while the disk took no writes (a handful at most).
-        let settled = unrecorded.filter { $0.batch.lane == lane && !$0.batch.inMemory }.map { SQLiteValue.text($0.batch.id) }
+        let settled = unrecorded.filter { !$0.batch.inMemory }.map { SQLiteValue.text($0.batch.id) }
         let s = try db.prepare("""
             SELECT batch_id, body FROM batches WHERE lane = ?\(settled.isEmpty ? "" : " AND batch_id NOT IN (\(placeholders(settled.count)))")
             ORDER BY created_ns LIMIT 1
@@ -546,7 +572,7 @@ public final class Outbox {
             }, else: { postpone(settlement) })
         }
         memory.removeAll { e in outcomes[e.eventID] != nil }
-        if memoryBatches[batch.lane]?.id == batch.id { memoryBatches[batch.lane] = nil }
+        if memoryBatch?.id == batch.id { memoryBatch = nil }
     }
 
     /// Inside a transaction: a settlement's rows.
@@ -597,7 +623,7 @@ public final class Outbox {
     /// is tried again from its own cursor.
     ///
     /// An alarm-lane event is rewritten in place even while being retried (each is its own
-    /// request, deduplicated by eventId). A bulk batch holding a rewritten event is dissolved
+    /// request, made from the event at every attempt, deduplicated by eventId). A bulk batch holding a rewritten event is dissolved
     /// instead, its events queued again for a new batch under a new Idempotency-Key: a retry under
     /// one key must be byte-identical. If the platform did take the old batch (its answer lost),
     /// it answers the events again as duplicates and keeps the first stamps.
@@ -616,18 +642,11 @@ public final class Outbox {
                 rewritten[memory[i].eventID] = new
             }
         }
-        // Batches kept in memory (the disk took no writes when they were made) may hold stored events
-        // too: settled against everything rewritten, whether or not the stored part succeeds.
+        // A batch kept in memory (the disk took no writes when it was made) may hold stored events
+        // too: dissolved if anything of it is rewritten, whether or not the stored part succeeds.
         defer {
-            if let batch = memoryBatches[.bulk], batch.events.contains(where: { rewritten[$0.eventID] != nil }) {
-                memoryBatches[.bulk] = nil
-            }
-            if var batch = memoryBatches[.alarm], var e = batch.events.first, let new = rewritten[e.eventID] {
-                e.payload = new.payload
-                e.occurredAt = new.occurredAt
-                batch.events = [e]
-                batch.body = new.payload
-                memoryBatches[.alarm] = batch
+            if let batch = memoryBatch, batch.events.contains(where: { rewritten[$0.eventID] != nil }) {
+                memoryBatch = nil
             }
         }
         // The alarm lane's part is synced like its events; the rest rides the next commit's or
@@ -658,13 +677,7 @@ public final class Outbox {
                 try update.bind(.blob(new.payload), .integer(new.occurredAt.nanosecondsSinceEpoch), .integer(Int64(e.seq))).run()
                 grown += Int64(new.payload.count - e.payload.count)
                 stored[e.eventID] = new
-                guard let batch = select.text(9) else { continue }
-                if e.lane == .alarm {
-                    // An alarm-lane batch's body is its one event.
-                    try db.prepare("UPDATE batches SET body = ? WHERE batch_id = ?").bind(.blob(new.payload), .text(batch)).run()
-                } else {
-                    dissolve.insert(batch)
-                }
+                if let batch = select.text(9) { dissolve.insert(batch) }
             }
             for batch in dissolve {
                 try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch)).run()
@@ -807,16 +820,16 @@ public final class Outbox {
 
     // MARK: Reading the queue
 
-    /// How long to wait for a fuller batch: zero when a batch is already made (resend it), the
-    /// queue holds `fill` events, or its first event is `upTo` old (a backlog never waits).
-    public func linger(lane: Lane, fill: Int, upTo: Duration) throws -> Duration {
-        guard hold == nil, memoryBatches[lane] == nil else { return .zero }
+    /// How long the bulk lane waits for a fuller batch: zero when a batch is already made (resend
+    /// it), the queue holds `fill` events, or its first event is `upTo` old (a backlog never waits).
+    public func linger(fill: Int, upTo: Duration) throws -> Duration {
+        guard hold == nil, memoryBatch == nil else { return .zero }
         let s = try db.cached("""
             SELECT COUNT(*), MIN(occurred_ns) FROM (SELECT occurred_ns FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)
-            """).bind(.integer(lane.code), .integer(Int64(fill)))
+            """).bind(.integer(Lane.bulk.code), .integer(Int64(fill)))
         defer { s.reset() }
         guard try s.step(), s.int64(0) > 0, s.int64(0) < fill else { return .zero }
-        if try db.integer("SELECT EXISTS (SELECT 1 FROM batches WHERE lane = \(lane.code))") == 1 { return .zero }
+        if try db.integer("SELECT EXISTS (SELECT 1 FROM batches)") == 1 { return .zero }
         let age = now() - WallTime(nanosecondsSinceEpoch: s.int64(1))
         return age >= upTo || age < .zero ? .zero : upTo - age
     }

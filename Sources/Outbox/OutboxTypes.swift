@@ -95,13 +95,15 @@ public struct OutboxBatch: Equatable, Sendable {
     public var lane: Lane
     public var body: [UInt8]
     public var events: [StoredEvent]
-    /// Made while the disk took no writes; lives only in memory until it is settled.
+    /// Not in the batches table (made while the disk took no writes, or an alarm, which is never
+    /// stored): lives only in memory until it is settled.
     public var inMemory: Bool
 
-    /// An alarm-lane event sent before it was written (a write hung): its POST, settled in the
-    /// outbox once the event is there. The id names no stored batch.
-    public static func express(_ e: StoredEvent) -> OutboxBatch {
-        OutboxBatch(id: "express-" + e.eventID.description, lane: .alarm, body: e.payload, events: [e], inMemory: false)
+    /// An alarm-lane event as the alarm lane sends it: alone, its POST the event itself
+    /// (deduplicated by eventId, so it needs no batch key), made again for every attempt and never
+    /// stored. The id names no stored batch.
+    public static func alarm(_ e: StoredEvent) -> OutboxBatch {
+        OutboxBatch(id: "alarm-" + e.eventID.description, lane: .alarm, body: e.payload, events: [e], inMemory: true)
     }
 }
 

@@ -37,6 +37,12 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
 
     func hang(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphore { holdOutbox(outbox, for: seconds) }
 
+    func deliveryLanes(_ outbox: LockedOutbox, _ stub: ReceiverProcess) -> DeliveryLanes {
+        let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+                                      idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+        return DeliveryLanes(settings: settings, outbox: outbox, bootID: "b", now: wallNow) { _ in }
+    }
+
     func outbox(_ dir: String, bound: Int = 1000) throws -> LockedOutbox {
         let box = try Outbox(path: dir + "/outbox.sqlite", now: wallNow, makeEvent: { _, _, _, _ in fatalError("no outbox events expected") })
         return LockedOutbox(box, bound: bound)
@@ -73,9 +79,7 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         let stub = try ReceiverProcess()
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir)
-            let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
-                                          idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
-            let lanes = DeliveryLanes(settings: settings, outbox: locked, bootID: "b", now: wallNow) { _ in }
+            let lanes = deliveryLanes(locked, stub)
             locked.startWriter()
             lanes.start()
             defer {
@@ -96,6 +100,44 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             Thread.sleep(forTimeInterval: 0.5)
             #expect(try stub.arrivals().duplicates == 0)
             #expect(try stub.arrivedIDs() == [alarm.eventID.description])
+        }
+    }
+
+    /// Whoever's write hangs (the bulk lane's, the follower's, the writer's), the alarms already
+    /// written and those waiting for the disk go out: the alarm lane writes nothing itself, and
+    /// sends from memory what it read last and what was written or handed over since.
+    @Test mutating func alarmsGoOutWhileAnotherThreadsWriteHangsAndAreSettledOnceItReturns() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let lanes = deliveryLanes(locked, stub)
+            locked.startWriter()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            // Written before the hang, not sent yet (the lanes are not running).
+            let written = event(.bedNotReturned)
+            #expect(locked.hand([written], ruleState: nil) != .refused)
+            #expect(waitUntil(5) { locked.waitingForWrite == 0 })
+            let over = hang(locked, for: 10)  // a write of another thread, sitting in pwrite
+            lanes.start()
+            let fall = event(.fallDetected)
+            #expect(locked.hand([fall], ruleState: nil) == .behind)
+            lanes.wake()
+            // Long before the write returns (10 s), the platform has both, the fall first (here
+            // within about a second; the margin is for a machine loaded by the other suites).
+            #expect(try waitUntil(7) { try stub.arrivedIDs().count == 2 })
+            #expect(try stub.arrivedIDs() == [fall.eventID.description, written.eventID.description],
+                    "fall \(fall.eventID), written \(written.eventID), hung \(String(describing: locked.writeRunning))")
+            #expect(locked.writeRunning != nil, "the write still hangs")
+            over.wait()
+            // Settled by the writer with what the platform said: out of the queue, not sent again.
+            #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 })
+            #expect(try Set(locked.with { try $0.followedAlarms().map(\.event.eventID) }) == [fall.eventID, written.eventID])
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(try stub.arrivals().duplicates == 0)
+            #expect(try stub.arrivedIDs().count == 2)
         }
     }
 

@@ -96,7 +96,11 @@ case "crash-writer":
         do {
             let seqs = try outbox.append(events)
             for (e, seq) in zip(events, seqs) { say("stored \(seq) \(e.eventID)") }
-            if round % 4 == 0, let batch = try outbox.nextBatch(lane: round % 8 == 0 ? .alarm : .bulk, maxCount: 5, maxBytes: 1 << 20, body: { _, _ in [1] }) {
+            // Every fourth round a delivery: every eighth the alarm lane's (the alarm alone, no
+            // batch stored), else a bulk batch.
+            let next = round % 4 != 0 ? nil : round % 8 == 0 ? try outbox.queuedAlarms(skipping: [], limit: 1).first.map(OutboxBatch.alarm)
+                : try outbox.nextBatch(maxCount: 5, maxBytes: 1 << 20, body: { _, _ in [1] })
+            if let batch = next {
                 say("settling " + batch.events.map(\.eventID.description).joined(separator: ","))
                 try outbox.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, DeliveryOutcome.delivered) }))
                 for e in batch.events { say("acked \(e.eventID)") }

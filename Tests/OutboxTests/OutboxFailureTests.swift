@@ -67,7 +67,7 @@ import VaktpostCore
             let outbox = try m.open(path, limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 20))
             let states = (0..<18).map { i in m.make(.bedState, .update, sensor: "bed\(i)") }
             try outbox.append(states)
-            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 5, maxBytes: 1 << 20, body: noBody))
+            let batch = try #require(try outbox.nextBatch(maxCount: 5, maxBytes: 1 << 20, body: noBody))
             try outbox.settle(batch, outcomes: Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: "422")) }))
             #expect(try OutboxFile.retryDeadLetters(path: path) == 5)  // 18 rows again; the daemon's count says 13
             let logs = (0..<8).map { _ in m.make(.agentRestarted) }.map { e -> Event in var e = e; e.eventClass = .log; return e }
@@ -84,7 +84,7 @@ import VaktpostCore
             let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxBytes: 1 << 30, maxRows: 10))
             try outbox.append((0..<12).map { _ in m.make(.bedNotReturned) })
             #expect(outbox.pressure != nil)
-            while let batch = try outbox.nextBatch(lane: .alarm, maxCount: 3, maxBytes: 1 << 20, body: noBody), outbox.pressure != nil {
+            while let batch = try outbox.nextAlarm(), outbox.pressure != nil {
                 try outbox.settle(batch, outcomes: allDelivered(batch))
             }
             let cleared = try outbox.fetch(where: "type = 'outbox.pressure'", [], limit: 10)
@@ -152,9 +152,9 @@ import VaktpostCore
         try outbox.append([alarm])
         accepted.append(alarm)
         // Sendable from memory while the disk is full: the fall comes first (priority 9).
-        let batch = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
-        #expect(batch.inMemory)
+        let batch = try #require(try outbox.nextAlarm())
         #expect(batch.events.first?.type == "fall.detected")
+        #expect(outbox.memory.contains { $0.eventID == alarm.eventID })
         #expect(try outbox.status().inMemory >= 2)
         try free(outbox)
         try outbox.flushMemory()
@@ -249,14 +249,14 @@ import VaktpostCore
             let outbox = try m.open(dir + "/outbox.sqlite", limits: OutboxLimits(maxPages: 40))
             _ = try appendUntilMemoryHolds(outbox, m)
             try outbox.append([m.make(.bedState, .update), m.make(.fallDetected)])
-            let bulk = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
-            let alarm = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
-            #expect(bulk.inMemory && alarm.inMemory, "the disk never filled")
+            let bulk = try #require(try outbox.nextBatch(maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            let alarm = try #require(try outbox.nextAlarm())
+            #expect(bulk.inMemory && outbox.memory.contains { $0.eventID == alarm.events[0].eventID }, "the disk never filled")
             let big = Array(String(repeating: "x", count: 8192).utf8)  // far more than the full disk takes
             #expect(throws: SQLiteError.self) { try outbox.rewriteAll { e in (big, e.occurredAt) } }
-            let remade = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1 << 20, body: noBody))
+            let remade = try #require(try outbox.nextBatch(maxCount: 100, maxBytes: 1 << 20, body: noBody))
             #expect(remade.id != bulk.id && remade.events.allSatisfy { $0.payload == big })
-            let retried = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20) { _, events in events[0].payload })
+            let retried = try #require(try outbox.nextAlarm())
             #expect(retried.id == alarm.id && retried.body == big)
         }
     }

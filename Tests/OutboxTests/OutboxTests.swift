@@ -18,22 +18,65 @@ import VaktpostCore
         }
     }
 
-    @Test func batchesComeInPriorityOrderAndRetriesGetTheSameBytes() throws {
+    @Test func alarmsGoInPriorityOrderAloneAndTakingOneWritesNothing() throws {
         try withTemporaryDirectory { dir in
             let m = EventMaker()
             let outbox = try m.open(dir + "/outbox.sqlite")
-            try outbox.append([m.make(.sensorBatteryLow), m.make(.doorLeftOpen), m.make(.fallDetected), m.make(.sensorSilent)])
-            let first = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            let events = [m.make(.sensorBatteryLow), m.make(.doorLeftOpen), m.make(.fallDetected), m.make(.sensorSilent)]
+            try outbox.append(events)
+            // A write would fail now (and hold the outbox in memory): the alarm lane makes none.
+            try outbox.db.execute("PRAGMA query_only = 1")
             // fall (9), door.left_open (5), silent (4), battery (3); ties by seq.
-            #expect(first.events.map(\.type) == ["fall.detected", "door.left_open", "sensor.silent", "sensor.battery_low"])
+            let queued = try outbox.queuedAlarms(skipping: [], limit: 10)
+            #expect(queued.map(\.type) == ["fall.detected", "door.left_open", "sensor.silent", "sensor.battery_low"])
+            #expect(try outbox.queuedAlarms(skipping: [events[2].eventID], limit: 1).map(\.type) == ["door.left_open"], "one delivered, not settled yet")
+            #expect(outbox.hold == nil)
+            // Its request is the event itself, the same bytes at every attempt.
+            let fall = OutboxBatch.alarm(queued[0])
+            #expect(fall.body == queued[0].payload && fall.events == [queued[0]])
+            try outbox.db.execute("PRAGMA query_only = 0")
+            try outbox.settle(fall, outcomes: allDelivered(fall))
+            #expect(try outbox.queuedAlarms(skipping: [], limit: 10).map(\.type) == ["door.left_open", "sensor.silent", "sensor.battery_low"])
+            #expect(try outbox.status().lanes[.alarm]?.depth == 3)
+        }
+    }
+
+    @Test func aBatchRetriedGetsTheSameBytesEvenAfterAReopen() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            try outbox.append([m.make(.bedState, .update), m.make(.doorState, .update)])
+            let first = try #require(try outbox.nextBatch(maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            #expect(first.events.count == 2)
             // Until settled, the same batch comes back: same id, same bytes, even after a reopen.
-            let again = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 10, body: { _, _ in [9] }))
+            let again = try #require(try outbox.nextBatch(maxCount: 1, maxBytes: 10, body: { _, _ in [9] }))
             #expect(again == first)
             let reopened = try m.open(dir + "/outbox.sqlite")
-            #expect(try reopened.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 10, body: { _, _ in [9] }) == first)
+            #expect(try reopened.nextBatch(maxCount: 1, maxBytes: 10, body: { _, _ in [9] }) == first)
             try reopened.settle(first, outcomes: allDelivered(first))
-            #expect(try reopened.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody) == nil)
-            #expect(try reopened.status().lanes[.alarm]?.depth == 0)
+            #expect(try reopened.nextBatch(maxCount: 10, maxBytes: 1 << 20, body: noBody) == nil)
+            #expect(try reopened.status().lanes[.bulk]?.depth == 0)
+        }
+    }
+
+    /// An agent before 2026-12 kept the alarm in flight as a stored batch: after the upgrade it
+    /// is let go, and its alarm goes out alone like any other.
+    @Test func anAlarmBatchAnOlderAgentLeftInFlightIsLetGo() throws {
+        try withTemporaryDirectory { dir in
+            let m = EventMaker()
+            let outbox = try m.open(dir + "/outbox.sqlite")
+            let fall = m.make(.fallDetected)
+            try outbox.append([fall])
+            // As the older agent kept it: the batch, and the event marked as taken by it.
+            try outbox.db.execute("INSERT INTO batches (batch_id, lane, body, created_ns) VALUES ('older', \(Lane.alarm.code), x'7b7d', 1)")
+            try outbox.db.execute("UPDATE events SET batch_id = 'older' WHERE event_id = '\(fall.eventID)'")
+            let reopened = try m.open(dir + "/outbox.sqlite")
+            #expect(try reopened.db.integer("SELECT COUNT(*) FROM batches") == 0)
+            #expect(try reopened.db.integer("SELECT COUNT(*) FROM events WHERE batch_id IS NOT NULL") == 0)
+            let alarm = try #require(try reopened.nextAlarm())
+            #expect(alarm.events.map(\.eventID) == [fall.eventID])
+            try reopened.settle(alarm, outcomes: allDelivered(alarm))
+            #expect(try reopened.nextAlarm() == nil)
         }
     }
 
@@ -42,10 +85,10 @@ import VaktpostCore
             let m = EventMaker()
             let outbox = try m.open(dir + "/outbox.sqlite")
             try outbox.append((0..<10).map { _ in m.make(.bedState, .update) })
-            #expect(try outbox.nextBatch(lane: .bulk, maxCount: 3, maxBytes: 1 << 20, body: noBody)?.events.count == 3)
+            #expect(try outbox.nextBatch(maxCount: 3, maxBytes: 1 << 20, body: noBody)?.events.count == 3)
             let outbox2 = try m.open(dir + "/other.sqlite")
             try outbox2.append((0..<10).map { _ in m.make(.bedState, .update) })
-            #expect(try outbox2.nextBatch(lane: .bulk, maxCount: 100, maxBytes: 1, body: noBody)?.events.count == 1)
+            #expect(try outbox2.nextBatch(maxCount: 100, maxBytes: 1, body: noBody)?.events.count == 1)
         }
     }
 
@@ -55,13 +98,13 @@ import VaktpostCore
             let outbox = try m.open(dir + "/outbox.sqlite")
             let events = (0..<3).map { _ in m.make(.bedState, .update) }
             try outbox.append(events)
-            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            let batch = try #require(try outbox.nextBatch(maxCount: 10, maxBytes: 1 << 20, body: noBody))
             try outbox.settle(batch, outcomes: [events[0].eventID: .delivered, events[1].eventID: .rejected(reason: "422 unknown type")])
             let dead = try outbox.deadLetters()
             #expect(dead.map(\.eventID) == [events[1].eventID])
             #expect(dead.first?.reason == "422 unknown type")
             // The unanswered one goes into a new batch under a new id.
-            let next = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            let next = try #require(try outbox.nextBatch(maxCount: 10, maxBytes: 1 << 20, body: noBody))
             #expect(next.events.map(\.eventID) == [events[2].eventID])
             #expect(next.id != batch.id)
             #expect(try outbox.retryDeadLetters() == 1)
@@ -92,12 +135,12 @@ import VaktpostCore
             try outbox.append(logs + (0..<6).map { _ in m.make(.bedNotReturned) })
             try outbox.append((0..<10).map { _ in m.make(.bedState, .update) })
             try agrees("appends that evicted")
-            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 3, maxBytes: 1 << 20, body: noBody))
+            let batch = try #require(try outbox.nextBatch(maxCount: 3, maxBytes: 1 << 20, body: noBody))
             try outbox.settle(batch, outcomes: [batch.events[0].eventID: .delivered, batch.events[1].eventID: .rejected(reason: "422")])
             try agrees("a delivery and a dead letter")
             try outbox.retryDeadLetters()
             try agrees("dead letters retried")
-            while let alarm = try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody) {
+            while let alarm = try outbox.nextAlarm() {
                 try outbox.settle(alarm, outcomes: allDelivered(alarm))
             }
             try agrees("the alarm lane delivered")
@@ -110,8 +153,7 @@ import VaktpostCore
             let path = dir + "/outbox.sqlite"
             var outbox: Outbox? = try m.open(path, limits: OutboxLimits(memoryEvents: 100))
             try outbox!.append([m.make(.bedNotReturned), m.make(.bedNotReturned)])
-            let batch = try #require(try outbox!.nextBatch(lane: .alarm, maxCount: 10, maxBytes: 1 << 20, body: noBody))
-            try outbox!.settle(batch, outcomes: allDelivered(batch))
+            while let alarm = try outbox!.nextAlarm() { try outbox!.settle(alarm, outcomes: allDelivered(alarm)) }
             try outbox!.close()
             outbox = nil
             // A clean stop: numbering continues where it was, even though every row was delivered.
@@ -152,7 +194,7 @@ import VaktpostCore
             let outbox = try m.open(path)
             let events = [m.make(.bedNotReturned), m.make(.bedState, .update), m.make(.bedState, .update)]
             try outbox.append(events)
-            let batch = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 10, maxBytes: 1 << 20, body: noBody))
+            let batch = try #require(try outbox.nextBatch(maxCount: 10, maxBytes: 1 << 20, body: noBody))
             try outbox.settle(batch, outcomes: [events[1].eventID: .rejected(reason: "400 bad payload")])
             var status = try OutboxFile.status(path: path)
             #expect(status.lanes[.alarm]?.depth == 1)

@@ -11,7 +11,7 @@ import TestSupport
 @Suite struct OutboxWriteFailureTests {
     func drain(_ outbox: Outbox, _ lane: Lane) throws -> [StoredEvent] {
         var sent: [StoredEvent] = []
-        while let batch = try outbox.nextBatch(lane: lane, maxCount: lane == .alarm ? 1 : 100, maxBytes: 1 << 20, body: noBody) {
+        while let batch = try lane == .alarm ? outbox.nextAlarm() : outbox.nextBatch(maxCount: 100, maxBytes: 1 << 20, body: noBody) {
             sent += batch.events
             try outbox.settle(batch, outcomes: allDelivered(batch))
             #expect(sent.count < 100, "the same events are offered again and again")
@@ -29,7 +29,7 @@ import TestSupport
             let outbox = try m.open(path)
             func follow(_ event: Event) throws {
                 try outbox.append([event])
-                let batch = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+                let batch = try #require(try outbox.nextAlarm())
                 try outbox.settle(batch, outcomes: [event.eventID: .deliveredFollowing(location: "/alarms/\(event.eventID)")])
             }
             func followed() throws -> [EventID] { try outbox.followedAlarms().map(\.event.eventID) }
@@ -69,8 +69,7 @@ import TestSupport
             let outbox = try m.open(path)
             let earlier = [m.make(.bedNotReturned), m.make(.bedState, .update)]
             let firstSeq = try outbox.append(earlier)[0]
-            let inFlight = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
-            #expect(!inFlight.inMemory)
+            let inFlight = try #require(try outbox.nextAlarm())
 
             // What a file system remounted read-only does to every write.
             try outbox.db.execute("PRAGMA query_only = 1")
@@ -116,8 +115,8 @@ import TestSupport
             // Each try of the disk would wait for the lock again with the outbox held: spaced.
             for _ in 0..<50 { try outbox.append([m.make(.bedNotReturned)]) }
             #expect(outbox.retries <= 2)
-            let first = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
-            #expect(first.inMemory && first.events.map(\.type) == ["fall.detected"])
+            let first = try #require(try outbox.nextAlarm())
+            #expect(first.events.map(\.type) == ["fall.detected"] && outbox.memory.contains { $0.eventID == first.events[0].eventID })
 
             try other.execute("COMMIT")
             try outbox.flushMemory()
@@ -137,8 +136,8 @@ import TestSupport
             let path = dir + "/outbox.sqlite"
             let outbox = try m.open(path)
             try outbox.append((0..<5).map { _ in m.make(.bedState, .update) } + [m.make(.sensorBatteryLow)])
-            let bulk = try #require(try outbox.nextBatch(lane: .bulk, maxCount: 3, maxBytes: 1 << 20, body: noBody))
-            let alarm = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let bulk = try #require(try outbox.nextBatch(maxCount: 3, maxBytes: 1 << 20, body: noBody))
+            let alarm = try #require(try outbox.nextAlarm())
             try outbox.db.execute("PRAGMA query_only = 1")
             // Found out by the settle itself: the hold starts there, and says so.
             try outbox.settle(bulk, outcomes: allDelivered(bulk))
@@ -165,9 +164,9 @@ import TestSupport
             let path = dir + "/outbox.sqlite"
             let outbox = try m.open(path)
             try outbox.append([m.make(.bedNotReturned), m.make(.fallDetected)])
-            let fall = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let fall = try #require(try outbox.nextAlarm())
             try outbox.settle(fall, outcomes: [fall.events[0].eventID: .deliveredFollowing(location: "/alarms/fall")])
-            let bed = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let bed = try #require(try outbox.nextAlarm())
 
             try outbox.db.execute("PRAGMA query_only = 1")
             let receivedAt = m.clock
@@ -201,7 +200,7 @@ import TestSupport
             let m = EventMaker()
             let outbox = try m.open(dir + "/outbox.sqlite")
             try outbox.append([m.make(.fallDetected)])
-            let fall = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let fall = try #require(try outbox.nextAlarm())
             try outbox.db.execute("PRAGMA query_only = 1")
             try outbox.settle(fall, outcomes: [fall.events[0].eventID: .deliveredFollowing(location: "/alarms/fall")])
             try outbox.requeueFollowed(fall.events[0].eventID)
@@ -246,11 +245,11 @@ import TestSupport
             }
             let seqs = try standIn.append([m.make(.fallDetected), m.make(.bedNotReturned), m.make(.sensorBatteryLow), m.make(.bedState, .update)])
             #expect(seqs.first == 500)
-            let fall = try #require(try standIn.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let fall = try #require(try standIn.nextAlarm())
             try standIn.settle(fall, outcomes: [fall.events[0].eventID: .deliveredFollowing(location: "/alarms/fall")])
-            let bed = try #require(try standIn.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let bed = try #require(try standIn.nextAlarm())
             try standIn.settle(bed, outcomes: [bed.events[0].eventID: .rejected(reason: "422")])
-            _ = try #require(try standIn.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))  // in flight
+            _ = try #require(try standIn.nextAlarm())  // in flight
             let raised = m.make(.outboxWriteFailed).eventID
             try standIn.setNote("stand_in_event", raised.description)
             try standIn.setNote("command_seq", "12")
@@ -280,11 +279,11 @@ import TestSupport
             try outbox.append([m.make(.bedNotReturned), m.make(.fallDetected), m.make(.fallDetected)])
             var followedBefore: [EventID] = []
             for location in ["/alarms/fall", "/alarms/fall-2"] {
-                let fall = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+                let fall = try #require(try outbox.nextAlarm())
                 try outbox.settle(fall, outcomes: [fall.events[0].eventID: .deliveredFollowing(location: location)])
                 followedBefore.append(fall.events[0].eventID)
             }
-            let bed = try #require(try outbox.nextBatch(lane: .alarm, maxCount: 1, maxBytes: 1 << 20, body: noBody))
+            let bed = try #require(try outbox.nextAlarm())
 
             try outbox.db.execute("PRAGMA query_only = 1")
             try outbox.settle(bed, outcomes: [bed.events[0].eventID: .deliveredFollowing(location: "/alarms/bed")])

@@ -26,6 +26,9 @@ final class EventMaker: @unchecked Sendable {
 }
 
 extension Outbox {
+    /// The alarm lane's next alarm, as the agent sends it: alone, read without a write.
+    func nextAlarm() throws -> OutboxBatch? { try queuedAlarms(skipping: [], limit: 1).first.map(OutboxBatch.alarm) }
+
     /// A whole rewrite pass, step after step as the clock correction runs it: how many changed.
     func rewriteAll(containing needle: String? = nil, limit: Int = 256,
                     _ transform: (StoredEvent) -> (payload: [UInt8], occurredAt: WallTime)?) throws -> Int {
