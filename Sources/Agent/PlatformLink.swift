@@ -343,9 +343,13 @@ public final class PlatformLink: Sendable {
                 do {
                     let response = try client.send("GET", settings.uplink.baseURL + alarm.location, headers: ["Accept: application/json"])
                     if response.status == 404 {
-                        // The platform lost it: post it again, same id and bytes.
-                        try? outbox.with { try $0.requeueFollowed(alarm.event.eventID) }
-                        lanes.wake()
+                        // The platform lost it: post it again, same id and bytes. Queued again by
+                        // the outbox's writer: the follower never waits for the disk, so the
+                        // others' escalations are not held up by a write that hangs.
+                        outbox.later { [lanes] o in
+                            try? o.requeueFollowed(alarm.event.eventID)
+                            lanes.wake()
+                        }
                         continue
                     }
                     if (200..<300).contains(response.status), let read = AlarmHandling.parse(response.body) {
