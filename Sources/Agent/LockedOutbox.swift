@@ -72,8 +72,8 @@ public final class LockedOutbox: @unchecked Sendable {
         /// The alarm queue as the alarm lane last read it, and alarms written since: what it sends
         /// from here while another thread's write hangs.
         var alarmsAsRead: [StoredEvent] = []
-        /// The followed alarms as last read, and changes to them (or to alarms delivered from
-        /// here) not yet written: the follower goes on from these while a write hangs.
+        /// The followed alarms as last read, and changes to them (or to alarms delivered, not yet
+        /// recorded) not yet written: the follower goes on from these while a write hangs.
         var followedAsRead: [FollowedAlarm] = []
         var followUps: [EventID: FollowUp] = [:]
         /// Housekeeping writes for the writer to do after the events (`later`).
@@ -403,8 +403,8 @@ public final class LockedOutbox: @unchecked Sendable {
     // MARK: Following, through a write that hangs
 
     /// The alarms received by the platform and followed until an operator takes them: as the
-    /// outbox has them, or, while a write hangs, as last read, with those delivered from memory
-    /// meanwhile and the changes still waiting for the write. An alarm received before a hang,
+    /// outbox has them, or, while a write hangs, as last read, with those delivered and not yet
+    /// recorded by the writer, and the changes still waiting for the write. An alarm received before a hang,
     /// or during one, is escalated in time all the same.
     public func followedAlarms() -> [FollowedAlarm] {
         writeFollowUps()

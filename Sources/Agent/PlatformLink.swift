@@ -266,8 +266,9 @@ public final class PlatformLink: Sendable {
 
     /// Kept with the events, so that an agent started after the clock synchronised knows to
     /// correct what an earlier one of this boot queued; cleared by a successful correction.
+    /// Written by the outbox's writer: the link's checks never wait for the disk.
     static func noteUnsyncedStamps(_ outbox: LockedOutbox, boot: String) {
-        try? outbox.with { try $0.setNote(unsyncedNote, boot) }
+        outbox.later { try? $0.setNote(unsyncedNote, boot) }
     }
 
     /// Events re-stamped per hold of the outbox: about 10 ms of work here, more on an SD card.
@@ -277,7 +278,10 @@ public final class PlatformLink: Sendable {
     /// at a time (`Outbox.rewriteQueued`), alarms first. The bulk lane is held meanwhile, so no
     /// state event goes out with the stamp about to be corrected; the alarm lane never is. On
     /// failure (a full disk) the hold ends, since delivering is what frees the disk, and the next
-    /// tick goes on where this one stopped.
+    /// tick goes on where this one stopped; so it does when the outbox stays busy with a write
+    /// that hangs: the link's checks (`uplink.lost`) never wait for the disk. Only `start`'s
+    /// pass (`alarmLaneOnly`: the alarm lane is not held, so its events are corrected before it
+    /// starts) waits for the outbox.
     func correctClock(alarmLaneOnly: Bool = false) {
         let offset = clock.wall().nanosecondsSinceEpoch &- Int64(clamping: clock.boottime())
         let bootID = clock.bootID, zone = clock.zone
@@ -286,11 +290,12 @@ public final class PlatformLink: Sendable {
         var (cursor, corrected) = state.withLock { ($0.correction, $0.corrected) }
         do {
             while let at = cursor, !(alarmLaneOnly && at.lane != .alarm), !loops.supervise.isStopped {
-                let step = try outbox.with { o in
+                let rewrite = { (o: Outbox) in
                     try o.rewriteQueued(containing: TimeCorrection.unsyncedMark, from: at, limit: Self.correctionStep) {
                         TimeCorrection.correct($0.payload, bootID: bootID, offsetNanoseconds: offset, zone: zone)
                     }
                 }
+                guard let step = alarmLaneOnly ? try outbox.with(rewrite) : try outbox.with(within: .milliseconds(200), rewrite) else { return }
                 cursor = step.next
                 corrected += step.rewritten
                 state.withLock { s in
@@ -299,7 +304,7 @@ public final class PlatformLink: Sendable {
                 }
             }
             guard cursor == nil else { return }
-            try outbox.with { try $0.setNote(Self.unsyncedNote, nil, synced: true) }
+            outbox.later { try? $0.setNote(Self.unsyncedNote, nil, synced: true) }
             state.withLock { $0.corrected = 0 }
             if corrected > 0 { notice(.clockCorrected(events: corrected)) }
         } catch {

@@ -481,6 +481,33 @@ final class Notices: Sendable {
         }
     }
 
+    /// The clock synchronising while a write of the outbox hangs: the link's checks (which raise
+    /// `uplink.lost`) do not wait for the write; the correction is done at the tick after it.
+    @Test func aCorrectionWaitsForNoWriteThatHangs() throws {
+        let receiver = try ReceiverProcess()
+        let synced = Sync()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, clock: hourBehindClock(synced))
+            let state = try #require(s.hub.events.raise(.bedState, .update, data: [("deviceId", .string("bed"))]))
+            s.outbox.startWriter()
+            defer { s.outbox.stopWriter() }
+            synced.set()
+            let over = holdOutbox(s.outbox, for: 4)
+            // The step of the clock is also an hour without contact: `uplink.lost` is raised
+            // (handed to the writer, waited for a second at most), and the correction found busy.
+            let took = ContinuousClock().measure { s.link.tick() }
+            #expect(took < .seconds(2), "the link's checks waited \(took) for the write")
+            #expect(!s.notices.contains { $0 == .clockCorrected(events: 1) })
+            over.wait()
+            s.link.tick()
+            #expect(s.notices.contains { $0 == .clockCorrected(events: 1) })
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(state.description) })
+            try expectCorrected(receiver, state)
+        }
+    }
+
     /// Busy answers with Retry-After, random 429s and 503s, and a receiver crash in the middle of
     /// the backlog: everything arrives, and nothing is stored twice.
     @Test func throttlingAndAReceiverCrashLoseNothingAndStoreNothingTwice() throws {
