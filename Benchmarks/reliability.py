@@ -37,8 +37,8 @@ status is 1 when anything failed.
                                            frames/s, and that while every write hangs for 25 s
                                            (alarms pressed meanwhile go out from memory at once;
                                            what waits for the write fills its bound: the flood's
-                                           events go, not the stream's); every write hanging while
-                                           the platform is away (the alarms stored before the hang
+                                           events go, not the stream's); every read and write hanging
+                                           while the platform is away (the alarms stored before the hang
                                            go from memory when it is back); and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
@@ -721,16 +721,19 @@ class Flood(Scenario):
 
 class DiskHangs(DiskFails):
     """From second HANG[0] to HANG[1] every write of the outbox's WAL hangs (strace holds each
-    pwrite64 until HANG[1]), as on a card busy in its firmware or a USB disk the kernel retries."""
+    pwrite64 until HANG[1]), as on a card busy in its firmware or a USB disk the kernel retries.
+    With `reads`, every read and write of the database and its WAL: the card as a whole."""
     HANG = (30, 55)
 
-    def __init__(self, name, bindir, base):
+    def __init__(self, name, bindir, base, reads=False):
         super().__init__(name, bindir, base)
-        self.calls, self.injection = "pwrite64", f"delay_enter={(self.HANG[1] - self.HANG[0]) * 1_000_000}"
+        self.calls = "pwrite64,pread64" if reads else "pwrite64"
+        self.injection = f"delay_enter={(self.HANG[1] - self.HANG[0]) * 1_000_000}"
+        self.files = ["-P", self.outbox + "-wal"] + (["-P", self.outbox] if reads else [])
 
     def at(self, second):
         if second == self.HANG[0] and shutil.which("strace"):
-            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", "-P", self.outbox + "-wal",
+            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", *self.files,
                                             "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
         if second == self.HANG[1] + 1:
             self.cleanup()
@@ -741,12 +744,16 @@ class DiskHangs(DiskFails):
               f"{self.name}: outbox.write_failed (hanging) raised and cleared ({[(h[0], h[1].get('hanging', h[1].get('hungS'))) for h in hung]})")
 
 class DiskHangsOffline(DiskHangs):
-    """The platform answers 500 from second 20 to 40, and from second 30 to 55 every write of the
-    outbox's WAL hangs. The alarms pressed while the platform was away are stored before the
-    hang, and while a write hangs nothing can read them from the outbox (its lock is held by the
-    thread inside pwrite). They must go out from memory, what the alarm lane read last, as soon
-    as the platform is back, with those pressed during the hang: not when the card answers."""
+    """The platform answers 500 from second 20 to 40, and from second 30 to 55 every read and
+    write of the outbox (the database and its WAL) hangs. The alarms pressed while the platform
+    was away are stored before the hang, and while a write hangs nothing can read them from the
+    outbox (its lock is held by the thread inside pwrite). They must go out from memory, what the
+    alarm lane read last, as soon as the platform is back, with those pressed during the hang:
+    not when the card answers."""
     DOWN = (20, 40)
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base, reads=True)
 
     def at(self, second):
         if second == self.DOWN[0]:
