@@ -93,10 +93,11 @@ public final class LockedOutbox: @unchecked Sendable {
             writingSince.map { now &- $0 >= LockedOutbox.hangAfter } ?? false
         }
 
+        /// The deliveries not yet recorded, in seq order.
+        var deliveries: [Delivery] { delivered.values.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq } }
+
         /// Alarms delivered whose events are in the outbox: for the writer to settle.
-        var settleable: [Delivery] {
-            delivered.values.filter { !unwritten($0.batch.events[0].eventID) }.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }
-        }
+        var settleable: [Delivery] { deliveries.filter { !unwritten($0.batch.events[0].eventID) } }
     }
 
     struct Delivery {
@@ -382,7 +383,7 @@ public final class LockedOutbox: @unchecked Sendable {
             let unwritten = (h.writing + h.queue).filter { $0.lane == .alarm }.map(StoredEvent.init)
             return (unwritten + h.alarmsAsRead)
                 .filter { h.delivered[$0.eventID] == nil }
-                .min { ($0.priority, $1.seq) > ($1.priority, $0.seq) }
+                .min(by: Outbox.sendOrder)
         }
     }
 
@@ -413,7 +414,7 @@ public final class LockedOutbox: @unchecked Sendable {
         }
         return handover.withLock { h in
             let known = Set(h.followedAsRead.map(\.event.eventID))
-            let fromMemory = h.delivered.values.sorted { $0.batch.events[0].seq < $1.batch.events[0].seq }.compactMap { d -> FollowedAlarm? in
+            let fromMemory = h.deliveries.compactMap { d -> FollowedAlarm? in
                 let e = d.batch.events[0]
                 guard !known.contains(e.eventID), case .deliveredFollowing(let location)? = d.outcomes[e.eventID] else { return nil }
                 return FollowedAlarm(event: e, location: location, acceptedAt: d.at, status: "received", escalation: nil)

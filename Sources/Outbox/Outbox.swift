@@ -487,11 +487,8 @@ public final class Outbox {
         let held = memory.filter { $0.lane == .alarm && !skipping.contains($0.eventID) }
         var stored: [StoredEvent] = []
         do {
-            let skip = skipping.union(awaitingRecord)
-            // As `queued`: once a memory queue's worth waits to be recorded, the rest waits for the disk.
-            if awaitingRecord.count < limits.memoryEvents {
-                stored = try fetch(where: "lane = ?", [.integer(Lane.alarm.code)], limit: limit + skip.count).filter { !skip.contains($0.eventID) }
-            }
+            // No alarm-lane event is in a batch (those of an older agent are let go at open).
+            stored = try queued(.alarm, limit: limit + skipping.count).filter { !skipping.contains($0.eventID) }
         } catch let error as SQLiteError where error.isStorageFailure && !held.isEmpty {
             // The disk cannot even be read: what memory holds goes out all the same.
         }
@@ -506,7 +503,8 @@ public final class Outbox {
         for e in batch.events { try mark.bind(.text(batch.id), .integer(Int64(e.seq))).run() }
     }
 
-    static func sendOrder(_ a: StoredEvent, _ b: StoredEvent) -> Bool {
+    /// The order events go in: highest priority first, then oldest.
+    public static func sendOrder(_ a: StoredEvent, _ b: StoredEvent) -> Bool {
         (a.priority, b.seq) > (b.priority, a.seq)
     }
 
