@@ -167,7 +167,7 @@ public final class DeliveryLanes: Sendable {
             do {
                 // The alarm lane writes nothing on an alarm's way out: it reads the next alarm, or,
                 // while a write of the outbox hangs (whoever's), takes it from memory; it never
-                // waits for the outbox's lock longer than a moment.
+                // waits for the outbox's lock, or for a read that hangs, longer than a moment.
                 let next: OutboxBatch??
                 if lane == .alarm, let alarm = outbox.alarmToExpress() {
                     next = .alarm(alarm)

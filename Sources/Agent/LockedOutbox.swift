@@ -69,6 +69,8 @@ public final class LockedOutbox: @unchecked Sendable {
         var delivered: [EventID: Delivery] = [:]
         /// A delivery came that the writer has not seen yet (it settles them with its next write).
         var settleDue = false
+        /// Deliveries so far: a read of the alarm lane's made before the last one is out of date.
+        var deliveryCount = 0
         /// The alarm queue as the alarm lane last read it, and alarms written since: what it sends
         /// from here while another thread's write hangs.
         var alarmsAsRead: [StoredEvent] = []
@@ -106,11 +108,26 @@ public final class LockedOutbox: @unchecked Sendable {
         var at: WallTime
     }
 
-    public init(_ outbox: Outbox, bound: Int = 1000, refused: @escaping @Sendable (_ events: [Event], _ error: any Error) -> Void = { _, _ in }) {
+    /// The alarm lane's reads run here, not on the lane: a read can hang too (a page not in
+    /// SQLite's cache, read from a card busy in its firmware), and the lane must not sit in it.
+    let alarmReads = DispatchQueue(label: "vaktpost.outbox.alarm-read")
+    /// The alarm lane's read running or not yet taken: the lane waits for it, not for another.
+    let alarmRead = Mutex<AlarmRead?>(nil)
+    /// The alarm lane's read of the outbox: its next alarms, skipping those delivered and not yet
+    /// recorded. A parameter so that tests can make it hang.
+    let readAlarms: @Sendable (Outbox, Set<EventID>) throws -> [StoredEvent]
+
+    public convenience init(_ outbox: Outbox, bound: Int = 1000, refused: @escaping @Sendable (_ events: [Event], _ error: any Error) -> Void = { _, _ in }) {
+        self.init(outbox, bound: bound, refused: refused, readAlarms: { try $0.queuedAlarms(skipping: $1, limit: 32) })
+    }
+
+    init(_ outbox: Outbox, bound: Int, refused: @escaping @Sendable (_ events: [Event], _ error: any Error) -> Void,
+         readAlarms: @escaping @Sendable (Outbox, Set<EventID>) throws -> [StoredEvent]) {
         self.outbox = outbox
         self.seqs = outbox.seqs
         self.bound = bound
         self.refused = refused
+        self.readAlarms = readAlarms
     }
 
     public func with<T>(_ body: (Outbox) throws -> T) throws -> T {
@@ -361,15 +378,46 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    /// The alarm lane's next alarm, read from the outbox: nil when the outbox stayed busy
-    /// `within` (a write hangs: `alarmToExpress` has the alarms), .some(nil) when none waits.
-    /// A read only, and it keeps what it read for `alarmToExpress`.
+    /// The alarm lane's next alarm, read from the outbox: nil when it was not read within `limit`
+    /// (the outbox busy with a write that hangs, or this read hanging: `alarmToExpress` has the
+    /// alarms once the outbox has been busy `hangAfter`), .some(nil) when none waits. A read only,
+    /// on a thread of its own, and it keeps what it read for `alarmToExpress`.
+    ///
+    /// A read not done within `limit` is not given up: the next call waits for it again (no
+    /// second read queued behind one that hangs; on a loaded machine a slow read is still used).
+    /// Its answer is dropped, and a fresh read made, only if alarms were delivered since it read.
     public func nextAlarm(within limit: Duration) throws -> StoredEvent?? {
+        for _ in 0..<2 {
+            let read = alarmRead.withLock { pending in
+                if let pending { return pending }
+                let read = AlarmRead()
+                pending = read
+                alarmReads.async { [self] in
+                    read.result.withLock { $0 = Result { try readNextAlarm(within: limit) } }
+                    read.done.signal()
+                }
+                return read
+            }
+            guard read.done.wait(timeout: .now() + .nanoseconds(Int(limit.nanoseconds))) == .success else { return nil }
+            alarmRead.withLock { $0 = nil }
+            guard let answer = try read.result.withLock({ $0 })?.get() else { return nil }  // the outbox stayed busy
+            if answer.deliveries == handover.withLock({ $0.deliveryCount }) { return .some(answer.next) }
+        }
+        return nil
+    }
+
+    /// One read of the alarm lane's, on `alarmReads`.
+    final class AlarmRead: Sendable {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<(next: StoredEvent?, deliveries: Int)?, any Error>?>(nil)
+    }
+
+    func readNextAlarm(within limit: Duration) throws -> (next: StoredEvent?, deliveries: Int)? {
         try with(within: limit) { o in
-            let skipping = handover.withLock { Set($0.delivered.keys) }
-            let queued = try o.queuedAlarms(skipping: skipping, limit: 32)
+            let (skipping, deliveries) = handover.withLock { (Set($0.delivered.keys), $0.deliveryCount) }
+            let queued = try readAlarms(o, skipping)
             handover.withLock { $0.alarmsAsRead = queued }
-            return queued.first
+            return (queued.first, deliveries)
         }
     }
 
@@ -396,6 +444,7 @@ public final class LockedOutbox: @unchecked Sendable {
                 h.delivered[batch.events[0].eventID] = Delivery(batch: batch, outcomes: outcomes, at: at)
                 h.settleDue = true
             }
+            h.deliveryCount += 1
             return h.writerRunning
         }
         if queued { writer.wake() } else { try with { try $0.settle(batch, outcomes: outcomes, at: at) } }
