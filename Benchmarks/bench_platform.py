@@ -165,6 +165,8 @@ class DescriptorStore:
     def __init__(self, path):
         import socket, threading
         self.path, self.kept, self.lock = path, [], threading.Lock()
+        # EXTEND_TIMEOUT_USEC: the stop may run until then (monotonic), and how often it was asked.
+        self.extended_until, self.extensions = 0.0, 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
         threading.Thread(target=self.serve, daemon=True).start()
@@ -183,6 +185,9 @@ class DescriptorStore:
             fields = dict(l.split("=", 1) for l in text.decode(errors="replace").splitlines() if "=" in l)
             name = fields.get("FDNAME", "stored")
             with self.lock:
+                if fields.get("EXTEND_TIMEOUT_USEC", "").isdigit():
+                    self.extended_until = max(self.extended_until, time.monotonic() + int(fields["EXTEND_TIMEOUT_USEC"]) / 1e6)
+                    self.extensions += 1
                 if fields.get("FDSTOREREMOVE") == "1":
                     for n, fd in [k for k in self.kept if k[0] == name]:
                         os.close(fd)
@@ -192,6 +197,22 @@ class DescriptorStore:
                     fds = []
             for fd in fds:
                 os.close(fd)
+
+    def stop_unit(self, process, timeout=10):
+        """Stops PROCESS as systemd stops the unit: SIGTERM, then SIGKILL once TimeoutStopSec
+        (TIMEOUT, 10 s in deploy/vaktpost.service) has passed, unless the agent asked for more
+        time with EXTEND_TIMEOUT_USEC. True if it stopped by itself."""
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while process.poll() is None:
+            with self.lock:
+                deadline = max(deadline, self.extended_until)
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                return False
+            time.sleep(0.1)
+        return True
 
     def names(self):
         with self.lock:

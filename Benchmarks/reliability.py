@@ -39,7 +39,9 @@ status is 1 when anything failed.
                                            what waits for the write fills its bound: the flood's
                                            events go, not the stream's); every read and write hanging
                                            while the platform is away (the alarms stored before the hang
-                                           go from memory when it is back); and the wall clock jumping an hour forward and
+                                           go from memory when it is back), and the agent stopped while a write
+                                           hangs (the stop waits for it, asking systemd for time,
+                                           and loses nothing); and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every
@@ -405,7 +407,7 @@ class Scenario:
         self.schedule = self.shape(self.schedule, begin)
         open(self.work + "/vaktpost.toml", "w").write(hub_config(self.work, self.hub_port, buttons, self.outbox, self.extra_config, self.platform_config))
         self.procs.append(start_fake_usb300(self.work, self.schedule + self.extra_schedule))
-        self.agent = start_agent(self.bindir, self.work)
+        self.agent = start_agent(self.bindir, self.work, store=getattr(self, "store", None))
         self.procs.append(self.agent)
 
     def sample(self):
@@ -610,7 +612,11 @@ class DiskFails(Scenario):
     def cleanup(self):
         if self.strace and self.strace.poll() is None:
             self.strace.send_signal(signal.SIGINT)  # detaches; the agent runs on untraced
-            self.strace.wait(10)
+            try:
+                self.strace.wait(10)
+            except subprocess.TimeoutExpired:  # its tracee was killed inside an injected delay
+                self.strace.kill()
+                self.strace.wait()
 
 class DiskStalls(DiskFails):
     """For the fault window every sync of the outbox's files takes a second, as on an SD card
@@ -732,11 +738,15 @@ class DiskHangs(DiskFails):
         self.files = ["-P", self.outbox + "-wal"] + (["-P", self.outbox] if reads else [])
 
     def at(self, second):
-        if second == self.HANG[0] and shutil.which("strace"):
-            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", *self.files,
-                                            "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
+        if second == self.HANG[0]:
+            self.hang()
         if second == self.HANG[1] + 1:
             self.cleanup()
+
+    def hang(self):
+        if shutil.which("strace"):
+            self.strace = subprocess.Popen(["strace", "-qq", "-f", "-p", str(self.agent.pid), "-o", "/dev/null", *self.files,
+                                            "-e", "trace=" + self.calls, "-e", f"inject={self.calls}:{self.injection}"])
 
     def hang_reported(self, events):
         hung = [(r[1], json.loads(r[3]).get("data", {})) for r in events if r[0] == "outbox.write_failed"]
@@ -773,6 +783,74 @@ class DiskHangsOffline(DiskHangs):
               f"{len(stored)} stored before the hang, {len(during)} pressed during it, "
               f"worst {waits[-1] if waits else 0:.1f} s after the later of press and return (the hang ended {self.HANG[1] - self.DOWN[1]} s after it)")
         self.hang_reported(events)
+
+class DiskHangsStopped(DiskHangs):
+    """Every write of the outbox's WAL hangs from stream second 27 to 52, and at second 35 the
+    agent is stopped, as `systemctl restart` or a package upgrade would, by a stand-in for
+    systemd (`DescriptorStore.stop_unit`): SIGTERM, and SIGKILL once TimeoutStopSec (10 s, as in
+    the unit) has passed unless the agent asked for more time (EXTEND_TIMEOUT_USEC); then it is
+    started again. What waits in memory for the write (the stream's events of those seconds,
+    the alarms pressed meanwhile, already sent from memory) must be stored when the write
+    returns, not killed with the agent: every event arrives, none twice, and the hang's
+    `outbox.write_failed` is raised and cleared. The stream pauses PAUSE s from the stop (the
+    port stays open in the store, as systemd keeps it)."""
+    HANG_AT, STOP, PAUSE = (27, 52), 35, 20  # stream seconds
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.store = DescriptorStore(self.work + "/notify.sock")
+        self.begin, self.stopper, self.stopping, self.hang_over = 0, None, False, False
+        self.stopped_by_itself, self.stop_took = None, 0.0
+
+    def shape(self, schedule, begin):
+        self.begin = begin.timestamp()
+        pause = begin + datetime.timedelta(seconds=self.STOP)
+        def later(item):
+            at = datetime.datetime.fromisoformat(item["at"])
+            return {**item, "at": (at + datetime.timedelta(seconds=self.PAUSE)).isoformat()} if at >= pause else item
+        return [later(item) for item in schedule]
+
+    def sample(self):
+        if not self.stopping:  # an agent stopping and started again is not one that died
+            super().sample()
+
+    def at(self, second):
+        t = time.time()
+        if self.strace is None and t >= self.begin + self.HANG_AT[0]:
+            self.hang()
+        if not self.hang_over and t >= self.begin + self.HANG_AT[1]:
+            self.hang_over = True
+            super().cleanup()  # strace lets go: the write returns
+        if self.stopper is None and t >= self.begin + self.STOP:
+            self.stopping = True
+            self.stopper = threading.Thread(target=self.restart)
+            self.stopper.start()
+
+    def restart(self):
+        began = time.monotonic()
+        self.stopped_by_itself = self.store.stop_unit(self.agent)
+        self.stop_took = time.monotonic() - began
+        if not self.stopped_by_itself and self.strace and self.strace.poll() is None:
+            self.strace.kill()  # killed inside the injected delay: strace would hold it for the rest
+            self.strace.wait()
+        self.agent = start_agent(self.bindir, self.work, store=self.store)
+        self.procs.append(self.agent)
+        self.stopping = False
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
+            return
+        check(self.stopped_by_itself, f"{self.name}: the stop waited for the write that hung and ended by itself after {self.stop_took:.1f} s "
+                                      f"(TimeoutStopSec 10 s; more time asked {self.store.extensions} times), not killed")
+        log = open(self.work + "/agent.log", errors="replace").read()
+        check("the stop waits for a write of the outbox" in log, f"{self.name}: the journal says the stop waits for the write")
+        self.hang_reported(events)
+
+    def cleanup(self):
+        super().cleanup()
+        if self.stopper:
+            self.stopper.join(30)
+        self.store.close()
 
 class DiskHangsFlooding(DiskHangs):
     """While a configured motion sensor floods (1,000 telegrams a second for 20 s, from stream
@@ -833,6 +911,7 @@ def faults():
         Flood("flooding", bindir, base),
         DiskHangsFlooding("disk-hangs-flooding", bindir, base),
         DiskHangsOffline("disk-hangs-offline", bindir, base),
+        DiskHangsStopped("disk-hangs-stopped", bindir, base),
     ]
     only = os.environ.get("ONLY")
     if only:

@@ -87,10 +87,15 @@ public final class HubDaemon: HubControl {
         var floods = FloodWatch()
         /// Boot time of the oldest state or log event waiting for company (see `commit`).
         var pendingSince: UInt64?
+        /// A write of the outbox that hangs, as reported (`reportHang`).
+        var hanging: HangingWrite?
     }
     let core: Mutex<Core>
 
     let tickLoop = BackgroundLoop(label: "vaktpost.rules")
+    /// Runs while the agent stops (`watchTheStop`).
+    let stopWatch = BackgroundLoop(label: "vaktpost.stop-watch")
+    let stopWatched = Atomic<Bool>(false)
     let controlLoop = BackgroundLoop(label: "vaktpost.control")
     let replayLoop = BackgroundLoop(label: "vaktpost.ble.replay")
     /// Readers put what they hear here; the rules take it in on the intake's thread.
@@ -283,6 +288,7 @@ public final class HubDaemon: HubControl {
 
     public func stop(_ part: Part) {
         if part == Part.allCases.last { SystemdNotify.send("STOPPING=1") }
+        watchTheStop()
         switch part {
         case .inputs:
             scanner.withLock { $0 }?.stop()
@@ -302,7 +308,10 @@ public final class HubDaemon: HubControl {
             historyLoop.stop()
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
-            outbox.stopWriter()  // everything handed over is in the outbox
+            outbox.stopWriter()  // everything handed over is in the outbox (`watchTheStop`)
+            // A hang reported and over by now: cleared here, the rules' loop being stopped
+            // (stored at once, the writer being stopped; sent by the next start).
+            if let hang = core.withLock({ $0.hanging }) { _ = reportHang(hang) }
             try? historyStore.save(core.withLock { $0.ble.histories })
             let ruleState = core.withLock { $0.state }
             try? outbox.with { o in
@@ -314,6 +323,7 @@ public final class HubDaemon: HubControl {
                 try o.checkpoint()
                 try o.close()
             }
+            stopWatch.stop()
             logger.notice("stopped cleanly")
         }
     }
@@ -538,6 +548,29 @@ public final class HubDaemon: HubControl {
         }
     }
 
+    /// From the stop's first part to its last: while a write of the outbox hangs, asks systemd
+    /// for time (`StopDuringHang`). Any part's stop may wait behind that write (the bulk lane for
+    /// its batch, the rules for the writer), and a kill would lose what waits for it in memory.
+    func watchTheStop() {
+        guard !stopWatched.exchange(true, ordering: .relaxed) else { return }
+        stopWatch.start { [self] in
+            let began = SystemClock.boottime()
+            var hang = StopDuringHang()
+            while !stopWatch.isStopped {
+                if let running = outbox.hangingFor {
+                    let stopping = Duration.nanoseconds(Int64(SystemClock.boottime() &- began))
+                    for step in hang.waiting(write: running, stopping: stopping, events: outbox.waitingForWrite, outbox: config.outbox.path) {
+                        switch step {
+                        case .notify(let message): _ = SystemdNotify.send(message)
+                        case .say(let line): logger.critical("\(line)")
+                        }
+                    }
+                }
+                stopWatch.sleep(.seconds(1))
+            }
+        }
+    }
+
     /// The outbox takes no writes at this stop: what memory holds goes to the stand-in on tmpfs
     /// (a restart of the agent keeps it, and the next start runs from it or takes it in), not
     /// lost with the process. Only if that fails too are the events lost: said loudly.
@@ -593,7 +626,6 @@ public final class HubDaemon: HubControl {
         var lastAlive = SystemClock.boottime()
         var lastAliveNote = UInt64(0)
         var lastHold: StorageHold? = nil
-        var hanging: HangingWrite? = nil
         let watchdog = SystemdNotify.watchdogInterval
         while !tickLoop.isStopped {
             if let step = timeline.follow(synced: clock.synced()) {
@@ -605,7 +637,8 @@ public final class HubDaemon: HubControl {
             step()
             let now = SystemClock.boottime()
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
-            hanging = reportHang(hanging)
+            let hang = reportHang(core.withLock { $0.hanging })
+            core.withLock { $0.hanging = hang }
             // Housekeeping never waits for the disk: its writes go to the outbox's writer, and
             // what it reads is not waited for while a write hangs (it is read at the next round).
             // The loop must go on: it fires the timers and feeds the watchdog.

@@ -175,7 +175,8 @@ public final class LockedOutbox: @unchecked Sendable {
     }
 
     /// Writes everything handed over, then ends the writer: a hand-over after this is written
-    /// at once, by whoever hands it over. Waits for a write that hangs (a stop cannot abandon it).
+    /// at once, by whoever hands it over. Waits for a write that hangs (a stop cannot abandon it:
+    /// what waits for it would be lost; the daemon asks systemd for time meanwhile, `hangingFor`).
     public func stopWriter() {
         handover.withLock { $0.writerRunning = false }
         writer.stop()
@@ -360,6 +361,16 @@ public final class LockedOutbox: @unchecked Sendable {
             defer { h.stored = [] }
             return h.stored
         }
+    }
+
+    /// How long the outbox has been busy, once that is `hangAfter` or more (a write that hangs,
+    /// whoever's: the writer's, or one holding the lock); nil otherwise.
+    public var hangingFor: Duration? {
+        let now = SystemClock.boottime()
+        let since = heldSince.load(ordering: .relaxed)
+        let writing = handover.withLock { $0.writingSince.map { now &- $0 } } ?? 0
+        let busy = max(since == 0 ? 0 : now &- since, writing)
+        return busy >= Self.hangAfter ? .nanoseconds(Int64(busy)) : nil
     }
 
     /// How long the write in progress has been running, if one is.

@@ -185,6 +185,46 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         }
     }
 
+    /// How long the outbox has been busy, for the stop's requests to systemd: from a second on,
+    /// whoever holds it (here not the writer: a lane's write, say).
+    @Test func theOutboxSaysHowLongItHasBeenBusyOnceItHangs() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            #expect(locked.hangingFor == nil)
+            let over = hang(locked, for: 2.5)
+            #expect(locked.hangingFor == nil, "not yet a second")
+            Thread.sleep(forTimeInterval: 1.3)
+            #expect(try #require(locked.hangingFor) >= .seconds(1))
+            over.wait()
+            #expect(locked.hangingFor == nil)
+        }
+    }
+
+    /// The agent stopped while a write hangs (systemctl restart, an upgrade): the stop waits
+    /// for the write, asking systemd for time and saying so (`StopDuringHang`), stores what
+    /// waited for it, and clears the hang it reported, which the rules' loop, stopped first, no
+    /// longer can.
+    @Test func aStopWaitsForAWriteThatHangsAndClearsItsReport() throws {
+        try withTemporaryDirectory { dir in
+            let journal = Journal()
+            let d = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock", logger: journal.logger)
+            try d.start(.rules)
+            let over = holdOutbox(d.outbox, for: 8)
+            let test = try #require(d.raiseTestAlarm())  // the writer takes it, and waits
+            #expect(waitUntil(8) { d.core.withLock { $0.hanging } != nil }, "reported after 5 s")
+            let clock = ContinuousClock()
+            let took = clock.measure { d.stop(.rules) }
+            over.wait()
+            #expect(took >= .seconds(1), "the stop waited for the write")
+            #expect(journal.text.contains("the stop waits for a write of the outbox"), "\(journal.text)")
+            let again = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock")
+            let stored = try again.outbox.with { try $0.fetch(where: "1", [], limit: 100) }
+            #expect(stored.contains { $0.eventID == test })
+            let hang = stored.filter { $0.type == EventType.outboxWriteFailed.rawValue }
+            #expect(hang.count == 2, "raised and cleared: \(hang.map { String(decoding: $0.payload, as: UTF8.self) })")
+        }
+    }
+
     @Test mutating func aFloodWaitingForAHangingWriteLosesItsOwnStatesAndNoAlarm() throws {
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir, bound: 100)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 @testable import Agent
 import VaktpostCore
 import VaktpostPosix
@@ -36,7 +37,8 @@ func write(_ text: String, to path: String, mode: UInt32 = 0o644) throws {
 
 /// A daemon in-process (no inputs started) with a motion sensor `hall`, a button `button` and its
 /// alarm rule, its config written to `dir`; with `serial`, a receiver `usb300` on that port.
-func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = nil) throws -> HubDaemon {
+func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = nil,
+               logger: Logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }) throws -> HubDaemon {
     try write("""
         [hub]
         id = "hub-0001"
@@ -61,8 +63,25 @@ func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = 
         [outbox]
         path = "\(outbox)"
         """ + (serial.map { "\n[[serial]]\nname = \"usb300\"\npath = \"\($0)\"\n" } ?? ""), to: dir + "/vaktpost.toml")
-    return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"),
-                         logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+    return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"), logger: logger)
+}
+
+/// What a daemon logs, kept: for tests of what the journal says.
+final class Journal: Sendable {
+    let lines = Mutex<[String]>([])
+    var logger: Logger { Logger(label: "test") { _ in Handler(journal: self) } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+    struct Handler: LogHandler {
+        let journal: Journal
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { journal.lines.withLock { $0.append("\(event.level) \(event.message)") } }
+    }
 }
 
 /// The config of a hub with a bed pad `bed` and its rule `night-bed` (not back in bed within
