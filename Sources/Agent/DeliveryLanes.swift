@@ -233,8 +233,9 @@ public final class DeliveryLanes: Sendable {
                     if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
                 }
             } catch {
-                // Network or TLS failure: the error says what to do; the lane keeps trying.
-                report(.failed(reason: "\(error)"))
+                // Network or TLS failure: the error says what to do; the lane keeps trying. A
+                // request given up because the agent stops is no failure of the link.
+                if !loop.isStopped { report(.failed(reason: "\(error)")) }
             }
             if lane == .alarm { alarmDone(progress: false) }
             let answered = platformAnswered.load(ordering: .acquiring)

@@ -190,6 +190,25 @@ final class Reports: Sendable {
         }
     }
 
+    /// A request given up because the agent stops is not a failure of the link: the journal
+    /// would say `a request to the platform failed, retrying` at every stop with one in flight.
+    @Test mutating func aRequestGivenUpAtAStopIsNoFailure() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            try stub.faults(["delayMs": 5000])
+            try l.withOutbox { try $0.append([event(.fallDetected)]) }
+            l.start()
+            Thread.sleep(forTimeInterval: 1)  // the alarm's POST waits for the receiver
+            let clock = ContinuousClock()
+            #expect(clock.measure { l.stop() } < .seconds(3), "given up within a second or so")
+            let failed = reports.all.withLock { $0.filter { if case .failed = $0 { true } else { false } } }
+            #expect(failed.isEmpty, "\(failed)")
+            try stub.faults(["delayMs": 0])
+        }
+    }
+
     /// Fresh events trickling in wait up to the linger (0.5 s) and go as one request; an
     /// alarm among them does not wait.
     @Test mutating func freshEventsGoTogetherAfterTheLingerAndAlarmsAtOnce() throws {
