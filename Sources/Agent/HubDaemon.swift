@@ -89,6 +89,8 @@ public final class HubDaemon: HubControl {
         var pendingSince: UInt64?
         /// A write of the outbox that hangs, as reported (`reportHang`).
         var hanging: HangingWrite?
+        /// A pushed config is in place, its restart waiting for a write that hangs.
+        var restartWhenWritten = false
     }
     let core: Mutex<Core>
 
@@ -639,6 +641,7 @@ public final class HubDaemon: HubControl {
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             let hang = reportHang(core.withLock { $0.hanging })
             core.withLock { $0.hanging = hang }
+            restartIfWritten()
             // Housekeeping never waits for the disk: its writes go to the outbox's writer, and
             // what it reads is not waited for while a write hangs (it is read at the next round).
             // The loop must go on: it fires the timers and feeds the watchdog.
@@ -730,7 +733,7 @@ public final class HubDaemon: HubControl {
         case .linkLost(let since): logger.error("uplink lost since \(since)")
         case .linkRestored(let d): logger.notice("uplink restored after \(DurationText.format(d))")
         case .configRefused(let v, let reason): logger.error("pushed config \(v) refused: \(reason)")
-        case .configApplied(let v): logger.notice("config \(v) from the platform applied; restarting to use it")
+        case .configApplied(let v): logger.notice("config \(v) from the platform applied; restarting to use it\(core.withLock { $0.restartWhenWritten } ? " once the outbox writes again" : "")")
         case .attemptFailed(let reason): logger.warning("a request to the platform failed, retrying: \(reason)")
         case .heartbeat, .command, .clockCorrected: break
         }
@@ -775,9 +778,31 @@ public final class HubDaemon: HubControl {
             Files.remove(candidate)
             return "cannot replace \(options.configPath) (errno \(errno))"
         }
+        // The stop would wait for a write of the outbox that hangs, and the agent would hear
+        // nothing until it returns: the restart waits for the write instead (`restartIfWritten`),
+        // the agent supervising on the config it has. A stop meanwhile starts on the new one.
+        if outbox.hangingFor != nil {
+            core.withLock { $0.restartWhenWritten = true }
+            logger.warning("config \(version) is in place; the restart onto it waits for a write of the outbox that hangs (the agent supervises with the config it has until then)")
+            return nil
+        }
         core.withLock { $0.restartRequested = true }
         stopWanted.continuation.yield()
         return nil
+    }
+
+    /// A pushed config waits for a write that hangs (`applyConfig`): restarts onto it once the
+    /// outbox is free.
+    func restartIfWritten() {
+        guard outbox.hangingFor == nil else { return }
+        let due = core.withLock { c in
+            defer { c.restartWhenWritten = false }
+            if c.restartWhenWritten { c.restartRequested = true }
+            return c.restartWhenWritten
+        }
+        guard due else { return }
+        logger.notice("the outbox writes again: restarting onto the pushed config")
+        stopWanted.continuation.yield()
     }
 
 }

@@ -498,7 +498,7 @@ public final class PlatformLink: Sendable {
             $0.configVersion = etag
             $0.refusedConfig = nil
         }
-        try? outbox.with { try $0.setNote("config_version", etag) }
+        outbox.later { try? $0.setNote("config_version", etag) }  // the poll never waits for the disk
         notice(.configApplied(version: etag))
         return .applied(version: etag)
     }

@@ -225,6 +225,25 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         }
     }
 
+    /// A config pushed while a write hangs: the stop would wait for the write, the agent deaf
+    /// meanwhile, so the restart onto it waits for the write, the agent supervising on the old one.
+    @Test func aConfigPushedWhileAWriteHangsRestartsOnceTheOutboxWrites() throws {
+        try withTemporaryDirectory { dir in
+            let d = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock")
+            try d.start(.rules)
+            defer { d.stop(.rules) }
+            let over = holdOutbox(d.outbox, for: 3)
+            _ = d.raiseTestAlarm()  // the writer takes it, and waits
+            #expect(waitUntil(3) { d.outbox.hangingFor != nil })
+            let pushed = try String(contentsOfFile: dir + "/vaktpost.toml", encoding: .utf8) + "\n# pushed\n"
+            #expect(d.applyConfig(pushed, version: "\"2\"") == nil, "accepted")
+            #expect(try String(contentsOfFile: dir + "/vaktpost.toml", encoding: .utf8) == pushed, "and in place")
+            #expect(!d.restartRequested, "no restart while the write hangs")
+            over.wait()
+            #expect(waitUntil(3) { d.restartRequested }, "once it has returned")
+        }
+    }
+
     @Test mutating func aFloodWaitingForAHangingWriteLosesItsOwnStatesAndNoAlarm() throws {
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir, bound: 100)
