@@ -149,6 +149,27 @@ final class Reports: Sendable {
         }
     }
 
+    /// A broken alarm endpoint must not stop everything else: past the grace, the alarm lane
+    /// failing each time it is asked to try, the batches go.
+    @Test mutating func aBrokenAlarmEndpointHoldsTheBatchesOnlyForTheGrace() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["downForSec": 3600, "scope": "alarms"])
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports())
+            let alarm = event(.fallDetected)
+            try l.withOutbox { try $0.append((0..<300).map { _ in event(.bedState, .update) } + [alarm]) }
+            let clock = ContinuousClock()
+            let began = clock.now
+            l.start()
+            defer { l.stop() }
+            #expect(try waitUntil(20) { try !stub.arrivedIDs().isEmpty })
+            #expect(clock.now - began >= .seconds(3), "no batch before the grace")
+            #expect(try waitUntil(20) { try stub.arrivedIDs().count == 300 }, "the batches went")
+            try stub.faults(["downForSec": 0])
+            #expect(try waitUntil(5) { try stub.arrivedIDs().contains(alarm.eventID.description) })
+        }
+    }
+
     /// 503 with Retry-After: 3 while the platform is back after 1 s: the alarm waits out the 3 s.
     @Test mutating func retryAfterIsHonouredEvenWhenThePlatformIsBackSooner() throws {
         let stub = try ReceiverProcess()
