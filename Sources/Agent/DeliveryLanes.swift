@@ -180,7 +180,9 @@ public final class DeliveryLanes: Sendable {
                 }
                 guard let next else {
                     // Busy with a write that hangs: its alarms are offered once it has hung a second.
-                    waitForWork(lane, upTo: .milliseconds(100))
+                    // A read of ours still running (a loaded machine, or a read that hangs) is
+                    // waited for again at once: the alarm goes as soon as it has answered.
+                    if lane == .bulk || !outbox.alarmReadPending { waitForWork(lane, upTo: .milliseconds(100)) }
                     continue
                 }
                 guard let next else {

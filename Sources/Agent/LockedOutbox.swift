@@ -417,6 +417,9 @@ public final class LockedOutbox: @unchecked Sendable {
         return nil
     }
 
+    /// A read of the alarm lane's not yet taken: the next `nextAlarm` waits for it (again).
+    public var alarmReadPending: Bool { alarmRead.withLock { $0 != nil } }
+
     /// One read of the alarm lane's, on `alarmReads`.
     final class AlarmRead: Sendable {
         let done = DispatchSemaphore(value: 0)
