@@ -387,6 +387,14 @@ def restarts(n, backlog=0, keep_ports=True, push=False, crash=False):
 FAULT_WINDOW = (10, 115)   # seconds from the start: long enough for uplink.lost (3 x 30 s heartbeats)
 RUN_FOR = 160
 
+def paused(schedule, pauses, seconds):
+    """SCHEDULE with the stream paused SECONDS at each of PAUSES (datetimes): every item at or
+    after a pause is sent that much later, per pause before it."""
+    def later(item):
+        at = datetime.datetime.fromisoformat(item["at"])
+        return {**item, "at": (at + datetime.timedelta(seconds=seconds * sum(1 for p in pauses if at >= p))).isoformat()}
+    return [later(item) for item in schedule]
+
 class Scenario:
     """One agent with its own receiver, stream and fault."""
     def __init__(self, name, bindir, base):
@@ -662,10 +670,7 @@ class DiskDiesRestarted(DiskFails):
         # pauses before it), so it is done before the pause ends: a stop takes about a second,
         # more with twelve other agents beside it.
         self.restarts = [p.timestamp() + self.PAUSE * i + 0.5 for i, p in enumerate(pauses)]
-        def later(item):
-            at = datetime.datetime.fromisoformat(item["at"])
-            return {**item, "at": (at + datetime.timedelta(seconds=self.PAUSE * sum(1 for p in pauses if at >= p))).isoformat()}
-        return [later(item) for item in schedule]
+        return paused(schedule, pauses, self.PAUSE)
 
     def restart(self):
         stop([self.agent])
@@ -804,11 +809,7 @@ class DiskHangsStopped(DiskHangs):
 
     def shape(self, schedule, begin):
         self.begin = begin.timestamp()
-        pause = begin + datetime.timedelta(seconds=self.STOP)
-        def later(item):
-            at = datetime.datetime.fromisoformat(item["at"])
-            return {**item, "at": (at + datetime.timedelta(seconds=self.PAUSE)).isoformat()} if at >= pause else item
-        return [later(item) for item in schedule]
+        return paused(schedule, [begin + datetime.timedelta(seconds=self.STOP)], self.PAUSE)
 
     def sample(self):
         if not self.stopping:  # an agent stopping and started again is not one that died

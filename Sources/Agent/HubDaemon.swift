@@ -794,13 +794,12 @@ public final class HubDaemon: HubControl {
     /// A pushed config waits for a write that hangs (`applyConfig`): restarts onto it once the
     /// outbox is free.
     func restartIfWritten() {
-        guard outbox.hangingFor == nil else { return }
-        let due = core.withLock { c in
-            defer { c.restartWhenWritten = false }
-            if c.restartWhenWritten { c.restartRequested = true }
-            return c.restartWhenWritten
+        // The flag first: this runs every tick of the rules' loop, the outbox's state only when due.
+        guard core.withLock({ $0.restartWhenWritten }), outbox.hangingFor == nil else { return }
+        core.withLock { c in
+            c.restartWhenWritten = false
+            c.restartRequested = true
         }
-        guard due else { return }
         logger.notice("the outbox writes again: restarting onto the pushed config")
         stopWanted.continuation.yield()
     }

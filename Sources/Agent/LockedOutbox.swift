@@ -143,9 +143,13 @@ public final class LockedOutbox: @unchecked Sendable {
     func released() { heldSince.store(0, ordering: .relaxed) }
 
     /// The outbox has been busy `hangAfter`: a write hangs, the writer's or another thread's.
-    func hung(_ h: Handover, at now: UInt64) -> Bool {
+    func hung(_ h: Handover, at now: UInt64) -> Bool { busy(h, at: now) >= Self.hangAfter }
+
+    /// How long (ns) the outbox has been busy: the writer's write running (waiting for the lock
+    /// included), or the lock held, whichever is longer; 0 when neither.
+    func busy(_ h: Handover, at now: UInt64) -> UInt64 {
         let since = heldSince.load(ordering: .relaxed)
-        return h.hung(at: now) || (since != 0 && now &- since >= Self.hangAfter)
+        return max(since == 0 ? 0 : now &- since, h.writingSince.map { now &- $0 } ?? 0)
     }
 
     /// As `with`, for those who must not wait for a write that hangs (the alarm lane, the
@@ -367,10 +371,8 @@ public final class LockedOutbox: @unchecked Sendable {
     /// whoever's: the writer's, or one holding the lock); nil otherwise.
     public var hangingFor: Duration? {
         let now = SystemClock.boottime()
-        let since = heldSince.load(ordering: .relaxed)
-        let writing = handover.withLock { $0.writingSince.map { now &- $0 } } ?? 0
-        let busy = max(since == 0 ? 0 : now &- since, writing)
-        return busy >= Self.hangAfter ? .nanoseconds(Int64(busy)) : nil
+        let nanoseconds = handover.withLock { busy($0, at: now) }
+        return nanoseconds >= Self.hangAfter ? .nanoseconds(Int64(nanoseconds)) : nil
     }
 
     /// How long the write in progress has been running, if one is.

@@ -1,7 +1,7 @@
 import VaktpostCore
 
-/// What a stop does while the outbox's writer sits in a write that hangs (`LockedOutbox.stopWriter`
-/// tells it once a second). systemd kills a stop that outlasts `TimeoutStopSec` (10 s in the
+/// What a stop does while the outbox is busy with a write that hangs (`HubDaemon.watchTheStop`
+/// asks it once a second). systemd kills a stop that outlasts `TimeoutStopSec` (10 s in the
 /// unit), and the events still waiting in memory for the write would die with the agent: the
 /// write itself returns first (a thread inside a write cannot die), the rest is never written.
 /// So while the write hangs, the stop asks systemd for more time (`EXTEND_TIMEOUT_USEC`), up to
