@@ -77,9 +77,7 @@ public final class DeliveryLanes: Sendable {
     /// Bumped by every successful exchange: a lane backing off retries at once, because the
     /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff).
     let platformAnswered = Atomic<Int>(0)
-    /// The alarm lane's attempts begun and finished (one at a time: the attempt begun as the
-    /// nth finishes as the nth), and its settled events, for the bulk lane's alarms-first rule.
-    let alarmBegun = Atomic<Int>(0)
+    /// The alarm lane's attempts and settled events, for the bulk lane's alarms-first rule.
     let alarmAttempts = Atomic<Int>(0)
     let alarmProgress = Atomic<Int>(0)
     /// Set while queued stamps are being corrected (`PlatformLink.correctClock`): the bulk lane
@@ -198,7 +196,6 @@ public final class DeliveryLanes: Sendable {
             }
             let started = firstTry ?? now()
             firstTry = started
-            if lane == .alarm { alarmBegun.add(1, ordering: .releasing) }
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
@@ -292,13 +289,11 @@ public final class DeliveryLanes: Sendable {
             if alarmProgress.load(ordering: .acquiring) != progress { since = now() }
             return true
         }
-        // An attempt begun after this ask must have finished: one already in flight (begun while
-        // the platform was away, say) failing just as it comes back is no reason to go ahead.
-        let asked = alarmBegun.load(ordering: .acquiring)
+        let attempts = alarmAttempts.load(ordering: .acquiring)
         platformIsBack()  // cuts the alarm lane's backoff short (not a Retry-After)
         let clock = ContinuousClock()
-        let deadline = clock.now + Self.alarmAttempt * 2 + .seconds(2)  // the one in flight, then ours
-        while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) <= asked, clock.now < deadline {
+        let deadline = clock.now + .seconds(12)
+        while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) == attempts, clock.now < deadline {
             _ = alarmSettled.wait(timeout: .now() + .milliseconds(100))
         }
         if alarmProgress.load(ordering: .acquiring) != progress {
