@@ -77,7 +77,9 @@ public final class DeliveryLanes: Sendable {
     /// Bumped by every successful exchange: a lane backing off retries at once, because the
     /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff).
     let platformAnswered = Atomic<Int>(0)
-    /// The alarm lane's attempts and settled events, for the bulk lane's alarms-first rule.
+    /// The alarm lane's attempts begun and finished (one at a time: the attempt begun as the
+    /// nth finishes as the nth), and its settled events, for the bulk lane's alarms-first rule.
+    let alarmBegun = Atomic<Int>(0)
     let alarmAttempts = Atomic<Int>(0)
     let alarmProgress = Atomic<Int>(0)
     /// Set while queued stamps are being corrected (`PlatformLink.correctClock`): the bulk lane
@@ -196,6 +198,7 @@ public final class DeliveryLanes: Sendable {
             }
             let started = firstTry ?? now()
             firstTry = started
+            if lane == .alarm { alarmBegun.add(1, ordering: .releasing) }
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
@@ -289,11 +292,16 @@ public final class DeliveryLanes: Sendable {
             if alarmProgress.load(ordering: .acquiring) != progress { since = now() }
             return true
         }
-        let attempts = alarmAttempts.load(ordering: .acquiring)
+        // An attempt begun after this ask must have failed: one already in flight (begun while
+        // the platform was away, say) failing just as it comes back is no reason to go ahead.
+        // Any alarm getting through ends the wait: the one in flight may have been the last, and
+        // then no attempt follows it.
+        let asked = alarmBegun.load(ordering: .acquiring)
         platformIsBack()  // cuts the alarm lane's backoff short (not a Retry-After)
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(12)
-        while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) == attempts, clock.now < deadline {
+        let deadline = clock.now + Self.alarmAttempt * 2 + .seconds(2)  // the one in flight, then ours
+        while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) <= asked,
+              alarmProgress.load(ordering: .acquiring) == progress, clock.now < deadline {
             _ = alarmSettled.wait(timeout: .now() + .milliseconds(100))
         }
         if alarmProgress.load(ordering: .acquiring) != progress {

@@ -170,6 +170,25 @@ final class Reports: Sendable {
         }
     }
 
+    /// A slow platform: the last alarm's POST is still in flight when the grace ends and the bulk
+    /// lane asks the alarm lane to try again. That POST getting through is the answer: the
+    /// batches go once it is stored, not after waiting for an attempt no alarm is left to make.
+    @Test mutating func theBatchesGoOnceTheAlarmInFlightWhenAskedGetsThrough() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["delayMs": 4500])  // past the 3 s grace
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports())
+            let alarm = event(.fallDetected)
+            try l.withOutbox { try $0.append((0..<300).map { _ in event(.bedState, .update) } + [alarm]) }
+            l.start()
+            defer { l.stop() }
+            #expect(try waitUntil(10) { try stub.arrivedIDs().contains(alarm.eventID.description) })
+            try stub.faults(["delayMs": 0])
+            #expect(try waitUntil(10) { try stub.arrivedIDs().count == 301 }, "\((try? stub.arrivedIDs().count) ?? -1) of 301 arrived")
+            #expect(try stub.arrivedIDs().first == alarm.eventID.description, "the alarm first")
+        }
+    }
+
     /// 503 with Retry-After: 3 while the platform is back after 1 s: the alarm waits out the 3 s.
     @Test mutating func retryAfterIsHonouredEvenWhenThePlatformIsBackSooner() throws {
         let stub = try ReceiverProcess()
