@@ -134,8 +134,8 @@ let package = Package(
             .product(name: "NIOHTTP2", package: "swift-nio-http2"),
         ]),
         .testTarget(name: "ReceiverTests", dependencies: ["Receiver", "VaktpostCore", "TestSupport"]),
-        .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix"]),
-        .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix"]),
+        .testTarget(name: "BLEInputTests", dependencies: ["BLEInput", "VaktpostCore", "VaktpostPosix", "TestSupport"]),
+        .testTarget(name: "SerialInputTests", dependencies: ["SerialInput", "VaktpostCore", "VaktpostPosix", "TestSupport"]),
         .testTarget(
             name: "AgentTests",
             dependencies: [

@@ -111,6 +111,8 @@ public final class HubDaemon: HubControl {
     let receivers: Mutex<[SerialReceiver]> = Mutex([])
     /// The serial receivers' ports, opened before the outbox (see `init`), by receiver name.
     let earlySerial: [String: SerialReceiver.OpenPort]
+    /// The BLE socket the previous run kept scanning, with what was heard since in it.
+    let keptBLE: Int32?
     let listener: Mutex<UnixListener?> = Mutex(nil)
     let stopped = Atomic<Bool>(false)
     let shutdownAsked = Atomic<Bool>(false)
@@ -134,6 +136,8 @@ public final class HubDaemon: HubControl {
         earlySerial = Dictionary(config.serial.compactMap { r in SerialReceiver.openEarly(.init(r)).map { (r.name, $0) } },
                                  uniquingKeysWith: { first, _ in first })
         for name in SerialReceiver.releaseUnclaimedPorts() { logger.notice("closed the port kept as \(name): no receiver of that name is configured now") }
+        keptBLE = Self.scanning(config).flatMap { HCIScanner.keptSocket($0) }
+        for name in HCIScanner.releaseUnclaimedSockets() { logger.notice("closed the Bluetooth socket kept as \(name): the config scans otherwise now, or not at all") }
         sensorConfigs = Dictionary(config.sensors.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.zone = zone
         let simulated = options.start != nil || options.speed != 1
@@ -293,9 +297,9 @@ public final class HubDaemon: HubControl {
         watchTheStop()
         switch part {
         case .inputs:
-            scanner.withLock { $0 }?.stop()
-            // Before a re-exec the ports stay open for the new image (`portsForNextRun`).
+            // Before a re-exec the socket and the ports stay open for the new image (`portsForNextRun`).
             let keeping = restartRequested
+            scanner.withLock { $0 }?.stop(keepingSocket: keeping)
             receivers.withLock { $0 }.forEach { $0.stop(keepingPort: keeping) }
             replayLoop.stop()
             intake.stop()  // what was heard before is taken in
@@ -343,9 +347,16 @@ public final class HubDaemon: HubControl {
 
     public var restartRequested: Bool { core.withLock { $0.restartRequested } }
 
-    /// After a stop for a re-exec: the receivers' ports, still open, to hand to the new image.
+    /// After a stop for a re-exec: the receivers' ports and the Bluetooth socket, still open, to
+    /// hand to the new image.
     public func portsForNextRun() -> [(name: String, fd: Int32)] {
-        receivers.withLock { $0 }.compactMap { $0.portForNextRun() }
+        receivers.withLock { $0 }.compactMap { $0.portForNextRun() } + [scanner.withLock { $0 }?.socketForNextRun()].compactMap { $0 }
+    }
+
+    /// How the adapter is scanned, when it is: BLE sensors configured and no capture replayed.
+    static func scanning(_ config: Config) -> HCIScanner.Options? {
+        guard config.ble.replay == nil, config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) else { return nil }
+        return .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter, keepAcrossRestarts: true)
     }
     /// Someone trusted asked over the control socket (`vaktpost wipe`).
     public var shutdownRequested: Bool { shutdownAsked.load(ordering: .relaxed) }
@@ -385,9 +396,8 @@ public final class HubDaemon: HubControl {
                     handleHCI(record.event, record.time)
                 }
             }
-        } else if config.sensors.contains(where: { $0.transport == .ble || $0.ble != nil }) {
-            let s = HCIScanner(options: .init(adapter: config.ble.adapter, mode: config.ble.mode, silentAfter: config.ble.silentAfter),
-                               now: clock.now, onEvent: handleHCI, onCondition: { c in intake.put(heard: clock.now(), from: "condition") { [weak self] in self?.condition(ble: c) } })
+        } else if let options = Self.scanning(config) {
+            let s = HCIScanner(options: options, socket: keptBLE, now: clock.now, onEvent: handleHCI, onCondition: { c in intake.put(heard: clock.now(), from: "condition") { [weak self] in self?.condition(ble: c) } })
             scanner.withLock { $0 = s }
             s.start()
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 internal import CHCI
+import Synchronization
 import VaktpostCore
 import VaktpostPosix
 
@@ -15,11 +16,15 @@ public final class HCIScanner: Sendable {
         public var adapter: String
         public var mode: BLEMode
         public var silentAfter: Duration
+        /// The daemon keeps its socket across its own restarts (`DescriptorStore`); a
+        /// technician's `vaktpost ble scan` does not.
+        public var keepAcrossRestarts: Bool
 
-        public init(adapter: String, mode: BLEMode, silentAfter: Duration) {
+        public init(adapter: String, mode: BLEMode, silentAfter: Duration, keepAcrossRestarts: Bool = false) {
             self.adapter = adapter
             self.mode = mode
             self.silentAfter = silentAfter
+            self.keepAcrossRestarts = keepAcrossRestarts
         }
     }
 
@@ -33,12 +38,23 @@ public final class HCIScanner: Sendable {
     let onEvent: @Sendable ([UInt8], WallTime) -> Void
     let onCondition: @Sendable (Condition) -> Void
     let loop = BackgroundLoop(label: "vaktpost.ble.hci")
+    /// The socket the previous run kept, until the loop takes it; after a stop that keeps the
+    /// socket, the open socket for the next run.
+    let handed: Mutex<Int32?>
+    let parked = Mutex<Int32?>(nil)
+    let keepSocket = Atomic<Bool>(false)
+    /// systemd's, which keeps a copy of the socket (`DescriptorStore`).
+    let notifySocket: String?
 
+    /// `socket`: one the previous run of the agent kept scanning (`keptSocket`), read first.
     public init(
-        options: Options, now: @escaping @Sendable () -> WallTime,
+        options: Options, socket: Int32? = nil, notifySocket: String? = Files.environment("NOTIFY_SOCKET"),
+        now: @escaping @Sendable () -> WallTime,
         onEvent: @escaping @Sendable ([UInt8], WallTime) -> Void, onCondition: @escaping @Sendable (Condition) -> Void
     ) {
         self.options = options
+        self.handed = Mutex(socket)
+        self.notifySocket = notifySocket
         self.now = now
         self.onEvent = onEvent
         self.onCondition = onCondition
@@ -47,7 +63,68 @@ public final class HCIScanner: Sendable {
     public func start() { loop.start { [self] in run() } }
 
     /// Stops within about a second (the poll timeout) and waits for the loop to end.
-    public func stop() { loop.stop() }
+    /// `keepingSocket`: leave the socket open for `socketForNextRun` (the agent re-executing
+    /// itself), so that what is heard until the next run reads it waits in the kernel.
+    public func stop(keepingSocket: Bool = false) {
+        keepSocket.store(keepingSocket, ordering: .relaxed)
+        loop.stop()
+    }
+
+    /// After `stop(keepingSocket: true)`: the open socket and the name to hand it on under.
+    public func socketForNextRun() -> (name: String, fd: Int32)? {
+        parked.withLock { p in
+            defer { p = nil }
+            return p.map { (Self.storeName(options), $0) }
+        }
+    }
+
+    // MARK: Across restarts
+
+    /// A button sends one burst per press (research/ble.md §4): a press while the agent restarts
+    /// (a pushed config, an upgrade, a crash and `Restart=always`) would be heard by nobody. So
+    /// the daemon's socket outlives one run: systemd keeps a copy (`FDSTORE=1`) or the re-exec
+    /// hands it on, the controller goes on scanning (nothing turns the scan off), and the kernel
+    /// queues every report for the next run, which reads them first.
+    /// The name says the adapter and the mode: a socket bound otherwise is no use to a new config.
+    public static func storeName(_ options: Options) -> String { "ble-\(options.adapter)-\(options.mode.rawValue)" }
+
+    /// The socket the previous run kept for these options, if it is still one bound to that
+    /// adapter on that channel; anything else under the name is let go.
+    public static func keptSocket(_ options: Options, notifySocket: String? = Files.environment("NOTIFY_SOCKET")) -> Int32? {
+        guard let fd = DescriptorStore.take(storeName(options)) else { return nil }
+        guard isBound(fd, to: options) else {
+            DescriptorStore.forget(storeName(options), socket: notifySocket)
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Closes sockets kept by the previous run that no scanner took (BLE no longer configured, or
+    /// another adapter or mode now: a kept user-channel socket would keep the adapter from the
+    /// new one). Returns their names.
+    public static func releaseUnclaimedSockets() -> [String] {
+        DescriptorStore.closeUntaken(prefix: "ble-")
+    }
+
+    /// An AF_BLUETOOTH socket bound to the adapter and channel the options name.
+    static func isBound(_ fd: Int32, to options: Options) -> Bool {
+        guard let index = adapterIndex(options.adapter) else { return false }
+        var address = hci_socket_address()
+        var length = socklen_t(MemoryLayout<hci_socket_address>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return named == 0 && address.family == sa_family_t(AF_BLUETOOTH) && address.device == index && address.channel == channel(options.mode)
+    }
+
+    static func adapterIndex(_ adapter: String) -> UInt16? {
+        adapter.hasPrefix("hci") ? UInt16(adapter.dropFirst(3)) : nil
+    }
+
+    static func channel(_ mode: BLEMode) -> UInt16 {
+        UInt16(mode == .userChannel ? HCI_CHANNEL_USER_SOCKET : HCI_CHANNEL_RAW_SOCKET)
+    }
 
     var isStopped: Bool { loop.isStopped }
 
@@ -60,25 +137,43 @@ public final class HCIScanner: Sendable {
 
     func run() {
         var supervisor = BLESupervisor(silentAfter: options.silentAfter)
+        var kept = handed.withLock { h in
+            defer { h = nil }
+            return h
+        }
         while !isStopped {
             let fd: Int32
-            switch open() {
-            case .failure(let failure):
-                let actions = supervisor.openFailed(failure.reason, certain: failure.certain)
-                perform(actions, fd: nil)
-                for case .reopen(let after) in actions { loop.sleep(after) }
-                continue
-            case .success(let opened):
-                fd = opened
+            let scanning = kept != nil
+            if let socket = kept {
+                fd = socket
+                kept = nil
+            } else {
+                switch open() {
+                case .failure(let failure):
+                    let actions = supervisor.openFailed(failure.reason, certain: failure.certain)
+                    perform(actions, fd: nil)
+                    for case .reopen(let after) in actions { loop.sleep(after) }
+                    continue
+                case .success(let opened):
+                    fd = opened
+                }
             }
-            defer { close(fd) }
-            // If the controller refuses both command families, listen anyway: bluetoothd may be
-            // scanning, and the silence watchdog raises the alarm if nothing arrives.
-            if options.mode != .listenOnly { _ = startScan(fd) }
+            if options.keepAcrossRestarts { DescriptorStore.keep(fd, name: Self.storeName(options), socket: notifySocket) }
+            // A kept socket's scan is running (it was never turned off): started again, it would
+            // pause for a moment. If someone turned it off meanwhile, the silence watchdog
+            // restarts it. If the controller refuses both command families, listen anyway:
+            // bluetoothd may be scanning, and the watchdog raises the alarm if nothing arrives.
+            if options.mode != .listenOnly && !scanning { _ = startScan(fd) }
             perform(supervisor.scanStarted(at: now(), deafBecause: HCIScanner.missingCapability(options.mode)), fd: fd)
-            if let failure = listen(fd, supervisor: &supervisor) {
-                perform(supervisor.openFailed(failure, certain: false), fd: nil)
+            guard let failure = listen(fd, supervisor: &supervisor) else {
+                // Stopped. Kept or not, systemd's copy stays open for the next run.
+                if keepSocket.load(ordering: .relaxed) { parked.withLock { $0 = fd } } else { close(fd) }
+                return
             }
+            // A dead socket (the adapter unplugged or reset) is no use to the next run either.
+            if options.keepAcrossRestarts { DescriptorStore.forget(Self.storeName(options), socket: notifySocket) }
+            close(fd)
+            perform(supervisor.openFailed(failure, certain: false), fd: nil)
         }
     }
 
@@ -130,7 +225,7 @@ public final class HCIScanner: Sendable {
     // MARK: Socket
 
     func open() -> Result<Int32, OpenFailure> {
-        guard options.adapter.hasPrefix("hci"), let index = UInt16(options.adapter.dropFirst(3)) else {
+        guard let index = Self.adapterIndex(options.adapter) else {
             return .failure(OpenFailure(reason: "\"\(options.adapter)\" is not an adapter name like hci0", certain: true))
         }
         let fd = socket(AF_BLUETOOTH, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), HCI_PROTOCOL)
@@ -148,7 +243,7 @@ public final class HCIScanner: Sendable {
         var address = hci_socket_address()
         address.family = sa_family_t(AF_BLUETOOTH)
         address.device = index
-        address.channel = UInt16(options.mode == .userChannel ? HCI_CHANNEL_USER_SOCKET : HCI_CHANNEL_RAW_SOCKET)
+        address.channel = Self.channel(options.mode)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<hci_socket_address>.size)) }
         }
@@ -170,7 +265,21 @@ public final class HCIScanner: Sendable {
             close(fd)
             return .failure(OpenFailure(reason: "setting the HCI filter failed: \(errnoText(e))", certain: false))
         }
+        Self.enlargeQueue(fd)
         return .success(fd)
+    }
+
+    /// Room in the kernel for what is heard while nobody reads (a restart of the agent: 1-3 s).
+    /// Each queued report costs about a kilobyte of socket memory; the default 208 KiB holds a
+    /// couple of hundred, under a second of a crowded block of flats, and past that the newest
+    /// are dropped, a press among them. 2 MiB holds some two thousand. With CAP_NET_ADMIN (the
+    /// unit has it) past `net.core.rmem_max`; without, up to it. Used only while reports wait.
+    static func enlargeQueue(_ fd: Int32) {
+        var bytes: Int32 = 1 << 20  // the kernel doubles it for its bookkeeping
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, size) < 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, size)
+        }
     }
 
     /// The socket hears HCI event packets only, and of those only LE Meta (the advertising

@@ -79,8 +79,9 @@ struct RunCommand: Command {
             sigemptyset(&none)
             pthread_sigmask(SIG_SETMASK, &none, nil)
             for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { signal(s, SIG_DFL) }
-            // The receivers' ports go through the exec open: the new image reads what the sticks
-            // sent meanwhile instead of opening them again (which resets a USB300).
+            // The receivers' ports and the Bluetooth socket go through the exec open: the new
+            // image reads what was heard meanwhile instead of opening them again (which resets a
+            // USB300, and misses a button's one burst).
             let environment = DescriptorStore.environment(handingOn: ports).map { strdup($0) } + [nil]
             let args = CommandLine.arguments.map { strdup($0) } + [nil]
             execve("/proc/self/exe", args, environment)

@@ -4,6 +4,7 @@ import Glibc
 @testable import SerialInput
 import Synchronization
 import Testing
+import TestSupport
 import VaktpostCore
 @testable import VaktpostPosix
 
@@ -44,15 +45,13 @@ struct DescriptorStoreTests {
 
     /// What systemd reads: the old copy under the name removed, then the descriptor itself.
     @Test func keepingAPortSendsSystemdACopyUnderItsName() throws {
-        let path = "/tmp/vaktpost-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        let s = try datagramSocket(boundTo: path)
-        defer { close(s); unlink(path) }
+        let systemd = try NotifySocket()
         let fake = FakeReceiver()
         defer { fake.hangUp() }
         let port = open(fake.slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
         defer { close(port) }
-        #expect(DescriptorStore.keep(port, name: "serial-usb300", socket: path))
-        let first = receive(s), second = receive(s)
+        #expect(DescriptorStore.keep(port, name: "serial-usb300", socket: systemd.path))
+        let first = systemd.receive(), second = systemd.receive()
         #expect(first.text == "FDSTOREREMOVE=1\nFDNAME=serial-usb300" && first.fd == nil)
         #expect(second.text == "FDSTORE=1\nFDNAME=serial-usb300")
         let copy = try #require(second.fd)
@@ -164,46 +163,5 @@ struct DescriptorStoreTests {
         let again = open(fake.slavePath, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
         defer { close(again) }
         #expect(again >= 0 && flock(again, LOCK_EX | LOCK_NB) == 0, "closed and unlocked")
-    }
-}
-
-func datagramSocket(boundTo path: String) throws -> Int32 {
-    let s = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, b) in path.utf8.enumerated() { raw[i] = b }
-    }
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-    try #require(s >= 0 && bound == 0, "cannot bind \(path)")
-    return s
-}
-
-/// One datagram and the descriptor it carried, if any (waits up to 2 s).
-func receive(_ s: Int32) -> (text: String, fd: Int32?) {
-    var p = pollfd(fd: s, events: Int16(POLLIN), revents: 0)
-    guard poll(&p, 1, 2000) > 0 else { return ("", nil) }
-    var buffer = [UInt8](repeating: 0, count: 512)
-    var control = [UInt64](repeating: 0, count: 8)  // aligned for cmsghdr
-    return buffer.withUnsafeMutableBytes { b in
-        control.withUnsafeMutableBytes { c in
-            var iov = iovec(iov_base: b.baseAddress, iov_len: b.count)
-            return withUnsafeMutablePointer(to: &iov) { iovp in
-                var message = msghdr()
-                message.msg_iov = iovp
-                message.msg_iovlen = 1
-                message.msg_control = c.baseAddress
-                message.msg_controllen = c.count
-                let n = recvmsg(s, &message, 0)
-                guard n >= 0 else { return ("", nil) }
-                var fd: Int32? = nil
-                // struct cmsghdr: cmsg_len (size_t), cmsg_level, cmsg_type (int), then the data.
-                if message.msg_controllen >= 20, c.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
-                   c.load(fromByteOffset: 12, as: Int32.self) == Int32(SCM_RIGHTS) {
-                    fd = c.load(fromByteOffset: 16, as: Int32.self)
-                }
-                return (String(decoding: b[0..<n], as: UTF8.self), fd)
-            }
-        }
     }
 }
