@@ -246,12 +246,15 @@ public final class LockedOutbox: @unchecked Sendable {
         let deadline = SystemClock.boottime() + Self.hangAfter
         while true {
             let now = SystemClock.boottime()
-            let outcome = handover.withLock { h -> Handed? in
-                if h.written >= number { return h.refusedHandovers?.contains(number) == true ? .refused : .stored }
-                return h.hung(at: now) || now >= deadline ? .behind : nil
+            let (outcome, until) = handover.withLock { h -> (Handed?, UInt64) in
+                if h.written >= number { return (h.refusedHandovers?.contains(number) == true ? .refused : .stored, now) }
+                if h.hung(at: now) || now >= deadline { return (.behind, now) }
+                // The write running may turn into one that hangs before this wait's second is up
+                // (it began earlier): the rules go on from then, not a second after this handover.
+                return (nil, min(deadline, h.writingSince.map { $0 &+ Self.hangAfter } ?? deadline))
             }
             if let outcome { return outcome }
-            _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(deadline &- now)))
+            _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(until &- now)))
         }
     }
 

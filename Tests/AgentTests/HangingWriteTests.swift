@@ -94,6 +94,34 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         }
     }
 
+    /// A handover made while a write has been running for a while is waited for only until that
+    /// write has run a second (it hangs then), not for a second of its own: the rules' thread, and
+    /// every reading queued behind it, goes on as soon as the hang is known.
+    @Test mutating func aHandoverWaitsOnlyUntilTheRunningWriteTurnsIntoAHang() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            locked.startWriter()
+            defer { locked.stopWriter() }
+            let over = hang(locked, for: 3)
+            let first = event(.bedState, .update), second = event(.bedState, .update)
+            let clock = ContinuousClock()
+            let began = clock.now
+            let firstDone = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                _ = locked.hand([first], ruleState: nil)  // the writer takes it, and waits for the lock
+                firstDone.signal()
+            }
+            #expect(waitUntil(1) { locked.writeRunning != nil })
+            Thread.sleep(forTimeInterval: 0.6)
+            #expect(locked.hand([second], ruleState: nil) == .behind)
+            let took = clock.now - began
+            #expect(took < .milliseconds(1400), "the second handover returned \(took) after the write began; it hangs from 1 s")
+            firstDone.wait()
+            over.wait()
+            #expect(waitUntil(3) { locked.waitingForWrite == 0 })
+        }
+    }
+
     @Test mutating func anAlarmIsSentFromMemoryWhileItsWriteHangsAndNotSentAgain() throws {
         let stub = try ReceiverProcess()
         try withTemporaryDirectory { dir in
