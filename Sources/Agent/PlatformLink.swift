@@ -80,7 +80,10 @@ public final class PlatformLink: Sendable {
     struct State {
         var supervisor: LinkSupervisor
         var heartbeat: Duration
+        /// The config fetched last (If-None-Match); `runningConfig` the one in use, which
+        /// differs until the agent has restarted onto it.
         var configVersion: String?
+        var runningConfig: String?
         /// A pushed config that was refused, so the next heartbeat does not fetch it again.
         var refusedConfig: String?
         var unauthorized: EventID?
@@ -122,8 +125,9 @@ public final class PlatformLink: Sendable {
         // A restart after the clock synchronised: the agent before may have queued stamps it had
         // no chance to correct.
         let stamped = synced && (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
+        let configVersion = (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion
         state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
-                            configVersion: (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion,
+                            configVersion: configVersion, runningConfig: configVersion,
                             clockSynced: synced, correction: stamped ? .start : nil))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
@@ -425,7 +429,10 @@ public final class PlatformLink: Sendable {
             h.dropped = queue.evictedLog
         }
         h.clockSynced = clock.synced()
-        h.configVersion = configVersion ?? h.configVersion
+        // Support staff see which config runs, and which waits for the restart onto it.
+        let (running, latest) = state.withLock { ($0.runningConfig, $0.configVersion) }
+        h.configVersion = running ?? h.configVersion
+        h.configPending = latest != running ? latest : nil
         return h
     }
 

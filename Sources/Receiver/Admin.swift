@@ -55,7 +55,7 @@ extension Platform {
                     ("heartbeats", .int(s.int64(3))), ("heartbeatSec", .int(Int64(interval))),
                     ("events", .int(s.int64(5))), ("openAlarms", .array(open)),
                     ("health", heartbeat.map { hb in .object(dropping: [
-                        ("swVersion", hb["swVersion"]), ("configVersion", hb["configVersion"]), ("uptimeS", hb["uptimeS"]),
+                        ("swVersion", hb["swVersion"]), ("configVersion", hb["configVersion"]), ("configPending", hb["configPending"]), ("uptimeS", hb["uptimeS"]),
                         ("outbox", hb["outbox"]), ("clock", hb["clock"]), ("sensors", hb["sensors"]), ("diskFreePct", hb["diskFreePct"]),
                     ]) }),
                 ]))

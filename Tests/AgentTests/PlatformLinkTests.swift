@@ -262,6 +262,8 @@ final class Notices: Sendable {
             #expect(s.link.heartbeatInterval == .seconds(45))
             #expect(s.hub.applied.withLock { $0 } == [etag!])
             #expect(s.link.configVersion == etag)
+            // Written, not in use until the agent has restarted onto it (this stand-in hub does not).
+            #expect(s.link.health().configVersion == nil && s.link.health().configPending == etag)
             #expect(try waitUntil(5) { try types(receiver).contains("test.alarm/active") })
 
             // A broken config is refused with config.rejected and the old one stays.
@@ -279,6 +281,7 @@ final class Notices: Sendable {
             Thread.sleep(forTimeInterval: 2)
             #expect(try types(receiver).filter { $0 == "test.alarm/active" }.count == 1)
             #expect(s.link.configVersion == etag, "the config version in force survives the restart")
+            #expect(s.link.health().configVersion == etag && s.link.health().configPending == nil, "and is the one in use")
         }
     }
 

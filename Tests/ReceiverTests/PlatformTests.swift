@@ -252,9 +252,10 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         samples.append(("Problem", p.handle(ReceiverRequest(method: "GET", target: "/v1/hubs/hub-0001/config", certificateHubs: ["hub-0002"])).response))
         samples.append(("Problem", p.handle(batch(id(100), [event(id(1), seq: 1)])).response))
         // And what the hub sends: its Heartbeat and a CommandResult.
-        let health = HealthSnapshot(swVersion: "0.1.0", configVersion: "\"abc\"", uptime: .seconds(90), outboxDepth: 3, oldestQueued: clock.now() - .seconds(40),
+        var health = HealthSnapshot(swVersion: "0.1.0", configVersion: "\"abc\"", uptime: .seconds(90), outboxDepth: 3, oldestQueued: clock.now() - .seconds(40),
                                     highestSeqQueued: 17, sensors: [.init(deviceID: "bed", lastSeen: clock.now(), batteryPercent: 80, rssi: -61, state: "occupied")],
                                     receivers: [.init(name: "usb300", present: true, version: "2.1")], diskFreePercent: 71.25)
+        health.configPending = "\"abd\""
         samples.append(("Heartbeat", ReceiverResponse(status: 0, body: Array(health.heartbeat(hubID: "hub-0001", bootID: "b", boottimeNanoseconds: 9, now: clock.now(), zone: .utc).serialized.utf8))))
         samples.append(("CommandResult", ReceiverResponse(status: 0, body: PlatformCommand.result(id: "cmd-1", .refused, detail: [("reason", .string("x"))]))))
         let lines = samples.map { "\($0.0)\t\(String(decoding: $0.1.body, as: UTF8.self))" }.joined(separator: "\n")

@@ -61,7 +61,11 @@ public struct HealthSnapshot: Sendable, Equatable {
     }
 
     public var swVersion: String
+    /// The config in use.
     public var configVersion: String?
+    /// A config accepted and written but not in use yet: the agent restarts onto it at once,
+    /// or, while a write of its outbox hangs, once the outbox writes again.
+    public var configPending: String?
     public var uptime: Duration
     public var outboxDepth: Int
     public var oldestQueued: WallTime?
@@ -110,7 +114,7 @@ public struct HealthSnapshot: Sendable, Equatable {
         let fields: [(String, JSONValue?)] = [
             ("hubId", .string(hubID)), ("bootId", .string(bootID)), ("boottimeNs", .int(Int64(clamping: boottimeNanoseconds))),
             ("sentAt", stamp(now)), ("swVersion", .string(swVersion)), ("configVersion", configVersion.map { .string($0) }),
-            ("uptimeS", .int(uptime.nanoseconds / 1_000_000_000)), ("outbox", outbox),
+            ("configPending", configPending.map { .string($0) }), ("uptimeS", .int(uptime.nanoseconds / 1_000_000_000)), ("outbox", outbox),
             ("clock", .object([("synced", .bool(clockSynced))])), ("sensors", .array(sensorList)), ("receivers", .array(receiverList)),
             ("diskFreePct", diskFreePercent.map { .double(($0 * 10).rounded() / 10) }),
         ]
