@@ -179,7 +179,8 @@ public final class DeliveryLanes: Sendable {
                     next = try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, body: self.bulkBody()) }
                 }
                 guard let next else {
-                    // Busy with a write that hangs: its alarms are offered once it has hung a second.
+                    // Busy with a slow write or one that hangs: its alarms are offered once the
+                    // outbox has been busy `LockedOutbox.expressAfter`.
                     // A read of ours still running (a loaded machine, or a read that hangs) is
                     // waited for again at once: the alarm goes as soon as it has answered.
                     if lane == .bulk || !outbox.alarmReadPending { waitForWork(lane, upTo: .milliseconds(100)) }

@@ -24,7 +24,7 @@ import VaktpostPosix
 /// same hold of the lock. So a write that hangs is never the alarm lane's own, an alarm is never
 /// sent twice for a hang, and never counted as delivered before it was. Whoever's write hangs
 /// (the writer's, the bulk lane's, the follower's), the alarms waiting for the disk or read from
-/// it last are sent from here once the outbox has been busy `hangAfter`.
+/// it last are sent from here once the outbox has been busy `expressAfter`.
 ///
 /// Seqs are taken when events are handed over (`SeqCounter`), so that an alarm goes out with
 /// the seq it will be stored with; while a write hangs, state and log events get theirs when
@@ -50,6 +50,16 @@ public final class LockedOutbox: @unchecked Sendable {
     /// runs before its alarms are sent from memory. An SD card's fsync takes milliseconds, a
     /// slow one's a few hundred; a second is a card that hangs.
     public static let hangAfter: UInt64 = 1_000_000_000
+
+    /// How long the outbox may be busy before the alarms waiting for it are sent from memory
+    /// (`alarmToExpress`): a card that pauses a sync for its own garbage collection, up to a
+    /// second, does not hold an alarm that long. Sent first and stored a moment later, an alarm
+    /// a crash catches in between is at least with the platform; waiting, it would be nowhere.
+    public static let expressAfter: UInt64 = 250_000_000
+
+    /// Wakes the delivery lanes (the daemon's `written`): after a write, and while a handover
+    /// with alarms waits past `expressAfter`, so the alarm lane looks at once.
+    let wakeLanes = Mutex<@Sendable () -> Void>({})
 
     struct Handover {
         /// Handed over, not yet taken by the writer, in order.
@@ -142,8 +152,6 @@ public final class LockedOutbox: @unchecked Sendable {
     func held() { heldSince.store(SystemClock.boottime(), ordering: .relaxed) }
     func released() { heldSince.store(0, ordering: .relaxed) }
 
-    /// The outbox has been busy `hangAfter`: a write hangs, the writer's or another thread's.
-    func hung(_ h: Handover, at now: UInt64) -> Bool { busy(h, at: now) >= Self.hangAfter }
 
     /// How long (ns) the outbox has been busy: the writer's write running (waiting for the lock
     /// included), or the lock held, whichever is longer; 0 when neither.
@@ -175,6 +183,7 @@ public final class LockedOutbox: @unchecked Sendable {
     /// daemon wakes the delivery lanes: an alarm's way to the platform is one thread shorter).
     public func startWriter(written: @escaping @Sendable () -> Void = {}) {
         handover.withLock { $0.writerRunning = true }
+        wakeLanes.withLock { $0 = written }
         writer.start { [self] in writeLoop(written: written) }
     }
 
@@ -226,7 +235,7 @@ public final class LockedOutbox: @unchecked Sendable {
             return .refused
         case .queued(let number, let hung):
             writer.wake()
-            return hung ? .behind : waitForWrite(number)
+            return hung ? .behind : waitForWrite(number, alarms: stamped.contains { $0.lane == .alarm })
         }
     }
 
@@ -242,16 +251,24 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    func waitForWrite(_ number: Int) -> Handed {
-        let deadline = SystemClock.boottime() + Self.hangAfter
+    func waitForWrite(_ number: Int, alarms: Bool) -> Handed {
+        let handed = SystemClock.boottime()
+        let deadline = handed + Self.hangAfter
+        // Alarms still waiting for the disk then are sent from memory: the alarm lane is told
+        // to look (idle, it would look only after its own second, or after the write).
+        var express = alarms ? handed + Self.expressAfter : nil
         while true {
             let now = SystemClock.boottime()
+            if let e = express, now >= e {
+                express = nil
+                wakeLanes.withLock { $0 }()
+            }
             let (outcome, until) = handover.withLock { h -> (Handed?, UInt64) in
                 if h.written >= number { return (h.refusedHandovers?.contains(number) == true ? .refused : .stored, now) }
                 if h.hung(at: now) || now >= deadline { return (.behind, now) }
                 // The write running may turn into one that hangs before this wait's second is up
                 // (it began earlier): the rules go on from then, not a second after this handover.
-                return (nil, min(deadline, h.writingSince.map { $0 &+ Self.hangAfter } ?? deadline))
+                return (nil, min(deadline, express ?? deadline, h.writingSince.map { $0 &+ Self.hangAfter } ?? deadline))
             }
             if let outcome { return outcome }
             _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(until &- now)))
@@ -396,7 +413,7 @@ public final class LockedOutbox: @unchecked Sendable {
 
     /// The alarm lane's next alarm, read from the outbox: nil when it was not read within `limit`
     /// (the outbox busy with a write that hangs, or this read hanging: `alarmToExpress` has the
-    /// alarms once the outbox has been busy `hangAfter`), .some(nil) when none waits. A read only,
+    /// alarms once the outbox has been busy `expressAfter`), .some(nil) when none waits. A read only,
     /// on a thread of its own, and it keeps what it read for `alarmToExpress`.
     ///
     /// A read not done within `limit` is not given up: the next call waits for it again (no
@@ -440,13 +457,13 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    /// While a write hangs (the outbox busy `hangAfter`): the first alarm-lane event, among those
-    /// waiting for the write and those read or written last, that the alarm lane has not
+    /// While the outbox is slow or hangs (busy `expressAfter`): the first alarm-lane event, among
+    /// those waiting for the write and those read or written last, that the alarm lane has not
     /// delivered yet (highest priority, then oldest), for the alarm lane to send from here.
     public func alarmToExpress() -> StoredEvent? {
         let now = SystemClock.boottime()
         return handover.withLock { h in
-            guard hung(h, at: now) else { return nil }
+            guard busy(h, at: now) >= Self.expressAfter else { return nil }
             let unwritten = (h.writing + h.queue).filter { $0.lane == .alarm }.map(StoredEvent.init)
             return (unwritten + h.alarmsAsRead)
                 .filter { h.delivered[$0.eventID] == nil }

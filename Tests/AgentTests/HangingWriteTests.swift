@@ -37,9 +37,9 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
 
     func hang(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphore { holdOutbox(outbox, for: seconds) }
 
-    func deliveryLanes(_ outbox: LockedOutbox, _ stub: ReceiverProcess) -> DeliveryLanes {
+    func deliveryLanes(_ outbox: LockedOutbox, _ stub: ReceiverProcess, idle: Duration = .milliseconds(100)) -> DeliveryLanes {
         let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
-                                      idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+                                      idle: idle, alarmsFirstGrace: .seconds(3))
         return DeliveryLanes(settings: settings, outbox: outbox, bootID: "b", now: wallNow) { _ in }
     }
 
@@ -147,6 +147,37 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             Thread.sleep(forTimeInterval: 0.5)
             #expect(try stub.arrivals().duplicates == 0)
             #expect(try stub.arrivedIDs() == [alarm.eventID.description])
+        }
+    }
+
+    /// A card that pauses a sync for its own garbage collection (up to a second, not a hang): an
+    /// alarm handed over meanwhile goes from memory once the outbox has been busy 250 ms, before
+    /// its write returns, and is not sent again after. The lane idles 5 s between looks here, so
+    /// only the handover's own wake can make it look in time.
+    @Test mutating func anAlarmWaitingForASlowWriteGoesFromMemoryBeforeTheWriteReturns() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let lanes = deliveryLanes(locked, stub, idle: .seconds(5))
+            locked.startWriter { lanes.wake() }  // as the daemon does
+            lanes.start()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            Thread.sleep(forTimeInterval: 0.3)  // the lanes have looked once, and idle
+            let alarm = event(.fallDetected)
+            let over = hang(locked, for: 0.9)
+            let handed = wallNow().millisecondsSinceEpoch
+            #expect(locked.hand([alarm], ruleState: nil) == .stored, "written within the rules' second")
+            let written = wallNow().millisecondsSinceEpoch
+            over.wait()
+            let arrived = try #require(try stub.arrivals().events.first?["receivedAtMs"] as? Int, "sent while the write was slow")
+            #expect(Int64(arrived) < written, "sent \(Int64(arrived) - handed) ms after the handover, its write returned after \(written - handed) ms")
+            #expect(Int64(arrived) - handed < 800)
+            #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 }, "settled once written")
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(try stub.arrivedIDs() == [alarm.eventID.description] && stub.arrivals().duplicates == 0, "sent once")
         }
     }
 
