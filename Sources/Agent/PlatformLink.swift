@@ -545,7 +545,10 @@ public final class PlatformLink: Sendable {
                 let (outcome, detail) = run(command, client: client)
                 postResult(command, outcome, detail, client: client)
                 after = command.seq
-                try? outbox.with { try $0.setNote("command_seq", String(after)) }
+                // Noted by the writer: a disk that hangs must not keep support staff's next
+                // command (a diagnostics, most likely) from running.
+                let done = String(after)
+                outbox.later { try? $0.setNote("command_seq", done) }
                 notice(.command(id: command.id, outcome: outcome))
             }
         }
@@ -558,8 +561,11 @@ public final class PlatformLink: Sendable {
             return (.done, [("eventId", .string(id.description))])
         case .diagnostics:
             let h = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: clock.now(), zone: clock.zone)
-            let deadLetters = (try? outbox.with { try $0.status(sizes: false).deadLetters }) ?? 0
-            return (.done, [("health", h), ("deadLetters", .int(Int64(deadLetters))), ("linkUp", .bool(linkUp))])
+            // Not waiting for a write that hangs: then the answer goes without the count (and the
+            // health without the queue's numbers), and says so.
+            let deadLetters = (try? outbox.with(within: .milliseconds(250), { try $0.status(sizes: false).deadLetters })) ?? nil
+            return (.done, [("health", h), ("linkUp", .bool(linkUp))]
+                + (deadLetters.map { [("deadLetters", .int(Int64($0)))] } ?? [("outboxBusy", .bool(true))]))
         case .setHeartbeat(let seconds):
             guard let seconds, HeartbeatReply.allowed.contains(seconds) else {
                 return (.refused, [("reason", .string("set-heartbeat needs args.seconds in 30...3600"))])

@@ -285,6 +285,38 @@ final class Notices: Sendable {
         }
     }
 
+    /// Support staff ask a hub whose disk hangs for its diagnostics: the answer comes (without
+    /// the outbox's numbers, saying it is busy), the command after it runs too, and the last
+    /// command run is noted once the disk is back.
+    @Test func commandsAreAnsweredWhileAWriteOfTheOutboxHangs() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            s.outbox.startWriter()
+            s.link.start()
+            defer {
+                s.link.stop()
+                s.outbox.stopWriter()
+            }
+            // The poll reads which command it ran last at its start (it must, before running any).
+            Thread.sleep(forTimeInterval: 1)
+            let over = holdOutbox(s.outbox, for: 8)
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"diagnostics\"}")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"set-heartbeat\", \"args\": {\"seconds\": 45}}")
+            func commands() throws -> [[String: Any]] {
+                (try receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []
+            }
+            #expect(try waitUntil(5) { try commands().map { $0["resultStatus"] as? String ?? "-" } == ["done", "done"] },
+                    "\((try? commands()) ?? [])")
+            let diagnostics = try #require(try commands().first?["resultDetail"] as? [String: Any])
+            #expect(diagnostics["outboxBusy"] as? Bool == true && diagnostics["deadLetters"] == nil, "\(diagnostics)")
+            #expect(over.wait(timeout: .now()) == .timedOut, "answered while the outbox was still held")
+            #expect(s.outbox.writeRunning != nil, "the note of the last command waits for the disk")
+            over.wait()
+            #expect(waitUntil(3) { (try? s.outbox.with { try $0.note("command_seq") }) == "2" })
+        }
+    }
+
     /// The heartbeat's reply and a reload-config command ask for the same new config at once:
     /// it is applied once, and the second asker is told it is unchanged.
     @Test func aConfigAskedForTwiceAtOnceIsAppliedOnce() throws {
