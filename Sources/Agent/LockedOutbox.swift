@@ -15,9 +15,9 @@ import VaktpostPosix
 /// the kernel retries for 30 s at a time). The thread inside `pwrite` cannot be woken, and the
 /// lock it holds cannot be taken. If the rules stored their events themselves, they would stop
 /// with it, and an alarm pressed meanwhile would wait for the disk. So the rules hand their events
-/// over (`hand`) and wait for the writer at most `hangAfter`. Past that the write hangs: the rules
-/// go on without waiting, what they hand over waits here (bounded, alarms never dropped), and the
-/// alarm lane sends its alarms from here (`alarmToExpress`).
+/// over (`hand`) and wait for the writer at most `expressAfter`. Past that the write is slow, or
+/// hangs (`hangAfter`): the rules go on without waiting, what they hand over waits here (bounded,
+/// alarms never dropped), and the alarm lane sends its alarms from here (`alarmToExpress`).
 ///
 /// The alarm lane writes nothing itself: it reads its next alarm (`nextAlarm`), and what the
 /// platform said is settled by the writer (`delivered`), as soon as the alarm is written, in the
@@ -46,15 +46,18 @@ public final class LockedOutbox: @unchecked Sendable {
     /// Events the outbox did not take (they are lost): said by the daemon, loudly.
     let refused: @Sendable (_ events: [Event], _ error: any Error) -> Void
 
-    /// How long the rules wait for a write before going on without it, and how long a write
-    /// runs before its alarms are sent from memory. An SD card's fsync takes milliseconds, a
-    /// slow one's a few hundred; a second is a card that hangs.
+    /// How long a write runs before it counts as one that hangs: handovers stop waiting for it at
+    /// all, state events get their seqs only when written (`stamp`), and the daemon reports it
+    /// after 5 s. An SD card's fsync takes milliseconds, a slow one's a few hundred; a second is a
+    /// card that hangs.
     public static let hangAfter: UInt64 = 1_000_000_000
 
-    /// How long the outbox may be busy before the alarms waiting for it are sent from memory
-    /// (`alarmToExpress`): a card that pauses a sync for its own garbage collection, up to a
-    /// second, does not hold an alarm that long. Sent first and stored a moment later, an alarm
-    /// a crash catches in between is at least with the platform; waiting, it would be nowhere.
+    /// How long the rules wait for a write before going on without it, and how long the outbox
+    /// may be busy before the alarms waiting for it are sent from memory (`alarmToExpress`): a
+    /// card that pauses a sync for its own garbage collection, up to a second, holds neither the
+    /// readings behind a handover nor an alarm that long. Sent first and stored a moment later,
+    /// an alarm a crash catches in between is at least with the platform; waiting, it would be
+    /// nowhere.
     public static let expressAfter: UInt64 = 250_000_000
 
     /// Wakes the delivery lanes (the daemon's `written`): after a write, and while a handover
@@ -198,14 +201,15 @@ public final class LockedOutbox: @unchecked Sendable {
     public enum Handed: Equatable, Sendable {
         /// In the outbox (on disk, or held in memory by it if the disk refuses writes).
         case stored
-        /// With the writer, whose write hangs: stored when it returns; its alarms are sent meanwhile.
+        /// With the writer, whose write is slow or hangs: stored when it returns; its alarms are
+        /// sent meanwhile.
         case behind
         /// Not taken: the outbox or this queue is full of alarms (said through `refused`).
         case refused
     }
 
     /// Hands the rules' events and the state that produced them to the writer, and waits up to
-    /// `hangAfter` for them to be stored. Called with the rules' lock held: one hand-over at a time.
+    /// `expressAfter` for them to be stored (not at all while a write hangs). Called with the rules' lock held: one hand-over at a time.
     @discardableResult
     public func hand(_ events: [Event], ruleState: EngineState?) -> Handed {
         let stamped = stamp(events)
@@ -252,25 +256,19 @@ public final class LockedOutbox: @unchecked Sendable {
     }
 
     func waitForWrite(_ number: Int, alarms: Bool) -> Handed {
-        let handed = SystemClock.boottime()
-        let deadline = handed + Self.hangAfter
-        // Alarms still waiting for the disk then are sent from memory: the alarm lane is told
-        // to look (idle, it would look only after its own second, or after the write).
-        var express = alarms ? handed + Self.expressAfter : nil
+        let deadline = SystemClock.boottime() + Self.expressAfter
         while true {
             let now = SystemClock.boottime()
-            if let e = express, now >= e {
-                express = nil
-                wakeLanes.withLock { $0 }()
-            }
             let (outcome, until) = handover.withLock { h -> (Handed?, UInt64) in
                 if h.written >= number { return (h.refusedHandovers?.contains(number) == true ? .refused : .stored, now) }
-                if h.hung(at: now) || now >= deadline { return (.behind, now) }
-                // The write running may turn into one that hangs before this wait's second is up
-                // (it began earlier): the rules go on from then, not a second after this handover.
-                return (nil, min(deadline, express ?? deadline, h.writingSince.map { $0 &+ Self.hangAfter } ?? deadline))
+                return h.hung(at: now) || now >= deadline ? (.behind, now) : (nil, deadline)
             }
-            if let outcome { return outcome }
+            if let outcome {
+                // Its alarms still waiting for the disk go from memory now: the alarm lane is told
+                // to look (idle, it would look only after its own second, or after the write).
+                if outcome == .behind && alarms { wakeLanes.withLock { $0 }() }
+                return outcome
+            }
             _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(until &- now)))
         }
     }
