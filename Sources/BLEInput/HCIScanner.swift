@@ -85,8 +85,13 @@ public final class HCIScanner: Sendable {
     /// the daemon's socket outlives one run: systemd keeps a copy (`FDSTORE=1`) or the re-exec
     /// hands it on, the controller goes on scanning (nothing turns the scan off), and the kernel
     /// queues every report for the next run, which reads them first.
-    /// The name says the adapter and the mode: a socket bound otherwise is no use to a new config.
-    public static func storeName(_ options: Options) -> String { "ble-\(options.adapter)-\(options.mode.rawValue)" }
+    /// The name says the adapter and the mode (a socket bound otherwise is no use to a new
+    /// config) and the scan's settings (`scanSettings`): the next run does not restart the scan
+    /// on a kept socket, so an upgrade that scans otherwise must not take one.
+    public static func storeName(_ options: Options) -> String { "ble-\(options.adapter)-\(options.mode.rawValue)-s\(scanSettings)" }
+
+    /// Bump when `startScan` changes what it asks of the controller (interval, window, filters).
+    static let scanSettings = 1
 
     /// The socket the previous run kept for these options, if it is still one bound to that
     /// adapter on that channel; anything else under the name is let go.

@@ -84,14 +84,14 @@ import VaktpostCore
         #expect(waitFor(2) { heard.events.withLock { $0.count } == 2 })
         #expect(heard.events.withLock { $0 } == [Array(Self.press.dropFirst()), Array(Self.beacon.dropFirst())], "in the order heard")
         let removed = systemd.receive(), kept = systemd.receive()
-        #expect(removed.text == "FDSTOREREMOVE=1\nFDNAME=ble-hci0-raw")
-        #expect(kept.text == "FDSTORE=1\nFDNAME=ble-hci0-raw" && kept.fd != nil)
+        #expect(removed.text == "FDSTOREREMOVE=1\nFDNAME=ble-hci0-raw-s1")
+        #expect(kept.text == "FDSTORE=1\nFDNAME=ble-hci0-raw-s1" && kept.fd != nil)
         if let copy = kept.fd { close(copy) }
         #expect(readable(controller, within: 300) == nil, "no command sent: the scan was left running")
 
         s.stop(keepingSocket: true)
         let next = try #require(s.socketForNextRun())
-        #expect(next.name == "ble-hci0-raw" && next.fd == ours)
+        #expect(next.name == "ble-hci0-raw-s1" && next.fd == ours)
         #expect(s.socketForNextRun() == nil, "handed on once")
         send(Self.press, to: controller)
         #expect(readable(ours, within: 1000) == Self.press, "heard after the stop, waiting for the next image")
@@ -130,7 +130,7 @@ import VaktpostCore
         s.start()
         defer { s.stop() }
         let messages = (0..<3).map { _ in systemd.receive().text }
-        #expect(messages == ["FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw", "FDSTORE=1\nFDNAME=ble-hci9-raw", "FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw"])
+        #expect(messages == ["FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw-s1", "FDSTORE=1\nFDNAME=ble-hci9-raw-s1", "FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw-s1"])
         #expect(waitFor(3) { heard.conditions.withLock { !$0.isEmpty } })
         guard case .unavailable? = heard.conditions.withLock({ $0.first }) else {
             Issue.record("the adapter's state not reported: \(heard.conditions.withLock { $0 })")
@@ -145,22 +145,22 @@ import VaktpostCore
         let systemd = try NotifySocket()
         let (wrong, wrongPeer) = try socketPair()
         defer { close(wrongPeer) }
-        DescriptorStore.handed.withLock { $0["ble-hci0-raw"] = wrong }
+        DescriptorStore.handed.withLock { $0["ble-hci0-raw-s1"] = wrong }
         #expect(HCIScanner.keptSocket(Self.options, notifySocket: systemd.path) == nil)
-        #expect(systemd.receive().text == "FDSTOREREMOVE=1\nFDNAME=ble-hci0-raw")
+        #expect(systemd.receive().text == "FDSTOREREMOVE=1\nFDNAME=ble-hci0-raw-s1")
         #expect(hungUp(wrongPeer), "closed")
 
         let (unclaimed, unclaimedPeer) = try socketPair()
         defer { close(unclaimedPeer) }
-        DescriptorStore.handed.withLock { $0["ble-hci0-user-channel"] = unclaimed }
-        #expect(HCIScanner.releaseUnclaimedSockets() == ["ble-hci0-user-channel"])
-        #expect(DescriptorStore.take("ble-hci0-user-channel") == nil)
+        DescriptorStore.handed.withLock { $0["ble-hci0-user-channel-s1"] = unclaimed }
+        #expect(HCIScanner.releaseUnclaimedSockets() == ["ble-hci0-user-channel-s1"])
+        #expect(DescriptorStore.take("ble-hci0-user-channel-s1") == nil)
         #expect(hungUp(unclaimedPeer), "closed")
     }
 
-    @Test func theStoreNameSaysAdapterAndMode() {
-        #expect(HCIScanner.storeName(.init(adapter: "hci1", mode: .userChannel, silentAfter: .seconds(1))) == "ble-hci1-user-channel")
-        #expect(HCIScanner.storeName(.init(adapter: "hci0", mode: .listenOnly, silentAfter: .seconds(1))) == "ble-hci0-listen-only")
+    @Test func theStoreNameSaysAdapterModeAndScanSettings() {
+        #expect(HCIScanner.storeName(.init(adapter: "hci1", mode: .userChannel, silentAfter: .seconds(1))) == "ble-hci1-user-channel-s1")
+        #expect(HCIScanner.storeName(.init(adapter: "hci0", mode: .listenOnly, silentAfter: .seconds(1))) == "ble-hci0-listen-only-s1")
     }
 }
 
