@@ -179,11 +179,12 @@ public final class DeliveryLanes: Sendable {
                     next = try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, body: self.bulkBody()) }
                 }
                 guard let next else {
+                    // Only the alarm lane's read gives up (the bulk lane waits for the outbox).
                     // Busy with a slow write or one that hangs: its alarms are offered once the
                     // outbox has been busy `LockedOutbox.expressAfter`.
                     // A read of ours still running (a loaded machine, or a read that hangs) is
                     // waited for again at once: the alarm goes as soon as it has answered.
-                    if lane == .bulk || !outbox.alarmReadPending { waitForWork(lane, upTo: .milliseconds(100)) }
+                    if !outbox.alarmReadPending { waitForWork(lane, upTo: .milliseconds(100)) }
                     continue
                 }
                 guard let next else {
