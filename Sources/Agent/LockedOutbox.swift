@@ -155,7 +155,6 @@ public final class LockedOutbox: @unchecked Sendable {
     func held() { heldSince.store(SystemClock.boottime(), ordering: .relaxed) }
     func released() { heldSince.store(0, ordering: .relaxed) }
 
-
     /// How long (ns) the outbox has been busy: the writer's write running (waiting for the lock
     /// included), or the lock held, whichever is longer; 0 when neither.
     func busy(_ h: Handover, at now: UInt64) -> UInt64 {
@@ -209,7 +208,8 @@ public final class LockedOutbox: @unchecked Sendable {
     }
 
     /// Hands the rules' events and the state that produced them to the writer, and waits up to
-    /// `expressAfter` for them to be stored (not at all while a write hangs). Called with the rules' lock held: one hand-over at a time.
+    /// `expressAfter` for them to be stored (not at all while a write hangs). Called with the
+    /// rules' lock held: one hand-over at a time.
     @discardableResult
     public func hand(_ events: [Event], ruleState: EngineState?) -> Handed {
         let stamped = stamp(events)
@@ -259,9 +259,9 @@ public final class LockedOutbox: @unchecked Sendable {
         let deadline = SystemClock.boottime() + Self.expressAfter
         while true {
             let now = SystemClock.boottime()
-            let (outcome, until) = handover.withLock { h -> (Handed?, UInt64) in
-                if h.written >= number { return (h.refusedHandovers?.contains(number) == true ? .refused : .stored, now) }
-                return h.hung(at: now) || now >= deadline ? (.behind, now) : (nil, deadline)
+            let outcome = handover.withLock { h -> Handed? in
+                if h.written >= number { return h.refusedHandovers?.contains(number) == true ? .refused : .stored }
+                return h.hung(at: now) || now >= deadline ? .behind : nil
             }
             if let outcome {
                 // Its alarms still waiting for the disk go from memory now: the alarm lane is told
@@ -269,7 +269,7 @@ public final class LockedOutbox: @unchecked Sendable {
                 if outcome == .behind && alarms { wakeLanes.withLock { $0 }() }
                 return outcome
             }
-            _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(until &- now)))
+            _ = wroteOne.wait(timeout: .now() + .nanoseconds(Int(deadline &- now)))
         }
     }
 

@@ -88,7 +88,8 @@ public final class HCIScanner: Sendable {
     /// The name says the adapter and the mode (a socket bound otherwise is no use to a new
     /// config) and the scan's settings (`scanSettings`): the next run does not restart the scan
     /// on a kept socket, so an upgrade that scans otherwise must not take one.
-    public static func storeName(_ options: Options) -> String { "ble-\(options.adapter)-\(options.mode.rawValue)-s\(scanSettings)" }
+    public static func storeName(_ options: Options) -> String { storePrefix + "\(options.adapter)-\(options.mode.rawValue)-s\(scanSettings)" }
+    static let storePrefix = "ble-"
 
     /// Bump when `startScan` changes what it asks of the controller (interval, window, filters).
     static let scanSettings = 1
@@ -109,7 +110,7 @@ public final class HCIScanner: Sendable {
     /// another adapter or mode now: a kept user-channel socket would keep the adapter from the
     /// new one). Returns their names.
     public static func releaseUnclaimedSockets() -> [String] {
-        DescriptorStore.closeUntaken(prefix: "ble-")
+        DescriptorStore.closeUntaken(prefix: storePrefix)
     }
 
     /// An AF_BLUETOOTH socket bound to the adapter and channel the options name.

@@ -87,6 +87,11 @@ final class Notices: Sendable {
         return Setup(link: link, hub: hub, notices: notices, outbox: locked)
     }
 
+    /// The commands the receiver holds for the hub, with their results.
+    func commands(_ receiver: ReceiverProcess) throws -> [[String: Any]] {
+        (try receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []
+    }
+
     func types(_ receiver: ReceiverProcess) throws -> [String] {
         try receiver.arrivals().events.map { "\($0["type"] as? String ?? "?")/\($0["state"] as? String ?? "?")" }
     }
@@ -256,7 +261,7 @@ final class Notices: Sendable {
             let etag = (try receiver.admin("PUT", "/api/hubs/hub-0001/config", good) as? [String: Any])?["etag"] as? String
             try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reload-config\"}")
             func results() throws -> [String] {
-                ((try receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []).map { $0["resultStatus"] as? String ?? "-" }
+                try commands(receiver).map { $0["resultStatus"] as? String ?? "-" }
             }
             #expect(try waitUntil(15) { try results() == ["done", "done", "done", "done"] }, "\((try? results()) ?? [])")
             #expect(s.link.heartbeatInterval == .seconds(45))
@@ -303,12 +308,9 @@ final class Notices: Sendable {
             let over = holdOutbox(s.outbox, for: 8)
             try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"diagnostics\"}")
             try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"set-heartbeat\", \"args\": {\"seconds\": 45}}")
-            func commands() throws -> [[String: Any]] {
-                (try receiver.admin("GET", "/api/hubs/hub-0001/commands") as? [String: Any])?["commands"] as? [[String: Any]] ?? []
-            }
-            #expect(try waitUntil(5) { try commands().map { $0["resultStatus"] as? String ?? "-" } == ["done", "done"] },
-                    "\((try? commands()) ?? [])")
-            let diagnostics = try #require(try commands().first?["resultDetail"] as? [String: Any])
+            #expect(try waitUntil(5) { try commands(receiver).map { $0["resultStatus"] as? String ?? "-" } == ["done", "done"] },
+                    "\((try? commands(receiver)) ?? [])")
+            let diagnostics = try #require(try commands(receiver).first?["resultDetail"] as? [String: Any])
             #expect(diagnostics["outboxBusy"] as? Bool == true && diagnostics["deadLetters"] == nil, "\(diagnostics)")
             #expect(over.wait(timeout: .now()) == .timedOut, "answered while the outbox was still held")
             #expect(s.outbox.writeRunning != nil, "the note of the last command waits for the disk")

@@ -59,15 +59,6 @@ import VaktpostCore
         return poll(&p, 1, 1000) > 0 && p.revents & Int16(POLLHUP) != 0
     }
 
-    func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let end = clock_gettime_ns() + UInt64(seconds * 1e9)
-        while clock_gettime_ns() < end {
-            if condition() { return true }
-            usleep(10_000)
-        }
-        return condition()
-    }
-
     /// A press heard while the agent restarted waits in the socket the run before kept; the new
     /// run reads it first, gives systemd its copy again, and does not restart the running scan
     /// (which would pause it). Stopped for a re-exec, the socket stays open for the next image,
@@ -81,7 +72,7 @@ import VaktpostCore
         let heard = Heard()
         let s = scanner(socket: ours, systemd: systemd, heard: heard)
         s.start()
-        #expect(waitFor(2) { heard.events.withLock { $0.count } == 2 })
+        #expect(waitUntil(2) { heard.events.withLock { $0.count } == 2 })
         #expect(heard.events.withLock { $0 } == [Array(Self.press.dropFirst()), Array(Self.beacon.dropFirst())], "in the order heard")
         let removed = systemd.receive(), kept = systemd.receive()
         #expect(removed.text == "FDSTOREREMOVE=1\nFDNAME=ble-hci0-raw-s1")
@@ -131,7 +122,7 @@ import VaktpostCore
         defer { s.stop() }
         let messages = (0..<3).map { _ in systemd.receive().text }
         #expect(messages == ["FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw-s1", "FDSTORE=1\nFDNAME=ble-hci9-raw-s1", "FDSTOREREMOVE=1\nFDNAME=ble-hci9-raw-s1"])
-        #expect(waitFor(3) { heard.conditions.withLock { !$0.isEmpty } })
+        #expect(waitUntil(3) { heard.conditions.withLock { !$0.isEmpty } })
         guard case .unavailable? = heard.conditions.withLock({ $0.first }) else {
             Issue.record("the adapter's state not reported: \(heard.conditions.withLock { $0 })")
             return
@@ -162,10 +153,4 @@ import VaktpostCore
         #expect(HCIScanner.storeName(.init(adapter: "hci1", mode: .userChannel, silentAfter: .seconds(1))) == "ble-hci1-user-channel-s1")
         #expect(HCIScanner.storeName(.init(adapter: "hci0", mode: .listenOnly, silentAfter: .seconds(1))) == "ble-hci0-listen-only-s1")
     }
-}
-
-func clock_gettime_ns() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
