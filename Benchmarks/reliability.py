@@ -50,7 +50,7 @@ status is 1 when anything failed.
 Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead connections, strace
 attaching to the agent for the failing disk).
 """
-import datetime, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
+import datetime, json, os, random, re, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
 from bench_platform import (ROOT as root, DescriptorStore, build, motion, MOTION_SENDERS, platform_config, rss_kib, start_agent,
                             start_fake_usb300, start_receiver, stop, stream, stream_config)
 
@@ -827,9 +827,13 @@ class DiskHangsStopped(DiskHangs):
             self.stopper = threading.Thread(target=self.restart)
             self.stopper.start()
 
+    def end_agent(self):
+        """Ends the running agent as systemd's stop would; True if it stopped by itself."""
+        return self.store.stop_unit(self.agent)
+
     def restart(self):
         began = time.monotonic()
-        self.stopped_by_itself = self.store.stop_unit(self.agent)
+        self.stopped_by_itself = self.end_agent()
         self.stop_took = time.monotonic() - began
         if not self.stopped_by_itself and self.strace and self.strace.poll() is None:
             self.strace.kill()  # killed inside the injected delay: strace would hold it for the rest
@@ -852,6 +856,41 @@ class DiskHangsStopped(DiskHangs):
         if self.stopper:
             self.stopper.join(30)
         self.store.close()
+
+class DiskHangsKilled(DiskHangsStopped):
+    """As `disk-hangs-stopped`, but at second 35 the agent is killed (SIGKILL), the write still
+    hanging: a crash, the watchdog, or systemd's kill once the stop has waited its three minutes.
+    A process with a thread inside a write that hangs dies only when the write returns (here:
+    when strace lets go at second 52), and nothing hears the port meanwhile, so the stream pauses
+    PAUSE s from the kill, as for the stop. The agent is started again at once. What waited in
+    memory for the write never gets written by the dying process: it must come from the copy on
+    tmpfs (`HangCopy`, beside the control socket), which the new run takes in. Every event
+    arrives, none twice, and the hang that run reported is cleared by the next."""
+
+    def at(self, second):
+        # The write "returns" at HANG_AT[1]: strace let go of a tracee that was killed inside its
+        # injected delay only when killed itself (a SIGINT would wait for it).
+        if self.stopper and not self.hang_over and time.time() >= self.begin + self.HANG_AT[1]:
+            self.hang_over = True
+            if self.strace.poll() is None:
+                self.strace.kill()
+                self.strace.wait()
+        super().at(second)
+
+    def end_agent(self):
+        self.agent.kill()
+        self.agent.wait()
+        return False
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
+            return
+        log = open(self.work + "/agent.log", errors="replace").read()
+        taken = re.search(r"the (\d+) events that waited for a write that hung when the last run ended", log)
+        check(taken and int(taken.group(1)) > 0,
+              f"{self.name}: the run after the kill took in what waited for the write ({taken.group(1) + ' events' if taken else 'nothing'} from the copy on tmpfs; "
+              f"the killed agent was gone {self.stop_took:.1f} s after the SIGKILL)")
+        self.hang_reported(events)
 
 class DiskHangsFlooding(DiskHangs):
     """While a configured motion sensor floods (1,000 telegrams a second for 20 s, from stream
@@ -913,6 +952,7 @@ def faults():
         DiskHangsFlooding("disk-hangs-flooding", bindir, base),
         DiskHangsOffline("disk-hangs-offline", bindir, base),
         DiskHangsStopped("disk-hangs-stopped", bindir, base),
+        DiskHangsKilled("disk-hangs-killed", bindir, base),
     ]
     only = os.environ.get("ONLY")
     if only:

@@ -59,6 +59,8 @@ public final class HubDaemon: HubControl {
     let timeline: Timeline
     public let clock: HubClock
     let outbox: LockedOutbox
+    /// What waits for a write that hangs, copied to tmpfs so that a kill does not lose it.
+    let hangCopy: HangCopy
     let linkBox = Mutex<PlatformLink?>(nil)
     /// The uplink; nil when the config has no `[platform]`.
     public var link: PlatformLink? { linkBox.withLock { $0 } }
@@ -194,6 +196,22 @@ public final class HubDaemon: HubControl {
             standInFor = "\(error)"
             logger.critical("cannot open the outbox \(config.outbox.path) (\(error)): running from a stand-in at \(standIn) (memory: lost if the hub loses power); check that the directory exists and belongs to the agent's user, and the kernel log (dmesg) for I/O errors (replace the SD card); then restart the agent")
         }
+        // What an earlier run had waiting for a write that hung when it was killed (`HangCopy`):
+        // taken in by the outbox, or by its stand-in (the disk still hangs or is gone).
+        let copyPath = HangCopy.path(socket: options.socketPath)
+        var copied: (events: Int, event: EventID?, type: EventType)? = nil
+        if access(copyPath, F_OK) == 0 {
+            do {
+                copied = try box.absorb(standIn: copyPath)
+                HangCopy.removeFiles(copyPath)
+            } catch {
+                box.continueAbove(standIn: copyPath)
+                logger.critical("the copy \(copyPath) of what waited for a write that hung when the last run ended could not be taken into the outbox \(box.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
+            }
+        }
+        hangCopy = HangCopy(path: copyPath, limits: limits) { path, floor in
+            try Outbox(path: path, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+        }
         let unclean = box.startedAfterUncleanStop
         let previousBoot = try? box.note("boot_id")
         let lastAlive = try? box.note("last_alive")
@@ -238,6 +256,11 @@ public final class HubDaemon: HubControl {
         if let absorbed {
             if let event = absorbed.event { raise(absorbed.type, .cleared, correlation: event, data: [("moved", .int(Int64(absorbed.events)))]) }
             logger.notice("the outbox writes again: the \(absorbed.events) events the stand-in \(standIn) still held are in it")
+        }
+        if let copied {
+            // The hang it reported ended with that run.
+            if let event = copied.event { raise(.outboxWriteFailed, .cleared, correlation: event, data: [("moved", .int(Int64(copied.events)))]) }
+            logger.notice("the \(copied.events) events that waited for a write that hung when the last run ended (kept in \(copyPath)) are in the outbox")
         }
     }
 
@@ -315,6 +338,7 @@ public final class HubDaemon: HubControl {
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             outbox.stopWriter()  // everything handed over is in the outbox (`watchTheStop`)
+            copyWhatWaits()  // and no longer needs its copy
             // A hang reported and over by now: cleared here, the rules' loop being stopped
             // (stored at once, the writer being stopped; sent by the next start).
             if let hang = core.withLock({ $0.hanging }) { _ = reportHang(hang) }
@@ -569,9 +593,10 @@ public final class HubDaemon: HubControl {
             let began = SystemClock.boottime()
             var hang = StopDuringHang()
             while !stopWatch.isStopped {
+                copyWhatWaits()
                 if let running = outbox.hangingFor {
                     let stopping = Duration.nanoseconds(Int64(SystemClock.boottime() &- began))
-                    for step in hang.waiting(write: running, stopping: stopping, events: outbox.waitingForWrite, outbox: config.outbox.path) {
+                    for step in hang.waiting(write: running, stopping: stopping, events: outbox.waitingForWrite, outbox: config.outbox.path, copy: hangCopy.current) {
                         switch step {
                         case .notify(let message): _ = SystemdNotify.send(message)
                         case .say(let line): logger.critical("\(line)")
@@ -581,6 +606,12 @@ public final class HubDaemon: HubControl {
                 stopWatch.sleep(.seconds(1))
             }
         }
+    }
+
+    /// What waits for a write that hangs, kept in a copy on tmpfs (`HangCopy`) while it does.
+    func copyWhatWaits() {
+        let hang = core.withLock { $0.hanging?.event }
+        if let line = hangCopy.update(outbox, hanging: outbox.hangingFor != nil, hang: hang) { logger.critical("\(line)") }
     }
 
     /// The outbox takes no writes at this stop: what memory holds goes to the stand-in on tmpfs
@@ -651,6 +682,7 @@ public final class HubDaemon: HubControl {
             if now - began > 100_000_000 { logger.warning("the rules loop took \((now - began) / 1_000_000) ms for one step (readings wait meanwhile)") }
             let hang = reportHang(core.withLock { $0.hanging })
             core.withLock { $0.hanging = hang }
+            copyWhatWaits()
             restartIfWritten()
             // Housekeeping never waits for the disk: its writes go to the outbox's writer, and
             // what it reads is not waited for while a write hangs (it is read at the next round).

@@ -71,6 +71,8 @@ public final class LockedOutbox: @unchecked Sendable {
         /// Taken by the writer, being written (since `writingSince`, boot clock ns).
         var writing: [Event] = []
         var writingSince: UInt64?
+        /// The rule state in the write running, if it carries one.
+        var writingRuleState: EngineState?
         var writerRunning = false
         /// Hand-overs so far, and those written (or refused) so far: a hand-over's number tells
         /// the rules whether theirs is written.
@@ -311,6 +313,7 @@ public final class LockedOutbox: @unchecked Sendable {
                 h.queue = []
                 defer { (h.ruleState, h.jobs) = (nil, []) }
                 h.writingSince = SystemClock.boottime()
+                h.writingRuleState = h.ruleState
                 return (h.writing, h.ruleState, h.handed, h.jobs)
             }
             guard let chunk else {
@@ -332,6 +335,7 @@ public final class LockedOutbox: @unchecked Sendable {
                     h.written = chunk.through
                     h.writing = []
                     h.writingSince = nil
+                    h.writingRuleState = nil
                     if failure != nil, from <= chunk.through { h.refusedHandovers = from...chunk.through }
                     let written = zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
                     h.stored += written
@@ -400,6 +404,13 @@ public final class LockedOutbox: @unchecked Sendable {
 
     /// Events handed over and not yet written.
     public var waitingForWrite: Int { handover.withLock { $0.waiting } }
+
+    /// What only memory holds while a write runs or waits (`HangCopy` keeps a copy of it): the
+    /// events handed over and not yet written, in order, the newest rule state not yet written,
+    /// and the number of the last hand-over among them.
+    public func unwritten() -> (events: [Event], ruleState: EngineState?, through: Int) {
+        handover.withLock { h in (h.writing + h.queue, h.ruleState ?? h.writingRuleState, h.handed) }
+    }
 
     /// State and log events dropped since the last call (too many waited for a write that hangs).
     public func takeDropped() -> Int {

@@ -2,12 +2,13 @@ import VaktpostCore
 
 /// What a stop does while the outbox is busy with a write that hangs (`HubDaemon.watchTheStop`
 /// asks it once a second). systemd kills a stop that outlasts `TimeoutStopSec` (10 s in the
-/// unit), and the events still waiting in memory for the write would die with the agent: the
-/// write itself returns first (a thread inside a write cannot die), the rest is never written.
-/// So while the write hangs, the stop asks systemd for more time (`EXTEND_TIMEOUT_USEC`), up to
-/// `limit`: a card that answers again within it loses nothing. Past it the stop no longer asks
-/// and says what would be lost: a write that never returns must not keep the agent from ever
-/// being restarted, should the kill be one that ends the wait.
+/// unit), and the events still waiting in memory for the write would be left to their copy on
+/// tmpfs (`HangCopy`), or lost if it could not be made: the write itself returns first (a thread
+/// inside a write cannot die), the rest is never written. So while the write hangs, the stop asks
+/// systemd for more time (`EXTEND_TIMEOUT_USEC`), up to `limit`: a card that answers again within
+/// it stores everything where it belongs. Past it the stop no longer asks and says where what
+/// waits will be: a write that never returns must not keep the agent from ever being restarted,
+/// should the kill be one that ends the wait.
 struct StopDuringHang {
     /// How long, from the outbox's stop, systemd is asked to wait for a write that hangs: a USB
     /// disk the kernel retries 30 s at a time, an SD card's firmware busy for a minute.
@@ -27,8 +28,9 @@ struct StopDuringHang {
     }
 
     /// `running`: how long the write has run; `stopping`: since the outbox's stop began;
-    /// `events`: how many wait for the write.
-    mutating func waiting(write running: Duration, stopping: Duration, events: Int, outbox path: String) -> [Step] {
+    /// `events`: how many wait for the write; `copy`: where they are copied, if the copy is
+    /// up to date.
+    mutating func waiting(write running: Duration, stopping: Duration, events: Int, outbox path: String, copy: String?) -> [Step] {
         if stopping < limit {
             var steps = [Step.notify("EXTEND_TIMEOUT_USEC=\(Self.perRequest.nanoseconds / 1000)")]
             if !said {
@@ -40,8 +42,9 @@ struct StopDuringHang {
         }
         guard !gaveUp else { return [] }
         gaveUp = true
-        return [.say("a write of the outbox \(path) has not returned for \(DurationText.format(running)): the stop no longer asks systemd to wait. "
-            + "If the agent is killed now, the \(events) events waiting for the write are LOST WITH THIS STOP. "
-            + "Look for I/O errors and timeouts in the kernel log (dmesg); power-cycle the hub and replace the SD card")]
+        let fate = copy.map { "If the agent is killed now, the \(events) events waiting for the write are in the copy \($0), which the next start takes in (do not power off the hub before: /run is memory). " }
+            ?? "If the agent is killed now, the \(events) events waiting for the write are LOST WITH THIS STOP (no copy of them could be made). "
+        return [.say("a write of the outbox \(path) has not returned for \(DurationText.format(running)): the stop no longer asks systemd to wait. " + fate
+            + "Look for I/O errors and timeouts in the kernel log (dmesg); then replace the SD card")]
     }
 }
