@@ -107,7 +107,7 @@ public final class LockedOutbox: @unchecked Sendable {
         }
 
         func hung(at now: UInt64) -> Bool {
-            writingSince.map { now &- $0 >= LockedOutbox.hangAfter } ?? false
+            writingSince.map { LockedOutbox.elapsed(since: $0, at: now) >= LockedOutbox.hangAfter } ?? false
         }
 
         /// The deliveries not yet recorded, in seq order.
@@ -161,8 +161,14 @@ public final class LockedOutbox: @unchecked Sendable {
     /// included), or the lock held, whichever is longer; 0 when neither.
     func busy(_ h: Handover, at now: UInt64) -> UInt64 {
         let since = heldSince.load(ordering: .relaxed)
-        return max(since == 0 ? 0 : now &- since, h.writingSince.map { now &- $0 } ?? 0)
+        return max(since == 0 ? 0 : Self.elapsed(since: since, at: now), h.writingSince.map { Self.elapsed(since: $0, at: now) } ?? 0)
     }
+
+    /// Nanoseconds from `start` to `now`, 0 if `start` is later: callers read `now` before taking
+    /// the handover's lock, and a write (or a hold of the outbox's lock) may begin in between.
+    /// Wrapped around, that was a write hanging for 584 years, and a trap converting it to a
+    /// `Duration` (`hangingFor`): the agent died.
+    static func elapsed(since start: UInt64, at now: UInt64) -> UInt64 { now > start ? now - start : 0 }
 
     /// As `with`, for those who must not wait for a write that hangs (the alarm lane, the
     /// heartbeat, the rules' housekeeping): nil when the outbox was not free within `limit`.

@@ -7,6 +7,7 @@ import Testing
 import TestSupport
 import Uplink
 import VaktpostCore
+import VaktpostPosix
 
 /// Holds the outbox for `seconds` on another thread, as a write that hangs would; returns once
 /// it is held, with what is signalled when it is let go.
@@ -219,6 +220,23 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
 
     /// How long the outbox has been busy, for the stop's requests to systemd: from a second on,
     /// whoever holds it (here not the writer: a lane's write, say).
+    /// The busy clock is read as of a moment taken before the handover's lock: a write, or a hold
+    /// of the outbox's lock, that begins in between is later than that moment. It is no hang
+    /// (wrapped around, it was one of 584 years, and `hangingFor` trapped: the agent died).
+    @Test func aHoldBegunAfterTheMomentReadIsNoHang() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let later = SystemClock.boottime() + 1_000_000_000
+            locked.heldSince.store(later, ordering: .relaxed)
+            locked.handover.withLock { $0.writingSince = later }
+            #expect(locked.hangingFor == nil)
+            #expect(locked.alarmToExpress() == nil)
+            #expect(!locked.handover.withLock { $0.hung(at: later - 1) })
+            locked.heldSince.store(0, ordering: .relaxed)
+            locked.handover.withLock { $0.writingSince = nil }
+        }
+    }
+
     @Test func theOutboxSaysHowLongItHasBeenBusyOnceItHangs() throws {
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir)
