@@ -626,6 +626,63 @@ class DiskFails(Scenario):
                 self.strace.kill()
                 self.strace.wait()
 
+class DiskFailsKilled(DiskFails):
+    """Every write and sync of the outbox fails with EIO from FAULT_WINDOW[0] (a card at the end
+    of its life) while the platform is away (until PLATFORM_BACK), and at second KILL the agent is
+    killed (SIGKILL: a crash, the watchdog) and started again at once, as systemd's Restart= would
+    (the new process's writes go through, as on a card remounted after a repair). What the outbox
+    held in memory, alarms the platform never got among it, must come from the copy on tmpfs
+    (`MemoryCopy`, beside the control socket): every alarm arrives once the platform is back,
+    every event, none twice, and the hold's technical event is cleared by the next run. The copy
+    follows new readings at most once a second (alarms at once), and telegrams heard by no agent
+    are lost to any agent, so the stream is quiet from QUIET s before the kill to PAUSE s after it
+    (the port stays open in the store, as systemd keeps it)."""
+    KILL, QUIET, PAUSE, PLATFORM_BACK = 40, 2, 3, 60
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        self.store = DescriptorStore(self.work + "/notify.sock")
+        self.begin, self.killer = 0, None
+
+    def shape(self, schedule, begin):
+        self.begin = begin.timestamp()
+        return paused(schedule, [begin + datetime.timedelta(seconds=self.KILL - self.QUIET)], self.QUIET + self.PAUSE)
+
+    def at(self, second):
+        if second == FAULT_WINDOW[0]:
+            self.fault({"downForSec": self.PLATFORM_BACK - FAULT_WINDOW[0]})
+            super().at(second)  # the card fails
+        if self.killer is None and time.time() >= self.begin + self.KILL - 1:
+            self.killer = threading.Timer(max(0, self.begin + self.KILL - time.time()), self.kill)
+            self.killer.start()
+
+    def sample(self):
+        if not (self.killer and self.killer.is_alive()):  # being killed and started again
+            super().sample()
+
+    def kill(self):
+        self.agent.kill()
+        self.agent.wait()
+        super().cleanup()  # strace: its tracee is gone
+        self.agent = start_agent(self.bindir, self.work, store=self.store)
+        self.procs.append(self.agent)
+
+    def verify(self, events):
+        if not check(shutil.which("strace"), f"{self.name}: strace is there to fail the writes (apt-get install -y strace)"):
+            return
+        log = open(self.work + "/agent.log", errors="replace").read()
+        taken = re.search(r"the (\d+) events the last run held in memory for the outbox when it ended", log)
+        check(taken and int(taken.group(1)) > 0,
+              f"{self.name}: the run after the kill took in what the outbox held in memory ({taken.group(1) + ' events' if taken else 'nothing'} from the copy on tmpfs)")
+        failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
+        check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised, and cleared by the next run ({failed})")
+
+    def cleanup(self):
+        super().cleanup()
+        if self.killer:
+            self.killer.join(30)
+        self.store.close()
+
 class DiskStalls(DiskFails):
     """For the fault window every sync of the outbox's files takes a second, as on an SD card
     busy with its own garbage collection: strace holds each fsync/fdatasync of exactly those
@@ -864,8 +921,10 @@ class DiskHangsKilled(DiskHangsStopped):
     when strace lets go at second 52), and nothing hears the port meanwhile, so the stream pauses
     PAUSE s from the kill, as for the stop. The agent is started again at once. What waited in
     memory for the write never gets written by the dying process: it must come from the copy on
-    tmpfs (`HangCopy`, beside the control socket), which the new run takes in. Every event
-    arrives, none twice, and the hang that run reported is cleared by the next."""
+    tmpfs (`MemoryCopy`, beside the control socket), which the new run takes in. Every event
+    arrives, none twice, and the hang that run reported is cleared by the next. The copy follows
+    new readings at most once a second (alarms at once), so the stream is quiet from QUIET s
+    before the kill too."""
 
     def at(self, second):
         # The write "returns" at HANG_AT[1]: strace let go of a tracee that was killed inside its
@@ -877,6 +936,12 @@ class DiskHangsKilled(DiskHangsStopped):
                 self.strace.wait()
         super().at(second)
 
+    QUIET = 2
+
+    def shape(self, schedule, begin):
+        self.begin = begin.timestamp()
+        return paused(schedule, [begin + datetime.timedelta(seconds=self.STOP - self.QUIET)], self.QUIET + self.PAUSE)
+
     def end_agent(self):
         self.agent.kill()
         self.agent.wait()
@@ -886,7 +951,7 @@ class DiskHangsKilled(DiskHangsStopped):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
             return
         log = open(self.work + "/agent.log", errors="replace").read()
-        taken = re.search(r"the (\d+) events that waited for a write that hung when the last run ended", log)
+        taken = re.search(r"the (\d+) events the last run held in memory for the outbox when it ended", log)
         check(taken and int(taken.group(1)) > 0,
               f"{self.name}: the run after the kill took in what waited for the write ({taken.group(1) + ' events' if taken else 'nothing'} from the copy on tmpfs; "
               f"the killed agent was gone {self.stop_took:.1f} s after the SIGKILL)")
@@ -946,6 +1011,7 @@ def faults():
         DiskFull("disk-full", bindir, base),
         DiskFails("disk-fails", bindir, base),
         DiskFails("disk-dies", bindir, base, reads=True, late_operator=True),
+        DiskFailsKilled("disk-fails-killed", bindir, base),
         DiskStalls("disk-stalls", bindir, base),
         DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),

@@ -59,8 +59,9 @@ public final class HubDaemon: HubControl {
     let timeline: Timeline
     public let clock: HubClock
     let outbox: LockedOutbox
-    /// What waits for a write that hangs, copied to tmpfs so that a kill does not lose it.
-    let hangCopy: HangCopy
+    /// What memory holds for the outbox (a write that hangs, a disk that refuses writes), copied
+    /// to tmpfs so that a kill does not lose it.
+    let memoryCopy: MemoryCopy
     let linkBox = Mutex<PlatformLink?>(nil)
     /// The uplink; nil when the config has no `[platform]`.
     public var link: PlatformLink? { linkBox.withLock { $0 } }
@@ -196,20 +197,20 @@ public final class HubDaemon: HubControl {
             standInFor = "\(error)"
             logger.critical("cannot open the outbox \(config.outbox.path) (\(error)): running from a stand-in at \(standIn) (memory: lost if the hub loses power); check that the directory exists and belongs to the agent's user, and the kernel log (dmesg) for I/O errors (replace the SD card); then restart the agent")
         }
-        // What an earlier run had waiting for a write that hung when it was killed (`HangCopy`):
-        // taken in by the outbox, or by its stand-in (the disk still hangs or is gone).
-        let copyPath = HangCopy.path(socket: options.socketPath)
+        // What an earlier run held in memory for the outbox when it was killed (a write that hung,
+        // a disk that refused writes: `MemoryCopy`): taken in by the outbox, or by its stand-in.
+        let copyPath = MemoryCopy.path(socket: options.socketPath)
         var copied: (events: Int, event: EventID?, type: EventType)? = nil
         if access(copyPath, F_OK) == 0 {
             do {
                 copied = try box.absorb(standIn: copyPath)
-                HangCopy.removeFiles(copyPath)
+                MemoryCopy.removeFiles(copyPath)
             } catch {
                 box.continueAbove(standIn: copyPath)
-                logger.critical("the copy \(copyPath) of what waited for a write that hung when the last run ended could not be taken into the outbox \(box.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
+                logger.critical("the copy \(copyPath) of what the last run held in memory for the outbox when it ended could not be taken into the outbox \(box.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
             }
         }
-        hangCopy = HangCopy(path: copyPath, limits: limits) { path, floor in
+        memoryCopy = MemoryCopy(path: copyPath, limits: limits) { path, floor in
             try Outbox(path: path, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
         }
         let unclean = box.startedAfterUncleanStop
@@ -258,9 +259,13 @@ public final class HubDaemon: HubControl {
             logger.notice("the outbox writes again: the \(absorbed.events) events the stand-in \(standIn) still held are in it")
         }
         if let copied {
-            // The hang it reported ended with that run.
-            if let event = copied.event { raise(.outboxWriteFailed, .cleared, correlation: event, data: [("moved", .int(Int64(copied.events)))]) }
-            logger.notice("the \(copied.events) events that waited for a write that hung when the last run ended (kept in \(copyPath)) are in the outbox")
+            // The disk's hold, and the hang, that run reported ended with it (this outbox writes).
+            if let event = copied.event { raise(copied.type, .cleared, correlation: event, data: [("moved", .int(Int64(copied.events)))]) }
+            if let hang = ((try? outbox.with { try $0.note("hang_event") }) ?? nil).flatMap(EventID.init) {
+                raise(.outboxWriteFailed, .cleared, correlation: hang, data: [("moved", .int(Int64(copied.events)))])
+                try? outbox.with { try $0.setNote("hang_event", nil) }
+            }
+            logger.notice("the \(copied.events) events the last run held in memory for the outbox when it ended (kept in \(copyPath)) are in the outbox")
         }
     }
 
@@ -338,21 +343,23 @@ public final class HubDaemon: HubControl {
             step()  // timers due by now
             core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
             outbox.stopWriter()  // everything handed over is in the outbox (`watchTheStop`)
-            copyWhatWaits()  // and no longer needs its copy
             // A hang reported and over by now: cleared here, the rules' loop being stopped
             // (stored at once, the writer being stopped; sent by the next start).
             if let hang = core.withLock({ $0.hanging }) { _ = reportHang(hang) }
             try? historyStore.save(core.withLock { $0.ble.histories })
             let ruleState = core.withLock { $0.state }
+            var lost = false
             try? outbox.with { o in
                 do {
                     try o.flushMemory()
                 } catch {
-                    spillAtStop(o, error, ruleState: ruleState)
+                    lost = !spillAtStop(o, error, ruleState: ruleState)
                 }
                 try o.checkpoint()
                 try o.close()
             }
+            // What memory held is on disk or in the stand-in; if neither took it, its copy stays.
+            if !lost { memoryCopy.discard() }
             stopWatch.stop()
             logger.notice("stopped cleanly")
         }
@@ -596,7 +603,7 @@ public final class HubDaemon: HubControl {
                 copyWhatWaits()
                 if let running = outbox.hangingFor {
                     let stopping = Duration.nanoseconds(Int64(SystemClock.boottime() &- began))
-                    for step in hang.waiting(write: running, stopping: stopping, events: outbox.waitingForWrite, outbox: config.outbox.path, copy: hangCopy.current) {
+                    for step in hang.waiting(write: running, stopping: stopping, events: outbox.waitingForWrite, outbox: config.outbox.path, copy: memoryCopy.current) {
                         switch step {
                         case .notify(let message): _ = SystemdNotify.send(message)
                         case .say(let line): logger.critical("\(line)")
@@ -608,28 +615,32 @@ public final class HubDaemon: HubControl {
         }
     }
 
-    /// What waits for a write that hangs, kept in a copy on tmpfs (`HangCopy`) while it does.
+    /// What memory holds for the outbox, kept in a copy on tmpfs (`MemoryCopy`) while it does.
     func copyWhatWaits() {
         let hang = core.withLock { $0.hanging?.event }
-        if let line = hangCopy.update(outbox, hanging: outbox.hangingFor != nil, hang: hang) { logger.critical("\(line)") }
+        if let line = memoryCopy.update(outbox, hanging: outbox.hangingFor != nil, hang: hang) { logger.critical("\(line)") }
     }
 
     /// The outbox takes no writes at this stop: what memory holds goes to the stand-in on tmpfs
     /// (a restart of the agent keeps it, and the next start runs from it or takes it in), not
     /// lost with the process. Only if that fails too are the events lost: said loudly.
-    func spillAtStop(_ o: Outbox, _ error: any Error, ruleState: EngineState) {
+    /// Returns whether the events are in the stand-in.
+    @discardableResult
+    func spillAtStop(_ o: Outbox, _ error: any Error, ruleState: EngineState) -> Bool {
         let standIn = Self.standInPath(socket: options.socketPath)
         let advice = Self.advice(o.hold, path: o.path)
         guard o.standingIn == nil else {
             // The stand-in itself takes no writes (tmpfs full: the hub is out of memory).
             logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written to the stand-in \(o.path) (\(error)); \(advice)")
-            return
+            return false
         }
         do {
             let n = try o.spill(to: standIn, ruleState: ruleState)
             logger.critical("the outbox \(o.path) takes no writes at this stop (\(error)): the \(n) events held in memory are in the stand-in \(standIn) instead (kept across restarts of the agent, lost if the hub restarts); the next start takes them back in. \(advice)")
+            return true
         } catch let second {
             logger.critical("EVENTS LOST WITH THIS STOP: \(o.inMemoryCount) events held in memory could not be written to \(o.path) (\(error)) nor to the stand-in \(standIn) (\(second)); \(advice)")
+            return false
         }
     }
 

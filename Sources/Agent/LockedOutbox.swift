@@ -153,9 +153,16 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    /// Inside the lock: marks how long it is held.
+    /// Inside the lock: marks how long it is held, and, as it is let go, whether the outbox holds
+    /// events in memory (the disk refused a write), for those who may not take the lock to ask.
     func held() { heldSince.store(SystemClock.boottime(), ordering: .relaxed) }
-    func released() { heldSince.store(0, ordering: .relaxed) }
+    func released() {
+        holdingInMemory.store(outbox.hold != nil, ordering: .relaxed)
+        heldSince.store(0, ordering: .relaxed)
+    }
+
+    /// Whether the outbox held events in memory when its lock was last let go.
+    let holdingInMemory = Atomic<Bool>(false)
 
     /// How long (ns) the outbox has been busy: the writer's write running (waiting for the lock
     /// included), or the lock held, whichever is longer; 0 when neither.
@@ -411,7 +418,7 @@ public final class LockedOutbox: @unchecked Sendable {
     /// Events handed over and not yet written.
     public var waitingForWrite: Int { handover.withLock { $0.waiting } }
 
-    /// What only memory holds while a write runs or waits (`HangCopy` keeps a copy of it): the
+    /// What only memory holds while a write runs or waits (`MemoryCopy` keeps a copy of it): the
     /// events handed over and not yet written, in order, the newest rule state not yet written,
     /// and the number of the last hand-over among them.
     public func unwritten() -> (events: [Event], ruleState: EngineState?, through: Int) {

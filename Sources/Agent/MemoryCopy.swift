@@ -6,41 +6,52 @@ import Synchronization
 import VaktpostCore
 import VaktpostPosix
 
-/// While a write of the outbox hangs, what waits for it lives only in the agent's memory (the
-/// readings of those seconds, alarms sent from there, the rule state behind them). The stop waits
-/// for the write, but only so long (`StopDuringHang.limit`), and a crash or the watchdog does not
-/// wait at all. So what waits is also kept in a copy at `path`, an outbox file on the runtime
-/// directory's tmpfs beside the stand-in, rewritten as it changes; the next start takes it in
-/// (`Outbox.absorb`: what the outbox already has is not stored twice), and it is removed once
-/// everything in it is written. A power loss takes tmpfs with it; a kill of the agent does not.
+/// Two faults of the disk leave events in the agent's memory only: a write that hangs (what the
+/// rules hand over waits for the writer: readings, alarms sent from there, the rule state behind
+/// them) and a disk that refuses writes (the outbox holds events, deliveries and follow-ups in
+/// memory until it writes again). A stop writes them out, or spills them to the stand-in; a kill
+/// (systemd's, past the stop's limit), a crash or the watchdog did not. So while either lasts, a
+/// copy of what memory holds is kept at `path`, an outbox file on the runtime directory's tmpfs
+/// beside the stand-in, rewritten as it changes; the next start takes it in (`Outbox.absorb`:
+/// what the outbox already has is not stored twice), and it is removed once nothing is held. A
+/// power loss takes tmpfs with it; a kill of the agent does not.
 ///
 /// Events that get their seqs only when written (state and log events, while a write hangs) get
 /// them in the copy from above anything the outbox can have given out meanwhile (the events
 /// waiting, and an unclean stop's reserve), so a copy taken in never clashes with the outbox.
-final class HangCopy: Sendable {
+final class MemoryCopy: Sendable {
     let path: String
     let limits: OutboxLimits
-    /// Opens a new outbox file at a path, its seqs from a floor (the daemon's, for its limits
-    /// and its event maker).
+    /// Opens an outbox file at a path, its seqs from at least a floor (the daemon's, for its
+    /// limits and its event maker).
     let open: @Sendable (_ path: String, _ seqFloor: UInt64) throws -> Outbox
 
+    /// What a copy is of: the last hand-over in it, how many events wait for the writer, the last
+    /// alarm among them, whether a rule state, the hang's event, and what the outbox holds.
+    struct Signature: Equatable {
+        var through: Int
+        var events: Int
+        var lastAlarm: EventID?
+        var withState: Bool
+        var hang: EventID?
+        var held: Int?
+        var lastHeldAlarm: EventID?
+    }
+
     struct State {
-        /// The copy on disk is of this: the last hand-over in it, how many events, the last
-        /// alarm, whether a rule state, the hang's event.
-        var copied: (through: Int, events: Int, lastAlarm: EventID?, withState: Bool, hang: EventID?)?
+        var copied: Signature?
+        /// Events waiting for the writer that are in the copy.
+        var handedIDs: Set<EventID> = []
         /// When it was written (boot clock ns).
         var writtenAt: UInt64 = 0
         /// A copy left by an earlier run that the start could not take in: never replaced.
         var foreign = false
         /// The last copy could not be written: the one on disk, if any, is behind.
         var stale = false
-        /// A copy that could not be written, said once per hang.
+        /// A copy that could not be written, said once until nothing is held again.
         var failureSaid = false
     }
     let state = Mutex(State())
-
-    /// Where the copy is, when its last writing succeeded (new readings reach it within a second).
-    var current: String? { state.withLock { $0.copied != nil && !$0.stale ? path : nil } }
 
     init(path: String, limits: OutboxLimits, open: @escaping @Sendable (_ path: String, _ seqFloor: UInt64) throws -> Outbox) {
         self.path = path
@@ -52,62 +63,94 @@ final class HangCopy: Sendable {
     static let readingsEvery: UInt64 = 1_000_000_000
 
     /// Where the copy lives: beside the control socket, on tmpfs, as the stand-in.
-    static func path(socket: String) -> String { socket.parentDirectory + "/outbox-hang-copy.sqlite" }
+    static func path(socket: String) -> String { socket.parentDirectory + "/outbox-memory-copy.sqlite" }
 
-    /// Brings the copy up to date (the rules' loop, and the stop's watch, call it every round):
-    /// written while the outbox hangs, kept in step while it holds anything not yet written,
-    /// removed once everything is. `hang`: the technical event that reported the hang, noted in
-    /// the copy so that the start that takes it in clears it. Returns a line for the journal
-    /// when the copy could not be written. Never waits for the outbox's disk.
+    /// Where the copy is, when its last writing succeeded (new readings reach it within a second).
+    var current: String? { state.withLock { $0.copied != nil && !$0.stale ? path : nil } }
+
+    /// Brings the copy up to date (the rules' loop, and the stop's watch, call it every round).
+    /// `hanging`: a write of the outbox hangs; `hang`: the technical event that reported it,
+    /// noted in the copy so that the start that takes it in clears it. Returns a line for the
+    /// journal when the copy could not be written. Never waits for the outbox's disk: the
+    /// outbox's own hold is read only if its lock is free within 20 ms.
     func update(_ outbox: LockedOutbox, hanging: Bool, hang: EventID?) -> String? {
         state.withLock { s -> String? in
-            guard !s.foreign, hanging || s.copied != nil else { return nil }
-            let (events, ruleState, through) = outbox.unwritten()
-            if events.isEmpty && ruleState == nil {
-                if s.copied != nil { remove() }
-                s.copied = nil
-                s.stale = false
-                s.failureSaid = false
+            guard !s.foreign, hanging || outbox.holdingInMemory.load(ordering: .relaxed) || s.copied != nil else { return nil }
+            // With the lock, what waits for the writer is read in the same hold as the outbox's
+            // own: an event the writer moves from one to the other is in exactly one of them.
+            let free = try? outbox.with(within: .milliseconds(20)) { o in step(&s, outbox, hang: hang, held: o) }
+            return free ?? step(&s, outbox, hang: hang, held: nil)
+        }
+    }
+
+    /// `held`: the outbox, its lock held; nil while a write hangs.
+    func step(_ s: inout State, _ outbox: LockedOutbox, hang: EventID?, held o: Outbox?) -> String? {
+        let (events, ruleState, through) = outbox.unwritten()
+        if events.isEmpty && ruleState == nil {
+            // Nothing waits for the writer. While a write hangs, the hold cannot be seen: the
+            // copy stays as it is; else it goes once nothing is held either.
+            guard let o else { return nil }
+            if o.hold == nil {
+                discard(&s)
                 return nil
             }
-            let lastAlarm = events.last { $0.lane == .alarm }?.eventID
-            let now = (through: through, events: events.count, lastAlarm: lastAlarm, withState: ruleState != nil, hang: hang)
-            if let copied = s.copied {
-                // Readings keep coming during a hang: at most one copy a second for them (the
-                // copy is a whole new file); an alarm, or the end of the wait, at once.
-                if copied == now { return nil }
-                let soon = SystemClock.boottime() &- s.writtenAt < Self.readingsEvery
-                if soon && lastAlarm == copied.lastAlarm && hang == copied.hang { return nil }
+        }
+        return copy(&s, outbox, events, ruleState, through, hang, o)
+    }
+
+    func copy(_ s: inout State, _ outbox: LockedOutbox, _ events: [Event], _ ruleState: EngineState?, _ through: Int, _ hang: EventID?, _ o: Outbox?) -> String? {
+        let lastAlarm = events.last { $0.lane == .alarm }?.eventID
+        var now = Signature(through: through, events: events.count, lastAlarm: lastAlarm, withState: ruleState != nil, hang: hang,
+                            held: o?.heldSignature, lastHeldAlarm: o?.lastHeldAlarm)
+        if let copied = s.copied {
+            // While a write hangs the hold cannot be read: the copy keeps what it had of it.
+            if o == nil { (now.held, now.lastHeldAlarm) = (copied.held, copied.lastHeldAlarm) }
+            if copied == now { return nil }
+            // Readings keep coming: at most one copy a second for them and for what the outbox
+            // holds (the copy is a whole new file); an alarm, or the hang's report, at once.
+            let soon = SystemClock.boottime() &- s.writtenAt < Self.readingsEvery
+            if soon && lastAlarm == copied.lastAlarm && now.lastHeldAlarm == copied.lastHeldAlarm && hang == copied.hang { return nil }
+        } else if access(path, F_OK) == 0 {
+            s.foreign = true
+            return "a copy of what the agent held in memory for the outbox is already at \(path) from an earlier run (not taken in at start): "
+                + "it is kept, and none is made this time; restart the agent once the outbox writes again to take it in"
+        }
+        let floor = outbox.seqs.peek + UInt64(limits.memoryEvents + limits.seqReserve)
+        do {
+            if o == nil, let copied = s.copied, copied.held != nil {
+                // A write hangs, and the copy has the hold's events from before it, which cannot
+                // be read now: what is new joins them in place (one transaction).
+                let copy = try open(path, floor)
+                _ = try copy.append(events.filter { !s.handedIDs.contains($0.eventID) }, ruleState: ruleState)
+                if let hang { try copy.setNote("hang_event", hang.description) }
+                try copy.close()
+            } else {
+                try write(events, ruleState: ruleState, hang: hang, floor: floor, held: o)
             }
-            if s.copied == nil, access(path, F_OK) == 0 {
-                s.foreign = true
-                return "a copy of what waits for a write of the outbox is already at \(path) from an earlier run (not taken in at start): "
-                    + "it is kept, and none is made this time; restart the agent once the outbox writes again to take it in"
-            }
-            do {
-                try write(events, ruleState: ruleState, hang: hang, floor: outbox.seqs.peek + UInt64(limits.memoryEvents + limits.seqReserve))
-                s.copied = now
-                s.writtenAt = SystemClock.boottime()
-                s.stale = false
-                return nil
-            } catch {
-                s.stale = true
-                guard !s.failureSaid else { return nil }
-                s.failureSaid = true
-                return "what waits in memory for a write of the outbox that hangs could not be copied to \(path) (\(error)): "
-                    + "if the agent is killed before the write returns, those \(events.count) events are lost; see how full /run is (df -h /run)"
-            }
+            s.copied = now
+            s.handedIDs = Set(events.map(\.eventID))
+            s.writtenAt = SystemClock.boottime()
+            s.stale = false
+            return nil
+        } catch {
+            s.stale = true
+            guard !s.failureSaid else { return nil }
+            s.failureSaid = true
+            return "what the agent holds in memory for the outbox could not be copied to \(path) (\(error)): "
+                + "if the agent is killed before the outbox writes again, those events are lost; see how full /run is (df -h /run)"
         }
     }
 
     /// A whole new copy, through a temporary file and a rename: a kill meanwhile leaves the last.
-    func write(_ events: [Event], ruleState: EngineState?, hang: EventID?, floor: UInt64) throws {
+    /// `held`: the outbox, its lock held, whose hold (if any) goes in first.
+    func write(_ events: [Event], ruleState: EngineState?, hang: EventID?, floor: UInt64, held: Outbox? = nil) throws {
         let temporary = path + ".new"
         Self.removeFiles(temporary)
+        if let held, held.hold != nil { _ = try held.spill(to: temporary, ruleState: nil) }
         do {
             let copy = try open(temporary, floor)
             _ = try copy.append(events, ruleState: ruleState)
-            if let hang { try copy.setNote("stand_in_event", hang.description) }
+            if let hang { try copy.setNote("hang_event", hang.description) }
             try copy.close()
         }  // closed here: SQLite folds its WAL into the file
         Self.removeFiles(temporary, suffixes: ["-wal", "-shm"])
@@ -118,7 +161,14 @@ final class HangCopy: Sendable {
         }
     }
 
-    func remove() { Self.removeFiles(path) }
+    /// Everything the copy was of is in the outbox, or in the stand-in (a stop): it goes.
+    func discard() { state.withLock { discard(&$0) } }
+
+    func discard(_ s: inout State) {
+        guard !s.foreign else { return }
+        if s.copied != nil { Self.removeFiles(path) }
+        s = State()
+    }
 
     static func removeFiles(_ path: String, suffixes: [String] = ["", "-wal", "-shm"]) {
         for suffix in suffixes { Files.remove(path + suffix) }

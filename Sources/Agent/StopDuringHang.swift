@@ -3,7 +3,7 @@ import VaktpostCore
 /// What a stop does while the outbox is busy with a write that hangs (`HubDaemon.watchTheStop`
 /// asks it once a second). systemd kills a stop that outlasts `TimeoutStopSec` (10 s in the
 /// unit), and the events still waiting in memory for the write would be left to their copy on
-/// tmpfs (`HangCopy`), or lost if it could not be made: the write itself returns first (a thread
+/// tmpfs (`MemoryCopy`), or lost if it could not be made: the write itself returns first (a thread
 /// inside a write cannot die), the rest is never written. So while the write hangs, the stop asks
 /// systemd for more time (`EXTEND_TIMEOUT_USEC`), up to `limit`: a card that answers again within
 /// it stores everything where it belongs. Past it the stop no longer asks and says where what

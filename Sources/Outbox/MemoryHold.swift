@@ -29,6 +29,25 @@ extension Outbox {
 
     public var inMemoryCount: Int { memory.count }
 
+    /// The last alarm-lane event held in memory, if any.
+    public var lastHeldAlarm: EventID? { memory.last { $0.lane == .alarm }?.eventID }
+
+    /// While events are held in memory: a value that changes with what is held (events,
+    /// deliveries, follow-ups, notes, the rule state's time), so that a copy of it (`spill`) can
+    /// tell it is out of date. Nil when nothing is held.
+    public var heldSignature: Int? {
+        guard let hold else { return nil }
+        var h = Hasher()
+        h.combine(hold.eventID)
+        h.combine(memory.count)
+        h.combine(memory.last?.eventID)
+        h.combine(unrecorded.count)
+        h.combine(followUps)
+        h.combine(notesHeld)
+        h.combine(memoryRuleState?.now?.nanosecondsSinceEpoch)
+        return h.finalize()
+    }
+
     /// Writes what waits in memory, and records the deliveries settled meanwhile, in one
     /// transaction; ends the hold (`outbox.disk_full` or `outbox.write_failed` cleared). Called
     /// by `append` (at most once a second while held); the daemon also calls it on a timer so

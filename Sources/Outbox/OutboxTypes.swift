@@ -137,7 +137,7 @@ struct Settlement {
 }
 
 /// A change to a followed alarm: its latest status (and escalation), or the end of following.
-public enum FollowUp: Equatable, Sendable {
+public enum FollowUp: Hashable, Sendable {
     case status(String, EventID?)
     case ended
 }

@@ -2,14 +2,17 @@ import Dispatch
 import Foundation
 @testable import Agent
 @testable import Outbox
+import SQLiteStore
+import Synchronization
 import Testing
 import TestSupport
 @testable import VaktpostCore
 
-/// What waits in memory for a write that hangs is kept in a copy on tmpfs (`HangCopy`), so that
-/// a kill before the write returns (systemd's, past the stop's limit; a crash; the watchdog)
-/// loses nothing: the next start takes it in.
-@Suite(.serialized) struct HangCopyTests {
+/// What memory holds for the outbox (events waiting for a write that hangs, events the outbox
+/// holds while the disk refuses writes) is kept in a copy on tmpfs (`MemoryCopy`), so that a kill
+/// meanwhile (systemd's, past the stop's limit; a crash; the watchdog) loses nothing: the next
+/// start takes it in.
+@Suite(.serialized) struct MemoryCopyTests {
     var rng = SplitMix64(seed: 41)
 
     mutating func event(_ type: EventType, _ state: EventState = .active) -> Event {
@@ -19,22 +22,25 @@ import TestSupport
     }
 
     static func fresh(_ path: String, floor: UInt64 = 0) throws -> Outbox {
-        try Outbox(path: path, seqFloor: floor, now: wallNow, makeEvent: { _, _, _, _ in fatalError("no outbox events expected") })
+        try Outbox(path: path, seqFloor: floor, now: wallNow, makeEvent: HubDaemon.ownEventMaker(stamp: {
+            EventTime(wall: $0, utcOffsetSeconds: 0, boottimeNanoseconds: 1, bootID: "b", clockSynced: true)
+        }, now: wallNow))
     }
 
-    static func copy(at path: String) -> HangCopy {
-        HangCopy(path: path, limits: OutboxLimits()) { path, floor in try fresh(path, floor: floor) }
+    static func copy(at path: String) -> MemoryCopy {
+        MemoryCopy(path: path, limits: OutboxLimits()) { path, floor in try fresh(path, floor: floor) }
     }
 
-    /// What a start after a kill would find: the copy taken into an outbox of its own.
-    static func takenIn(_ copy: String, into path: String) throws -> (events: [StoredEvent], state: EngineState?, hang: EventID?) {
+    /// What a start after a kill would find: the copy taken into an outbox of its own, with the
+    /// hang and the hold it noted.
+    static func takenIn(_ copy: String, into path: String) throws -> (events: [StoredEvent], state: EngineState?, hang: EventID?, hold: EventID?) {
         let box = try fresh(path)
-        let (_, hang, _) = try box.absorb(standIn: copy)
-        return (try box.fetch(where: "1", [], limit: 100), try box.loadRuleState(), hang)
+        let (_, hold, _) = try box.absorb(standIn: copy)
+        return (try box.fetch(where: "1", [], limit: 100), try box.loadRuleState(), try box.note("hang_event").flatMap(EventID.init), hold)
     }
 
     /// An outbox with its writer running, and a copy for it, in a directory of their own.
-    static func withWriter(_ body: (_ dir: String, _ locked: LockedOutbox, _ copy: HangCopy) throws -> Void) throws {
+    static func withWriter(_ body: (_ dir: String, _ locked: LockedOutbox, _ copy: MemoryCopy) throws -> Void) throws {
         try withTemporaryDirectory { dir in
             let locked = try LockedOutbox(Self.fresh(dir + "/outbox.sqlite"))
             locked.startWriter()
@@ -107,6 +113,50 @@ import TestSupport
         }
     }
 
+    /// A disk that refuses writes (an SD card remounted read-only): what the outbox holds in
+    /// memory is copied, with its technical event for the next start to clear; a write that
+    /// hangs on top of it adds to the copy without losing the hold's events; once the disk
+    /// writes again and nothing waits, the copy goes.
+    @Test mutating func whatTheOutboxHoldsWhileTheDiskRefusesWritesIsCopied() throws {
+        try Self.withWriter { dir, locked, copy in
+            let refused = event(.fallDetected), reading = event(.bedState, .update)
+            try locked.with { try $0.db.execute("PRAGMA query_only = 1") }
+            #expect(locked.hand([refused, reading], ruleState: nil) == .stored, "held in memory by the outbox")
+            let hold = try #require(try locked.with { $0.hold?.eventID })
+            let holding = locked.holdingInMemory.load(ordering: .relaxed)
+            #expect(holding, "seen without the lock")
+            #expect(copy.update(locked, hanging: false, hang: nil) == nil)
+            var found = try Self.takenIn(copy.path, into: dir + "/after-kill.sqlite")
+            #expect(Set(found.events.map(\.eventID)).isSuperset(of: [refused.eventID, reading.eventID]))
+            #expect(found.hold == hold, "the start clears the hold it reported")
+
+            // Within the second, a reading held waits for the next copy; an alarm goes at once.
+            let next = event(.bedState, .update), alarm = event(.fallDetected)
+            #expect(locked.hand([next], ruleState: nil) == .stored)
+            #expect(copy.update(locked, hanging: false, hang: nil) == nil)
+            #expect(try !Self.takenIn(copy.path, into: dir + "/soon.sqlite").events.contains { $0.eventID == next.eventID })
+            #expect(locked.hand([alarm], ruleState: nil) == .stored)
+            #expect(copy.update(locked, hanging: false, hang: nil) == nil)
+            #expect(Set(try Self.takenIn(copy.path, into: dir + "/alarm.sqlite").events.map(\.eventID)).isSuperset(of: [next.eventID, alarm.eventID]))
+
+            // A write that hangs on top: the hold cannot be read, and is not lost from the copy.
+            let over = holdOutbox(locked, for: 2)
+            let pressed = event(.fallDetected)
+            #expect(locked.hand([pressed], ruleState: nil) == .behind)
+            #expect(copy.update(locked, hanging: true, hang: nil) == nil)
+            found = try Self.takenIn(copy.path, into: dir + "/after-hang-kill.sqlite")
+            #expect(Set(found.events.map(\.eventID)).isSuperset(of: [refused.eventID, reading.eventID, pressed.eventID]))
+            over.wait()
+
+            // The disk writes again: everything in the outbox, the copy gone.
+            try locked.with { try $0.db.execute("PRAGMA query_only = 0") }
+            #expect(waitUntil(3) { (try? locked.with { o in try o.flushMemory(); return o.hold == nil }) == true && locked.waitingForWrite == 0 })
+            #expect(copy.update(locked, hanging: false, hang: nil) == nil)
+            #expect(access(copy.path, F_OK) != 0, "removed once nothing is held")
+            #expect(try locked.with { try $0.fetch(where: "1", [], limit: 100) }.count >= 3)
+        }
+    }
+
     static func with(_ e: Event, seq: UInt64) -> Event {
         var e = e
         e.seq = seq
@@ -137,7 +187,7 @@ import TestSupport
     /// hang that run reported.
     @Test mutating func theDaemonKeepsACopyWhileAWriteHangsAndTakesInOneLeftByAKill() throws {
         try withTemporaryDirectory { dir in
-            let socket = dir + "/ctl.sock", path = HangCopy.path(socket: socket)
+            let socket = dir + "/ctl.sock", path = MemoryCopy.path(socket: socket)
             let d = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: socket)
             try d.start(.rules)
             let over = holdOutbox(d.outbox, for: 4)

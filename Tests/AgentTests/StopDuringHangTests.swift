@@ -19,10 +19,10 @@ struct StopDuringHangTests {
 
     @Test func pastTheLimitItSaysWhereTheCopyOfWhatWaitsIs() {
         var hang = StopDuringHang(limit: .seconds(10))
-        _ = hang.waiting(write: .seconds(3), stopping: .seconds(1), events: 12, outbox: "o", copy: "/run/vaktpost/outbox-hang-copy.sqlite")
-        let past = hang.waiting(write: .seconds(12), stopping: .seconds(10), events: 14, outbox: "o", copy: "/run/vaktpost/outbox-hang-copy.sqlite")
+        _ = hang.waiting(write: .seconds(3), stopping: .seconds(1), events: 12, outbox: "o", copy: "/run/vaktpost/outbox-memory-copy.sqlite")
+        let past = hang.waiting(write: .seconds(12), stopping: .seconds(10), events: 14, outbox: "o", copy: "/run/vaktpost/outbox-memory-copy.sqlite")
         guard past.count == 1, case .say(let line) = past[0] else { Issue.record("\(past)"); return }
-        #expect(line.contains("14 events") && line.contains("/run/vaktpost/outbox-hang-copy.sqlite") && !line.contains("LOST"), "\(line)")
+        #expect(line.contains("14 events") && line.contains("/run/vaktpost/outbox-memory-copy.sqlite") && !line.contains("LOST"), "\(line)")
     }
 
     @Test func theLimitCoversAUSBDisksRetriesAndEachRequestOutlastsASecond() {
