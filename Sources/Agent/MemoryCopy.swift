@@ -78,33 +78,52 @@ final class MemoryCopy: Sendable {
             guard !s.foreign, hanging || outbox.holdingInMemory.load(ordering: .relaxed) || s.copied != nil else { return nil }
             // With the lock, what waits for the writer is read in the same hold as the outbox's
             // own: an event the writer moves from one to the other is in exactly one of them.
-            let free = try? outbox.with(within: .milliseconds(20)) { o in step(&s, outbox, hang: hang, held: o) }
-            return free ?? step(&s, outbox, hang: hang, held: nil)
+            // The copy itself is written after the lock is let go: an alarm is not held up by it.
+            let look = try? outbox.with(within: .milliseconds(20)) { o in Look(outbox.unwritten(), o) }
+            return step(&s, outbox, hang: hang, look ?? Look(outbox.unwritten(), nil))
         }
     }
 
-    /// `held`: the outbox, its lock held; nil while a write hangs.
-    func step(_ s: inout State, _ outbox: LockedOutbox, hang: EventID?, held o: Outbox?) -> String? {
-        let (events, ruleState, through) = outbox.unwritten()
-        if events.isEmpty && ruleState == nil {
+    /// What memory holds, as seen in one hold of the outbox's lock (`seen` false: the lock was
+    /// not free, a write hangs, and only what waits for the writer is known).
+    struct Look {
+        var events: [Event]
+        var ruleState: EngineState?
+        var through: Int
+        var seen: Bool
+        var held: (signature: Int, lastAlarm: EventID?)?
+        /// What is held, for a copy written after the lock is let go (values: no copying now).
+        var snapshot: HeldSnapshot?
+
+        init(_ unwritten: (events: [Event], ruleState: EngineState?, through: Int), _ o: Outbox?) {
+            (events, ruleState, through) = unwritten
+            seen = o != nil
+            held = o.flatMap { o in o.heldSignature.map { ($0, o.lastHeldAlarm) } }
+            snapshot = o?.heldSnapshot(readingFollowed: false)
+        }
+    }
+
+    func step(_ s: inout State, _ outbox: LockedOutbox, hang: EventID?, _ look: Look) -> String? {
+        if look.events.isEmpty && look.ruleState == nil {
             // Nothing waits for the writer. While a write hangs, the hold cannot be seen: the
             // copy stays as it is; else it goes once nothing is held either.
-            guard let o else { return nil }
-            if o.hold == nil {
+            guard look.seen else { return nil }
+            if look.held == nil {
                 discard(&s)
                 return nil
             }
         }
-        return copy(&s, outbox, events, ruleState, through, hang, o)
+        return copy(&s, outbox, look, hang)
     }
 
-    func copy(_ s: inout State, _ outbox: LockedOutbox, _ events: [Event], _ ruleState: EngineState?, _ through: Int, _ hang: EventID?, _ o: Outbox?) -> String? {
+    func copy(_ s: inout State, _ outbox: LockedOutbox, _ look: Look, _ hang: EventID?) -> String? {
+        let (events, ruleState, through) = (look.events, look.ruleState, look.through)
         let lastAlarm = events.last { $0.lane == .alarm }?.eventID
         var now = Signature(through: through, events: events.count, lastAlarm: lastAlarm, withState: ruleState != nil, hang: hang,
-                            held: o?.heldSignature, lastHeldAlarm: o?.lastHeldAlarm)
+                            held: look.held?.signature, lastHeldAlarm: look.held?.lastAlarm)
         if let copied = s.copied {
             // While a write hangs the hold cannot be read: the copy keeps what it had of it.
-            if o == nil { (now.held, now.lastHeldAlarm) = (copied.held, copied.lastHeldAlarm) }
+            if !look.seen { (now.held, now.lastHeldAlarm) = (copied.held, copied.lastHeldAlarm) }
             if copied == now { return nil }
             // Readings keep coming: at most one copy a second for them and for what the outbox
             // holds (the copy is a whole new file); an alarm, or the hang's report, at once.
@@ -117,7 +136,7 @@ final class MemoryCopy: Sendable {
         }
         let floor = outbox.seqs.peek + UInt64(limits.memoryEvents + limits.seqReserve)
         do {
-            if o == nil, let copied = s.copied, copied.held != nil {
+            if !look.seen, let copied = s.copied, copied.held != nil {
                 // A write hangs, and the copy has the hold's events from before it, which cannot
                 // be read now: what is new joins them in place (one transaction).
                 let copy = try open(path, floor)
@@ -125,7 +144,7 @@ final class MemoryCopy: Sendable {
                 if let hang { try copy.setNote("hang_event", hang.description) }
                 try copy.close()
             } else {
-                try write(events, ruleState: ruleState, hang: hang, floor: floor, held: o)
+                try write(events, ruleState: ruleState, hang: hang, floor: floor, held: look.snapshot)
             }
             s.copied = now
             s.handedIDs = Set(events.map(\.eventID))
@@ -142,11 +161,11 @@ final class MemoryCopy: Sendable {
     }
 
     /// A whole new copy, through a temporary file and a rename: a kill meanwhile leaves the last.
-    /// `held`: the outbox, its lock held, whose hold (if any) goes in first.
-    func write(_ events: [Event], ruleState: EngineState?, hang: EventID?, floor: UInt64, held: Outbox? = nil) throws {
+    /// `held`: what the outbox holds, which goes in first.
+    func write(_ events: [Event], ruleState: EngineState?, hang: EventID?, floor: UInt64, held: HeldSnapshot? = nil) throws {
         let temporary = path + ".new"
         Self.removeFiles(temporary)
-        if let held, held.hold != nil { _ = try held.spill(to: temporary, ruleState: nil) }
+        if let held { _ = try held.spill(to: temporary, ruleState: nil) }
         do {
             let copy = try open(temporary, floor)
             _ = try copy.append(events, ruleState: ruleState)

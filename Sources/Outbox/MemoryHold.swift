@@ -102,13 +102,7 @@ extension Outbox {
     /// Inside a transaction on `target` (this outbox when the disk takes writes again, or a
     /// stand-in at a stop, `spill`): the rows of what memory holds that both write.
     func writeHeld(_ pending: [StoredEvent], into target: Outbox) throws {
-        // The deliveries first: an alarm received meanwhile and then lost by the platform
-        // (404) is in memory again, to be inserted after its settlement took it out.
-        for settlement in unrecorded { try target.record(settlement) }
-        for e in pending { try target.insert(e) }
-        for (id, change) in followUps { try target.apply(change, to: id) }
-        for (key, text) in notesHeld { try target.setMetaText("note." + key, text) }
-        if let state = memoryRuleState { try target.saveRuleState(state) }
+        try heldSnapshot(readingFollowed: false)?.write(pending, into: target)
     }
 
     /// Keeps the memory queue inside its bound: oldest log, then oldest state go first.

@@ -82,12 +82,58 @@ extension Outbox {
     /// continues this outbox's seqs. The next start runs from the stand-in if this outbox still
     /// cannot be opened, or takes it in (`absorb`). Returns how many events went.
     public func spill(to path: String, ruleState: EngineState?) throws -> Int {
-        guard let held = hold else { return 0 }
-        let followed = (try? followedAlarms()) ?? withChangesHeld(followedAsRead)
+        guard let held = heldSnapshot() else { return 0 }
+        return try held.spill(to: path, ruleState: ruleState)
+    }
+
+    /// What memory holds, taken as it is now, for `HeldSnapshot.spill` to write elsewhere later:
+    /// a copy kept while the disk refuses writes (`MemoryCopy`) is written outside the outbox's
+    /// lock, so that an alarm is not held up by it. Nil when nothing is held.
+    /// `readingFollowed`: the followed alarms as the disk has them, if it can be read (a stop's
+    /// spill); else as last read, with the changes held (no read: cheap enough for every round).
+    public func heldSnapshot(readingFollowed: Bool = true) -> HeldSnapshot? {
+        guard let hold else { return nil }
+        let followed = (readingFollowed ? try? followedAlarms() : nil) ?? withChangesHeld(followedAsRead)
+        return HeldSnapshot(hold: hold, memory: memory, unrecorded: unrecorded, followUps: followUps, notesHeld: notesHeld,
+                            ruleState: memoryRuleState, followed: followed,
+                            nextSeq: nextSeq, limits: limits, now: now, makeEvent: makeEvent)
+    }
+}
+
+/// What an outbox holds in memory while the disk refuses writes (`Outbox.heldSnapshot`).
+public struct HeldSnapshot {
+    let hold: StorageHold
+    let memory: [StoredEvent]
+    let unrecorded: [Settlement]
+    let followUps: [EventID: FollowUp]
+    let notesHeld: [String: String?]
+    let ruleState: EngineState?
+    let followed: [FollowedAlarm]
+    let nextSeq: UInt64
+    let limits: OutboxLimits
+    let now: () -> WallTime
+    let makeEvent: TechnicalEventMaker
+
+    /// Inside a transaction of `target`: the deliveries, events, follow-ups, notes and rule
+    /// state held (`pending`: the events, with what is to be written with them).
+    func write(_ pending: [StoredEvent], into target: Outbox) throws {
+        // The deliveries first: an alarm received meanwhile and then lost by the platform
+        // (404) is in memory again, to be inserted after its settlement took it out.
+        for settlement in unrecorded { try target.record(settlement) }
+        for e in pending { try target.insert(e) }
+        for (id, change) in followUps { try target.apply(change, to: id) }
+        for (key, text) in notesHeld { try target.setMetaText("note." + key, text) }
+        if let ruleState { try target.saveRuleState(ruleState) }
+    }
+
+    /// All of it (events, deliveries the platform confirmed, followed alarms with their changes,
+    /// notes, the rule state) to a stand-in at `path`, which continues the outbox's seqs; the
+    /// next start runs from it, or takes it in (`Outbox.absorb`). Returns how many events went.
+    public func spill(to path: String, ruleState newer: EngineState?) throws -> Int {
         let standIn = try Outbox(path: path, limits: limits, seqFloor: nextSeq, now: now, makeEvent: makeEvent)
         try standIn.setSynchronous(full: true)
         try standIn.db.transaction {
-            try writeHeld(memory, into: standIn)
+            try write(memory, into: standIn)
             // The followed alarms this outbox knows (the stand-in has only those received while
             // held), with the changes since; the list leaves out those that ended.
             for alarm in followed { try standIn.insertFollowed(alarm) }
@@ -95,11 +141,11 @@ extension Outbox {
             // meanwhile must not be followed (and perhaps escalated) again after the restart.
             let ended = followUps.compactMap { id, change in if case .ended = change { id.description } else { nil } }.sorted()
             if !ended.isEmpty { try standIn.setMetaText("followed_ended", ended.joined(separator: ",")) }
-            if let ruleState { try standIn.saveRuleState(ruleState) }  // newer than the one committed last
+            if let newer { try standIn.saveRuleState(newer) }  // newer than the one committed last
             // An earlier stand-in's event, if one is still there, stays the one to clear.
             if try standIn.note("stand_in_event") == nil {
-                try standIn.setMetaText("note.stand_in_event", held.eventID.description)
-                try standIn.setMetaText("note.stand_in_type", held.type.rawValue)
+                try standIn.setMetaText("note.stand_in_event", hold.eventID.description)
+                try standIn.setMetaText("note.stand_in_type", hold.type.rawValue)
             }
             standIn.nextSeq = max(standIn.nextSeq, nextSeq)
             try standIn.setMeta("next_seq", Int64(standIn.nextSeq))
@@ -108,7 +154,9 @@ extension Outbox {
         try standIn.close()
         return memory.count
     }
+}
 
+extension Outbox {
     /// Inside a transaction: a followed alarm as this outbox knows it, replacing an older word.
     func insertFollowed(_ alarm: FollowedAlarm) throws {
         try db.prepare("""
