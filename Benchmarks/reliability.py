@@ -626,6 +626,13 @@ class DiskFails(Scenario):
                 self.strace.kill()
                 self.strace.wait()
 
+def taken_from_copy(work):
+    """What the agent's journal says its start took in from the copy of what an earlier run held
+    in memory (`MemoryCopy`): "N events", or None (nothing, or none said)."""
+    log = open(work + "/agent.log", errors="replace").read()
+    taken = re.search(r"the (\d+) events the last run held in memory for the outbox when it ended", log)
+    return f"{taken.group(1)} events" if taken and int(taken.group(1)) > 0 else None
+
 class DiskFailsKilled(DiskFails):
     """Every write and sync of the outbox fails with EIO from FAULT_WINDOW[0] (a card at the end
     of its life) while the platform is away (until PLATFORM_BACK), and at second KILL the agent is
@@ -670,10 +677,8 @@ class DiskFailsKilled(DiskFails):
     def verify(self, events):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to fail the writes (apt-get install -y strace)"):
             return
-        log = open(self.work + "/agent.log", errors="replace").read()
-        taken = re.search(r"the (\d+) events the last run held in memory for the outbox when it ended", log)
-        check(taken and int(taken.group(1)) > 0,
-              f"{self.name}: the run after the kill took in what the outbox held in memory ({taken.group(1) + ' events' if taken else 'nothing'} from the copy on tmpfs)")
+        taken = taken_from_copy(self.work)
+        check(taken, f"{self.name}: the run after the kill took in what the outbox held in memory ({taken or 'nothing'} from the copy on tmpfs)")
         failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
         check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised, and cleared by the next run ({failed})")
 
@@ -950,10 +955,8 @@ class DiskHangsKilled(DiskHangsStopped):
     def verify(self, events):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
             return
-        log = open(self.work + "/agent.log", errors="replace").read()
-        taken = re.search(r"the (\d+) events the last run held in memory for the outbox when it ended", log)
-        check(taken and int(taken.group(1)) > 0,
-              f"{self.name}: the run after the kill took in what waited for the write ({taken.group(1) + ' events' if taken else 'nothing'} from the copy on tmpfs; "
+        taken = taken_from_copy(self.work)
+        check(taken, f"{self.name}: the run after the kill took in what waited for the write ({taken or 'nothing'} from the copy on tmpfs; "
               f"the killed agent was gone {self.stop_took:.1f} s after the SIGKILL)")
         self.hang_reported(events)
 

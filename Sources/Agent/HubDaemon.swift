@@ -171,15 +171,7 @@ public final class HubDaemon: HubControl {
         do {
             // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
             box = try Outbox(path: config.outbox.path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
-            if access(standIn, F_OK) == 0 {
-                do {
-                    absorbed = try box.absorb(standIn: standIn)
-                    for suffix in ["", "-wal", "-shm"] { Files.remove(standIn + suffix) }
-                } catch {
-                    box.continueAbove(standIn: standIn)
-                    logger.critical("the stand-in outbox \(standIn) could not be moved into \(config.outbox.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
-                }
-            }
+            absorbed = Self.takeIn(standIn, into: box, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(config.outbox.path)")
         } catch {
             // Without an outbox the agent would not start, and no alarm would go out (a worn SD
             // card the kernel remounted read-only, a state directory missing): it runs from a
@@ -200,16 +192,8 @@ public final class HubDaemon: HubControl {
         // What an earlier run held in memory for the outbox when it was killed (a write that hung,
         // a disk that refused writes: `MemoryCopy`): taken in by the outbox, or by its stand-in.
         let copyPath = MemoryCopy.path(socket: options.socketPath)
-        var copied: (events: Int, event: EventID?, type: EventType)? = nil
-        if access(copyPath, F_OK) == 0 {
-            do {
-                copied = try box.absorb(standIn: copyPath)
-                MemoryCopy.removeFiles(copyPath)
-            } catch {
-                box.continueAbove(standIn: copyPath)
-                logger.critical("the copy \(copyPath) of what the last run held in memory for the outbox when it ended could not be taken into the outbox \(box.path) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
-            }
-        }
+        let copied = Self.takeIn(copyPath, into: box, config: config, logger: logger,
+                                 failing: "the copy \(copyPath) of what the last run held in memory for the outbox when it ended could not be taken into the outbox \(box.path)")
         memoryCopy = MemoryCopy(path: copyPath, limits: limits) { path, floor in
             try Outbox(path: path, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
         }
@@ -266,6 +250,22 @@ public final class HubDaemon: HubControl {
                 try? outbox.with { try $0.setNote("hang_event", nil) }
             }
             logger.notice("the \(copied.events) events the last run held in memory for the outbox when it ended (kept in \(copyPath)) are in the outbox")
+        }
+    }
+
+    /// A file an earlier run left on tmpfs (the stand-in, the memory copy), taken into `box` and
+    /// removed. If it cannot be, it is kept for the next start, `box`'s seqs continue above its,
+    /// and the journal says so (`failing`, then what to do): nil then, as when there is none.
+    static func takeIn(_ path: String, into box: Outbox, config: Config, logger: Logger, failing: String) -> (events: Int, event: EventID?, type: EventType)? {
+        guard access(path, F_OK) == 0 else { return nil }
+        do {
+            let taken = try box.absorb(standIn: path)
+            Outbox.removeFiles(path)
+            return taken
+        } catch {
+            box.continueAbove(standIn: path)
+            logger.critical("\(failing) (\(error)); it is kept for the next start, and the events it holds wait until then: free space on the hub's disk (df -h \(config.outbox.directory)) or look for I/O errors in the kernel log (dmesg), then restart the agent")
+            return nil
         }
     }
 
@@ -625,7 +625,6 @@ public final class HubDaemon: HubControl {
     /// (a restart of the agent keeps it, and the next start runs from it or takes it in), not
     /// lost with the process. Only if that fails too are the events lost: said loudly.
     /// Returns whether the events are in the stand-in.
-    @discardableResult
     func spillAtStop(_ o: Outbox, _ error: any Error, ruleState: EngineState) -> Bool {
         let standIn = Self.standInPath(socket: options.socketPath)
         let advice = Self.advice(o.hold, path: o.path)

@@ -139,10 +139,7 @@ final class MemoryCopy: Sendable {
             if !look.seen, let copied = s.copied, copied.held != nil {
                 // A write hangs, and the copy has the hold's events from before it, which cannot
                 // be read now: what is new joins them in place (one transaction).
-                let copy = try open(path, floor)
-                _ = try copy.append(events.filter { !s.handedIDs.contains($0.eventID) }, ruleState: ruleState)
-                if let hang { try copy.setNote("hang_event", hang.description) }
-                try copy.close()
+                try add(events.filter { !s.handedIDs.contains($0.eventID) }, ruleState: ruleState, hang: hang, to: path, floor: floor)
             } else {
                 try write(events, ruleState: ruleState, hang: hang, floor: floor, held: look.snapshot)
             }
@@ -164,20 +161,24 @@ final class MemoryCopy: Sendable {
     /// `held`: what the outbox holds, which goes in first.
     func write(_ events: [Event], ruleState: EngineState?, hang: EventID?, floor: UInt64, held: HeldSnapshot? = nil) throws {
         let temporary = path + ".new"
-        Self.removeFiles(temporary)
+        Outbox.removeFiles(temporary)
         if let held { _ = try held.spill(to: temporary, ruleState: nil) }
-        do {
-            let copy = try open(temporary, floor)
-            _ = try copy.append(events, ruleState: ruleState)
-            if let hang { try copy.setNote("hang_event", hang.description) }
-            try copy.close()
-        }  // closed here: SQLite folds its WAL into the file
-        Self.removeFiles(temporary, suffixes: ["-wal", "-shm"])
+        try add(events, ruleState: ruleState, hang: hang, to: temporary, floor: floor)
+        Outbox.removeFiles(temporary, suffixes: ["-wal", "-shm"])
         guard rename(temporary, path) == 0 else {
             let error = DaemonError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
-            Self.removeFiles(temporary)
+            Outbox.removeFiles(temporary)
             throw error
         }
+    }
+
+    /// Adds events waiting for the writer, the rule state behind them and the hang's event to the
+    /// outbox file at `path`, in one transaction; closed on return (SQLite folds its WAL in).
+    func add(_ events: [Event], ruleState: EngineState?, hang: EventID?, to path: String, floor: UInt64) throws {
+        let copy = try open(path, floor)
+        _ = try copy.append(events, ruleState: ruleState)
+        if let hang { try copy.setNote("hang_event", hang.description) }
+        try copy.close()
     }
 
     /// Everything the copy was of is in the outbox, or in the stand-in (a stop): it goes.
@@ -185,11 +186,7 @@ final class MemoryCopy: Sendable {
 
     func discard(_ s: inout State) {
         guard !s.foreign else { return }
-        if s.copied != nil { Self.removeFiles(path) }
+        if s.copied != nil { Outbox.removeFiles(path) }
         s = State()
-    }
-
-    static func removeFiles(_ path: String, suffixes: [String] = ["", "-wal", "-shm"]) {
-        for suffix in suffixes { Files.remove(path + suffix) }
     }
 }

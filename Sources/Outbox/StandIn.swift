@@ -3,6 +3,7 @@ import Glibc
 #endif
 import SQLiteStore
 import VaktpostCore
+import VaktpostPosix
 
 /// The outbox's side of a stand-in: when the outbox cannot be opened at start, the daemon runs
 /// from another file (`HubDaemon`), which continues this one's seqs and is taken back in later.
@@ -66,6 +67,12 @@ extension Outbox {
         }
         try recount()
         return (moved, event, type)
+    }
+
+    /// Removes an outbox file left on tmpfs (a stand-in taken in, a copy no longer needed) with
+    /// its WAL and shared memory; `suffixes`: which of them.
+    public static func removeFiles(_ path: String, suffixes: [String] = ["", "-wal", "-shm"]) {
+        for suffix in suffixes { Files.remove(path + suffix) }
     }
 
     /// A stand-in this outbox could not take in at start (`absorb` failed) stays for the next
