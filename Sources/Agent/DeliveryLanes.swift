@@ -62,6 +62,9 @@ public final class DeliveryLanes: Sendable {
         case unauthorized(status: Int)
         /// An attempt that will be retried, and why (named in `uplink.lost` if the link is lost).
         case failed(reason: String)
+        /// An alarm had no answer on its connection within `after`, went again on a new one
+        /// (`AlarmHedge`), and the platform answered that one with `status`.
+        case sentAgain(after: Duration, status: Int)
     }
 
     let settings: UplinkSettings
@@ -85,6 +88,8 @@ public final class DeliveryLanes: Sendable {
     /// Set while queued stamps are being corrected (`PlatformLink.correctClock`): the bulk lane
     /// makes no new batch, so none carries a stamp about to change. The alarm lane is never held.
     let bulkHeld = Atomic<Bool>(false)
+    /// Sends an alarm again on a new connection when the first has no answer soon.
+    let hedge: AlarmHedge
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
@@ -94,6 +99,9 @@ public final class DeliveryLanes: Sendable {
         self.now = now
         self.boottime = boottime
         self.report = report
+        var tls = settings.tls
+        tls.totalTimeout = min(tls.totalTimeout, Self.alarmAttempt)
+        hedge = AlarmHedge(tls: tls)
     }
 
     /// The outbox, for storing events (then `wake()`) and for status.
@@ -103,6 +111,7 @@ public final class DeliveryLanes: Sendable {
 
     public func start() {
         for lane in [Lane.alarm, .bulk] { loops[lane]!.start { [self] in run(lane) } }
+        hedge.start()
     }
 
     /// Holds the bulk lane back from making new batches, or lets it go on.
@@ -123,6 +132,7 @@ public final class DeliveryLanes: Sendable {
     public func stop() {
         requestStop()
         for lane in [Lane.alarm, .bulk] { loops[lane]!.stop() }
+        hedge.loop.stop()
     }
 
     /// Asks both lanes to end without waiting: a request in flight is given up at libcurl's
@@ -132,6 +142,7 @@ public final class DeliveryLanes: Sendable {
             loops[lane]!.requestStop()
             work[lane]!.signal()
         }
+        hedge.loop.requestStop()
     }
 
     // MARK: A lane
@@ -145,7 +156,10 @@ public final class DeliveryLanes: Sendable {
         var tls = settings.tls
         // The next attempt (every other one to the secondary) begins after `alarmAttempt`.
         if lane == .alarm { tls.totalTimeout = min(tls.totalTimeout, Self.alarmAttempt) }
-        guard let client = try? HTTPClient(tls: tls, abandon: { loop.isStopped }) else {
+        // The alarm lane's request is also given up once the same alarm, sent again on a new
+        // connection, has been answered.
+        let hedge = lane == .alarm ? hedge : nil
+        guard let client = try? HTTPClient(tls: tls, abandon: { loop.isStopped || hedge?.answeredAgain == true }) else {
             report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
             return
         }
@@ -154,6 +168,7 @@ public final class DeliveryLanes: Sendable {
         var attempt = 0
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
+        var recentAnswers: [Duration] = []
         while !loop.isStopped {
             if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
                 waitForWork(lane, upTo: settings.idle)
@@ -205,7 +220,7 @@ public final class DeliveryLanes: Sendable {
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
             do {
-                let response = try send(batch, lane: lane, base: base, client: client)
+                let response = try send(batch, lane: lane, base: base, client: client, recentAnswers: &recentAnswers)
                 switch DeliveryVerdict(status: response.status) {
                 case .delivered:
                     guard let outcomes = outcomes(of: batch, lane: lane, response: response) else {
@@ -333,10 +348,16 @@ public final class DeliveryLanes: Sendable {
         }
     }
 
-    func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient) throws -> HTTPResponse {
+    /// `recentAnswers`: how long the platform took to answer the last few alarms, for when to
+    /// send an alarm again (`AlarmHedge.delay`).
+    func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient, recentAnswers: inout [Duration]) throws -> HTTPResponse {
         let prefix = base + "/v1/hubs/" + settings.hubID
         if lane == .alarm {
-            return try client.send("POST", prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
+            let request = AlarmHedge.Request(url: prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
+            let sent = try hedge.send(request, on: client, after: AlarmHedge.delay(recentAnswers: recentAnswers))
+            recentAnswers = Array((recentAnswers + [sent.response.answeredIn]).suffix(8))
+            if let after = sent.sentAgainAfter { report(.sentAgain(after: after, status: sent.response.status)) }
+            return sent.response
         }
         return try client.send("POST", prefix + "/events:batch",
                                headers: ["Content-Type: application/json", "Idempotency-Key: \"\(batch.id)\""], body: batch.body)

@@ -787,6 +787,11 @@ public final class HubDaemon: HubControl {
         case .configRefused(let v, let reason): logger.error("pushed config \(v) refused: \(reason)")
         case .configApplied(let v): logger.notice("config \(v) from the platform applied; restarting to use it\(core.withLock { $0.restartWhenWritten } ? " once the outbox writes again" : "")")
         case .attemptFailed(let reason): logger.warning("a request to the platform failed, retrying: \(reason)")
+        case .alarmSentAgain(let after, let status):
+            // Said every time: alarms are rare, and each of these is a connection that died, or
+            // a platform node that hangs, with an alarm on it.
+            let ms = after.components.seconds * 1000 + after.components.attoseconds / 1_000_000_000_000_000
+            logger.warning("an alarm had no answer \(ms) ms after it went out; sent again on a new connection, the platform answered HTTP \(status), and the first connection is given up (it died without a word, or leads to a platform node that hangs)")
         case .heartbeat, .command, .clockCorrected: break
         }
     }

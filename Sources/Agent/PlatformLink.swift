@@ -68,6 +68,8 @@ public final class PlatformLink: Sendable {
         case clockCorrected(events: Int)
         /// A request failed and will be retried: said once per cause until something gets through.
         case attemptFailed(reason: String)
+        /// An alarm went again on a new connection, its first having no answer (`AlarmHedge`).
+        case alarmSentAgain(after: Duration, status: Int)
     }
 
     let settings: Settings
@@ -196,6 +198,8 @@ public final class PlatformLink: Sendable {
                 return s.loggedFailures.insert(reason).inserted
             }
             if fresh { notice(.attemptFailed(reason: reason)) }
+        case .sentAgain(let after, let status):
+            notice(.alarmSentAgain(after: after, status: status))
         }
     }
 

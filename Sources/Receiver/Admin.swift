@@ -200,10 +200,11 @@ extension Platform {
             ("downForSec", .int(down)), ("failRate", .double(f.failRate)), ("delayMs", .int(f.delay.nanoseconds / 1_000_000)),
             ("retryAfterSec", f.retryAfterSeconds.map { .int(Int64($0)) }), ("failStatus", .int(Int64(f.failStatus))), ("scope", .string(f.scope.rawValue)),
             ("dropEvery", .int(Int64(f.dropEvery))), ("dropped", .int(Int64(droppedConnections))),
+            ("hangKept", .bool(f.hangKept)), ("hung", .int(Int64(hungRequests))),
         ])
     }
 
-    /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429, "dropEvery": 50}`;
+    /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429, "dropEvery": 50, "hangKept": true}`;
     /// absent fields stay.
     func setFaults(_ body: [UInt8]) throws -> ReceiverResponse {
         guard let json = parseJSON(body), case .object = json else { return .problem(400, "Bad Request", "send a JSON object of fault switches") }
@@ -216,6 +217,10 @@ extension Platform {
         if let n = json["dropEvery"]?.intValue {
             guard n >= 0 else { return .problem(400, "Bad Request", "dropEvery is a count of requests, 0 for never") }
             f.dropEvery = Int(n)
+        }
+        if let h = json["hangKept"] {
+            guard case .bool(let hang) = h else { return .problem(400, "Bad Request", "hangKept is true or false") }
+            f.hangKept = hang
         }
         if let sc = json["scope"]?.stringValue {
             guard let scope = Faults.Scope(rawValue: sc) else { return .problem(400, "Bad Request", "scope is all, batches or alarms") }

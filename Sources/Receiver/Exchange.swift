@@ -72,4 +72,6 @@ public enum ReceiverOutcome: Sendable, Equatable {
     case pollAgain(wait: Duration)
     /// Close the connection the request came on without answering (fault `dropEvery`).
     case dropConnection
+    /// Never answer; wait until the hub closes the connection (fault `hangKept`).
+    case hang
 }

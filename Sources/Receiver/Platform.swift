@@ -21,6 +21,11 @@ public struct Faults: Sendable, Equatable {
     /// Close the connection under every Nth hub request, unanswered, as a load balancer's
     /// keep-alive timeout or a restart does to a request racing it; 0: never.
     public var dropEvery: Int
+    /// Never answer a request that comes on a connection which has carried one before (it waits
+    /// until the hub closes the connection); a new connection's first request is answered. What
+    /// a hub sees of a connection that died without a word, or of a load balancer that keeps
+    /// sending a kept connection to a node that hangs.
+    public var hangKept: Bool
 
     public enum Scope: String, Sendable, Equatable {
         case all
@@ -30,7 +35,8 @@ public struct Faults: Sendable, Equatable {
         case alarms
     }
 
-    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0) {
+    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0, hangKept: Bool = false) {
+        self.hangKept = hangKept
         self.scope = scope
         self.dropEvery = dropEvery
         self.downUntil = downUntil
@@ -67,6 +73,9 @@ public final class Platform: Sendable {
     let faultState: Mutex<Faults>
     /// Hub requests within the faults' scope so far, for `dropEvery`, and how many it dropped.
     let dropCounts = Mutex((requests: 0, dropped: 0))
+    /// The connections ("ADDRESS:PORT") that have carried a hub request, for `hangKept`, and
+    /// how many requests it has left unanswered.
+    let connectionsSeen = Mutex((peers: Set<String>(), hung: 0))
 
     public init(store: ReceiverStore, options: Options = .init(), faults: Faults = .init(), now: @escaping @Sendable () -> WallTime) {
         self.store = store
@@ -86,14 +95,14 @@ public final class Platform: Sendable {
 
     /// Answers one request under `/v1/hubs/{hubId}/...`.
     public func handle(_ request: ReceiverRequest) -> ReceiverOutcome {
-        if request.method == "GET" && request.path == "/v1/whoami" { return injectedFault(for: nil) ?? .respond(whoami(request)) }
+        if request.method == "GET" && request.path == "/v1/whoami" { return injectedFault(for: nil, peer: request.peer) ?? .respond(whoami(request)) }
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 5, parts[0] == "", parts[1] == "v1", parts[2] == "hubs" else {
             return .respond(.problem(404, "Not Found", "no such resource: \(request.path); the hub API is under /v1/hubs/{hubId}/"))
         }
         let hub = parts[3]
         let rest = Array(parts[4...])
-        if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil) { return fault }
+        if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil, peer: request.peer) { return fault }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))
         }
@@ -125,12 +134,24 @@ public final class Platform: Sendable {
     /// The configured delay before answering a hub request.
     public var delay: Duration { faults.delay }
 
-    func injectedFault(for post: String?) -> ReceiverOutcome? {
+    /// Requests left unanswered by `hangKept` since the start.
+    var hungRequests: Int { connectionsSeen.withLock { $0.hung } }
+
+    func injectedFault(for post: String?, peer: String?) -> ReceiverOutcome? {
         let f = faults
         switch f.scope {
         case .all: break
         case .batches: guard post == "events:batch" || post == "events:ndjson" else { return nil }
         case .alarms: guard post == "alarms" else { return nil }
+        }
+        if f.hangKept, let peer {
+            let kept = connectionsSeen.withLock { seen in
+                if seen.peers.count > 10_000 { seen.peers.removeAll() }  // a long run's closed connections
+                let kept = !seen.peers.insert(peer).inserted
+                if kept { seen.hung += 1 }
+                return kept
+            }
+            if kept { return .hang }
         }
         if f.dropEvery > 0 {
             let drop = dropCounts.withLock {

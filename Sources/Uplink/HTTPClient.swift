@@ -1,4 +1,6 @@
 internal import CCurl
+import Glibc
+import Synchronization
 import VaktpostCore
 
 /// How the hub proves itself and checks the platform: the `[platform]` settings.
@@ -36,6 +38,9 @@ public struct HTTPResponse: Sendable {
     public var httpVersion: String
     /// Whole days until the platform's certificate expires, when the TLS library told.
     public var certificateExpiry: Int? = nil
+    /// From the request's first byte sent to the answer's first byte received: the platform's
+    /// own time and a round trip, without connecting or the TLS handshake.
+    public var answeredIn: Duration = .zero
 
     /// Header lookup, case-insensitive; the last one when repeated.
     public func header(_ name: String) -> String? {
@@ -47,6 +52,11 @@ public struct HTTPResponse: Sendable {
 public struct CurlError: Error, Equatable, Sendable, CustomStringConvertible {
     public var code: Int32
     public var message: String
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
 
     public var hint: String {
         switch code {
@@ -74,6 +84,8 @@ public final class HTTPClient {
     private let tls: TLSSettings
     private var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
     private let abandon: (@Sendable () -> Bool)?
+    /// Its connections' sockets, for another thread to cut a request short (`ConnectionCutter`).
+    public let cutter = ConnectionCutter()
 
     /// `abandon` is asked several times a second during a request; true ends it at once
     /// (curl 42), so a stopping agent never waits out a long poll or a slow platform.
@@ -100,9 +112,11 @@ public final class HTTPClient {
     /// and its answer cost ~100 bytes of a hub's mobile data plan, per idle connection.
     static let keepaliveIdle = 60, keepaliveInterval = 20
 
-    public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil) throws(CurlError) -> HTTPResponse {
+    /// `fresh`: on a connection of its own, opened for this request and closed after it (never one
+    /// kept from an earlier request, which may have died without a word).
+    public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil, fresh: Bool = false) throws(CurlError) -> HTTPResponse {
         curl_easy_reset(handle)  // keeps the connection cache
-        let sink = ResponseSink(abandon: abandon)
+        let sink = ResponseSink(abandon: abandon, cutter: cutter)
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
         var list: UnsafeMutablePointer<curl_slist>? = nil
@@ -133,12 +147,20 @@ public final class HTTPClient {
         if let key = tls.clientKey { set(CURLOPT_SSLKEY, key) }
         set(CURLOPT_HTTPHEADER, pointer: UnsafeRawPointer(list))
         set(CURLOPT_CERTINFO, 1)
+        if fresh {
+            set(CURLOPT_FRESH_CONNECT, 1)
+            set(CURLOPT_FORBID_REUSE, 1)
+        }
         set(CURLOPT_WRITEFUNCTION, pointer: unsafeBitCast(ResponseSink.write as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_WRITEDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_HEADERFUNCTION, pointer: unsafeBitCast(ResponseSink.header as @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int, to: UnsafeRawPointer.self))
         set(CURLOPT_HEADERDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         set(CURLOPT_SOCKOPTFUNCTION, pointer: unsafeBitCast(ResponseSink.socketOpened as @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32, to: UnsafeRawPointer.self))
         set(CURLOPT_SOCKOPTDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
+        // A connection keeps the close callback and its data it was made with, past this request
+        // and this handle (`dropConnections`): the cutter lives as long as the client.
+        set(CURLOPT_CLOSESOCKETFUNCTION, pointer: unsafeBitCast(ConnectionCutter.closeSocket as @convention(c) (UnsafeMutableRawPointer?, curl_socket_t) -> Int32, to: UnsafeRawPointer.self))
+        set(CURLOPT_CLOSESOCKETDATA, pointer: UnsafeRawPointer(Unmanaged.passUnretained(cutter).toOpaque()))
         set(CURLOPT_PREREQFUNCTION, pointer: unsafeBitCast(ResponseSink.connected as @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int32, Int32) -> Int32, to: UnsafeRawPointer.self))
         set(CURLOPT_PREREQDATA, pointer: UnsafeRawPointer(unmanaged.toOpaque()))
         if abandon != nil {
@@ -161,13 +183,14 @@ public final class HTTPClient {
             return curl_easy_perform(handle)
         }
         var result = perform()
-        if Self.closedUnderneath(result), reusedConnection() {
+        if Self.closedUnderneath(result), reusedConnection(), abandon?() != true {
             // The platform closed the kept-alive connection as this request went out on it: an
             // HTTP/2 GOAWAY (a server's stream limit or reset defence), a load balancer's or an
             // HTTP/1.1 keep-alive timeout, a restart. That says nothing about the platform, so the
             // request goes again at once on a new connection rather than waiting out the lane's
             // backoff (an alarm 250 ms late).
             // Safe because every request the agent sends is idempotent (event ids, Idempotency-Key).
+            // Not when the request is being given up: a `ConnectionCutter.cut()` looks the same.
             sink.reset()
             errorBuffer.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             if ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1) == CURLE_OK { result = perform() }
@@ -183,6 +206,11 @@ public final class HTTPClient {
         _ = ccurl_getinfo_long(handle, CURLINFO_HTTP_VERSION, &version)
         var response = HTTPResponse(status: status, headers: sink.headers, body: sink.body, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "2" : "1.1")
         response.certificateExpiry = peerCertificateExpiry()
+        var sent: curl_off_t = 0, answered: curl_off_t = 0
+        if ccurl_getinfo_off(handle, CURLINFO_PRETRANSFER_TIME_T, &sent) == CURLE_OK,
+           ccurl_getinfo_off(handle, CURLINFO_STARTTRANSFER_TIME_T, &answered) == CURLE_OK {
+            response.answeredIn = .microseconds(max(0, answered - sent))
+        }
         return response
     }
 
@@ -251,13 +279,47 @@ public final class HTTPClient {
 @available(*, unavailable)
 extension HTTPClient: Sendable {}
 
+/// The sockets of one client's connections, so that another thread can end the client's request
+/// at once: `abandon` is only asked at libcurl's progress calls, about once a second while a
+/// connection is silent. A socket is in the set from its opening (`ResponseSink.socketOpened`)
+/// until libcurl closes it through `closeSocket`, under the same lock as `cut`, so a socket
+/// number is never cut after it has been closed and given to something else.
+public final class ConnectionCutter: Sendable {
+    private let open = Mutex<Set<Int32>>([])
+
+    /// Shuts every connection of the client down (both ways): a request on one fails at once.
+    /// The client does not send it again if its `abandon` says so; say that before cutting.
+    public func cut() {
+        open.withLock { sockets in
+            for fd in sockets { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
+    func opened(_ fd: curl_socket_t) {
+        open.withLock { _ = $0.insert(fd) }
+    }
+
+    static let closeSocket: @convention(c) (UnsafeMutableRawPointer?, curl_socket_t) -> Int32 = { context, fd in
+        guard let context else { return close(fd) }
+        let cutter = Unmanaged<ConnectionCutter>.fromOpaque(context).takeUnretainedValue()
+        return cutter.open.withLock { sockets in
+            sockets.remove(fd)
+            return close(fd)
+        }
+    }
+}
+
 /// Collects a response from libcurl's callbacks.
 final class ResponseSink {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
     let abandon: (@Sendable () -> Bool)?
+    let cutter: ConnectionCutter
 
-    init(abandon: (@Sendable () -> Bool)?) { self.abandon = abandon }
+    init(abandon: (@Sendable () -> Bool)?, cutter: ConnectionCutter) {
+        self.abandon = abandon
+        self.cutter = cutter
+    }
 
     /// Forgets what a failed attempt received, before the request is sent again.
     func reset() {
@@ -270,7 +332,11 @@ final class ResponseSink {
     var sockets: [curl_socket_t] = []
 
     static let socketOpened: @convention(c) (UnsafeMutableRawPointer?, curl_socket_t, curlsocktype) -> Int32 = { context, fd, _ in
-        if let context { Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue().sockets.append(fd) }
+        if let context {
+            let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+            sink.sockets.append(fd)
+            sink.cutter.opened(fd)
+        }
         return Int32(CURL_SOCKOPT_OK)
     }
 

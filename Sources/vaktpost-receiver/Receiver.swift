@@ -34,7 +34,7 @@ struct ReceiverCommand: AsyncParsableCommand {
               PUT  /api/hubs/ID/config                 the hub's TOML config (served with an ETag)
               PUT  /api/hubs/ID/heartbeat-interval     {"seconds": N}
               GET|POST /api/faults {"downForSec", "failRate", "delayMs", "retryAfterSec", "failStatus",
-                                  "scope": "all|batches|alarms", "dropEvery"}
+                                  "scope": "all|batches|alarms", "dropEvery", "hangKept"}
 
             GET https://HOST:PORT/v1/whoami shows what the receiver sees of a client: the hub ids its
             certificate names, its address, the HTTP version.
@@ -62,6 +62,7 @@ struct ReceiverCommand: AsyncParsableCommand {
     @Option(help: "Fault: send Retry-After with this many seconds on fault answers.") var retryAfter: Int?
     @Option(help: "Fault: the status of fault answers (429, 500 or 503).") var failStatus = 503
     @Option(help: "Fault: close the connection under every Nth hub request, unanswered (a load balancer's keep-alive timeout racing a request); 0: never.") var dropEvery = 0
+    @Flag(help: "Fault: never answer a request on a connection that has carried one before, only a new connection's first (a connection that died without a word, a node that hangs behind a load balancer).") var hangKept = false
     @Flag(help: "Offer HTTP/1.1 only (no HTTP/2 by ALPN).") var http1Only = false
 
     func validate() throws {
@@ -86,7 +87,7 @@ struct ReceiverCommand: AsyncParsableCommand {
                            idempotencyRetention: .seconds(Int64(idempotencyDays) * 86_400)),
             faults: Faults(downUntil: downFor > 0 ? now() + .milliseconds(Int64(downFor * 1000)) : nil, failRate: failRate,
                            delay: .milliseconds(delay), retryAfterSeconds: retryAfter, failStatus: failStatus,
-                           dropEvery: dropEvery),
+                           dropEvery: dropEvery, hangKept: hangKept),
             now: now)
 
         let tls = try tlsConfiguration()
@@ -160,6 +161,9 @@ struct ReceiverCommand: AsyncParsableCommand {
             case .respond(let r): return response(r)
             case .dropConnection:
                 try? await connection.close()
+                throw ConnectionDropped()
+            case .hang:
+                while connection.isActive { try await Task.sleep(for: .milliseconds(200)) }
                 throw ConnectionDropped()
             case .pollAgain(let wait):
                 let end = deadline ?? .now + wait

@@ -356,4 +356,50 @@ final class Reports: Sendable {
             #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 1)  // kept, not dropped
         }
     }
+
+    /// A kept connection that no longer answers (it died without a word, or leads to a platform
+    /// node that hangs; TCP still acknowledges, so only the attempt's 10 s would end it): the
+    /// alarm goes again on a new connection after a second. Each second request has a connection
+    /// of its own: one kept from an earlier second request would be as dead by now.
+    @Test mutating func anAlarmOnAConnectionThatNoLongerAnswersGoesAgainOnANewOne() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["hangKept": true, "scope": "alarms"])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            l.start()
+            defer { l.stop() }
+            let clock = ContinuousClock()
+            var pressed: [ContinuousClock.Instant] = []
+            var arrivedAfter: [Duration] = []
+            // 1: a new connection's first request, answered. 2: on the kept one, unanswered, so
+            // sent again. 3: the unanswered connection was given up, so a new one again.
+            // 4: kept again, sent again on a connection of its own (not the second's of 2).
+            for n in 0..<4 {
+                let alarm = event(.fallDetected)
+                pressed.append(clock.now)
+                try l.withOutbox { try $0.append([alarm]) }
+                l.wake()
+                #expect(try waitUntil(9) { try stub.arrivedIDs().contains(alarm.eventID.description) }, "alarm \(n + 1)")
+                arrivedAfter.append(clock.now - pressed[n])
+                #expect(try waitUntil(5) { try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 0 }, "alarm \(n + 1) settled")
+            }
+            #expect(arrivedAfter[0] < .seconds(1) && arrivedAfter[2] < .seconds(1), "\(arrivedAfter)")
+            #expect(arrivedAfter[1] < .seconds(4) && arrivedAfter[3] < .seconds(4), "sent again after 1 s, not after the attempt's 10 s: \(arrivedAfter)")
+            let again = reports.all.withLock { $0.filter { if case .sentAgain(_, 202) = $0 { true } else { false } } }
+            #expect(again.count == 2, "\(reports.all.withLock { $0 })")
+            let f = try #require(try stub.admin("GET", "/api/faults") as? [String: Any])
+            #expect(f["hung"] as? Int == 2)
+            #expect(try stub.arrivals().duplicates == 0, "the given-up requests were never answered, so never stored")
+        }
+    }
+
+    /// When to send an alarm again: a second at the soonest, twice the platform's slowest recent
+    /// answer, and before a dead connection would be given up anyway.
+    @Test func whenAnAlarmGoesAgain() {
+        #expect(AlarmHedge.delay(recentAnswers: []) == .seconds(1))
+        #expect(AlarmHedge.delay(recentAnswers: [.milliseconds(40), .milliseconds(90)]) == .seconds(1))
+        #expect(AlarmHedge.delay(recentAnswers: [.milliseconds(40), .milliseconds(1500)]) == .seconds(3))
+        #expect(AlarmHedge.delay(recentAnswers: [.seconds(3)]) == .seconds(4))
+    }
 }

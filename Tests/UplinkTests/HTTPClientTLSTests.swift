@@ -117,6 +117,65 @@ extension ReceiverProcess {
         #expect(waitUntil(5) { answered.withLock { $0 } == 200 })
     }
 
+    /// How long the platform took to answer, without the connecting and the TLS handshake: what
+    /// an alarm sent again on a new connection (which pays for a handshake) is timed by.
+    @Test func theAnswerTimeLeavesOutTheConnecting() throws {
+        let server = try ReceiverProcess()
+        try server.faults(["delayMs": 300])
+        let clock = ContinuousClock()
+        var answer: HTTPResponse?
+        let took = try clock.measure { answer = try HTTPClient(tls: hub1).send("GET", server.url(), fresh: true) }
+        let answeredIn = try #require(answer?.answeredIn)
+        #expect(answeredIn >= .milliseconds(300) && answeredIn < took, "answered in \(answeredIn) of \(took)")
+        try server.faults(["delayMs": 0])
+        let quick = try #require(try HTTPClient(tls: hub1).send("GET", server.url(), fresh: true).answeredIn)
+        #expect(quick < .milliseconds(250), "\(quick)")
+    }
+
+    /// Another thread can end a request at once by cutting the client's connections: one kept
+    /// connection here leaves the request unanswered (the receiver's `hangKept`), and nothing
+    /// but the 10 s timeout, or `abandon` at libcurl's next progress call, would end it.
+    /// Not given up (`abandon` says no), the request goes again on a new connection, answered.
+    @Test func aCutConnectionEndsTheRequestOnItAtOnce() throws {
+        let server = try ReceiverProcess()
+        try server.faults(["hangKept": true])
+        let client = try HTTPClient(tls: hub1)
+        let first = try json(try client.send("GET", server.url()))["peer"] as? String
+        let cutter = client.cutter
+        let cut = Thread { usleep(300_000); cutter.cut() }
+        cut.start()
+        let clock = ContinuousClock()
+        var answer: HTTPResponse?
+        let took = try clock.measure { answer = try client.send("GET", server.url()) }
+        #expect(answer?.status == 200)
+        #expect(try answer.map(json)?["peer"] as? String != first, "sent again on a new connection")
+        #expect(took < .seconds(2), "ended by the cut at 0.3 s, not by the timeout: \(took)")
+    }
+
+    /// Given up (`abandon` says so before the cut), the cut request ends with an error and is
+    /// not sent again: its answer is coming another way (`AlarmHedge`). (libcurl 7.88 asks
+    /// `abandon` as it meets the cut socket and reports curl 42; should a version report the
+    /// broken connection first, `send` still does not send it again.)
+    @Test func aCutRequestThatIsGivenUpIsNotSentAgain() throws {
+        let server = try ReceiverProcess()
+        try server.faults(["hangKept": true])
+        let givenUp = Atomic<Bool>(false)
+        let client = try HTTPClient(tls: hub1, abandon: { givenUp.load(ordering: .acquiring) })
+        _ = try client.send("GET", server.url())
+        let cutter = client.cutter
+        let cut = Thread {
+            usleep(300_000)
+            givenUp.store(true, ordering: .releasing)
+            cutter.cut()
+        }
+        cut.start()
+        let clock = ContinuousClock()
+        let took = clock.measure { #expect(throws: CurlError.self) { try client.send("GET", server.url()) } }
+        #expect(took < .seconds(2), "\(took)")
+        let faults = try #require(try server.admin("GET", "/api/faults") as? [String: Any])
+        #expect(faults["hung"] as? Int == 1, "one request left unanswered, none sent again: \(faults)")
+    }
+
     /// TCP_USER_TIMEOUT of every TCP socket of this process connected to `port` on loopback and
     /// past its TLS handshake (the limit is set then; before, it reads 0 and is not counted).
     static func userTimeoutsOfSockets(toPort port: Int) -> [Int] {
