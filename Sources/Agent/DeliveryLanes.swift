@@ -99,9 +99,15 @@ public final class DeliveryLanes: Sendable {
         self.now = now
         self.boottime = boottime
         self.report = report
-        var tls = settings.tls
-        tls.totalTimeout = min(tls.totalTimeout, Self.alarmAttempt)
-        hedge = AlarmHedge(tls: tls)
+        hedge = AlarmHedge(tls: Self.alarmTLS(settings.tls))
+    }
+
+    /// The alarm lane's settings: the next attempt (every other one to the secondary) begins
+    /// after `alarmAttempt`, so no request of it may last longer.
+    static func alarmTLS(_ tls: TLSSettings) -> TLSSettings {
+        var tls = tls
+        tls.totalTimeout = min(tls.totalTimeout, alarmAttempt)
+        return tls
     }
 
     /// The outbox, for storing events (then `wake()`) and for status.
@@ -153,9 +159,7 @@ public final class DeliveryLanes: Sendable {
 
     func run(_ lane: Lane) {
         let loop = loops[lane]!
-        var tls = settings.tls
-        // The next attempt (every other one to the secondary) begins after `alarmAttempt`.
-        if lane == .alarm { tls.totalTimeout = min(tls.totalTimeout, Self.alarmAttempt) }
+        let tls = lane == .alarm ? Self.alarmTLS(settings.tls) : settings.tls
         // The alarm lane's request is also given up once the same alarm, sent again on a new
         // connection, has been answered.
         let hedge = lane == .alarm ? hedge : nil

@@ -87,8 +87,10 @@ public final class HTTPClient {
     /// Its connections' sockets, for another thread to cut a request short (`ConnectionCutter`).
     public let cutter = ConnectionCutter()
 
-    /// `abandon` is asked several times a second during a request; true ends it at once
-    /// (curl 42), so a stopping agent never waits out a long poll or a slow platform.
+    /// `abandon` is asked at libcurl's progress calls (often while data flows, about once a
+    /// second while the connection is silent); true ends the request (curl 42), so a stopping
+    /// agent never waits out a long poll or a slow platform. To end it at once from another
+    /// thread, make `abandon` say so, then `cutter.cut()`.
     public init(tls: TLSSettings, abandon: (@Sendable () -> Bool)? = nil) throws(CurlError) {
         guard let h = curl_easy_init() else { throw CurlError(code: 2, message: "curl_easy_init failed") }
         handle = h
