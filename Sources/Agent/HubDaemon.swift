@@ -790,8 +790,7 @@ public final class HubDaemon: HubControl {
         case .alarmSentAgain(let after, let status):
             // Said every time: alarms are rare, and each of these is a connection that died, or
             // a platform node that hangs, with an alarm on it.
-            let ms = after.components.seconds * 1000 + after.components.attoseconds / 1_000_000_000_000_000
-            logger.warning("an alarm had no answer \(ms) ms after it went out; sent again on a new connection, the platform answered HTTP \(status), and the first connection is given up (it died without a word, or leads to a platform node that hangs)")
+            logger.warning("an alarm had no answer \(after.nanoseconds / 1_000_000) ms after it went out; sent again on a new connection, the platform answered HTTP \(status), and the first connection is given up (it died without a word, or leads to a platform node that hangs)")
         case .heartbeat, .command, .clockCorrected: break
         }
     }
