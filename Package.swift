@@ -105,6 +105,7 @@ let package = Package(
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -128,7 +129,7 @@ let package = Package(
         // Starts the reference receiver and a dev PKI for the tests that need a platform; a dead SD card.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "UplinkTests", dependencies: [
-            "Uplink", "VaktpostCore", "TestSupport", "vaktpost-receiver",
+            "Uplink", "VaktpostCore", "SQLiteStore", "TestSupport", "vaktpost-receiver",
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
             .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -28,6 +28,11 @@ extension Platform {
         }
     }
 
+    /// `GET` or `POST /api/faults`: the one part of the admin API that leaves the store alone.
+    public static func isFaultSwitch(_ request: ReceiverRequest) -> Bool {
+        request.path == "/api/faults" && (request.method == "GET" || request.method == "POST")
+    }
+
     // MARK: Reading
 
     func hubs() throws -> [JSONValue] {

@@ -5,6 +5,7 @@ import HummingbirdHTTP2
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Receiver
 import ServiceLifecycle
@@ -90,11 +91,17 @@ struct ReceiverCommand: AsyncParsableCommand {
                            dropEvery: dropEvery, hangKept: hangKept),
             now: now)
 
+        // The store's work (SQLite and the disk's waits) on threads of its own. On the concurrency
+        // pool's (one per core) a slow disk held every thread in a write or at the store's lock,
+        // and nothing was answered meanwhile, not even a fault switch.
+        let storeThreads = NIOThreadPool(numberOfThreads: 2)
+        storeThreads.start()
+
         let tls = try tlsConfiguration()
         let ports = PortFile(path: portFile)
         let hubs = Application(
             responder: CallbackResponder<HubContext> { request, context in
-                try await Self.respond(to: request, context: context, platform: platform)
+                try await Self.respond(to: request, context: context, platform: platform, storeThreads: storeThreads)
             },
             server: http1Only
                 ? try .tls(.http1(), tlsConfiguration: tls)
@@ -106,14 +113,18 @@ struct ReceiverCommand: AsyncParsableCommand {
         let admin = Application(
             responder: CallbackResponder<BasicRequestContext> { request, _ in
                 let body = try await request.body.collect(upTo: 1 << 20)
-                return Self.response(platform.admin(ReceiverRequest(method: request.method.rawValue, target: request.uri.description,
-                                                                     headers: Self.headers(request), body: Array(body.readableBytesView))))
+                let req = ReceiverRequest(method: request.method.rawValue, target: request.uri.description,
+                                          headers: Self.headers(request), body: Array(body.readableBytesView))
+                // The fault switches never touch the store: answered at once, however it waits.
+                if Platform.isFaultSwitch(req) { return Self.response(platform.admin(req)) }
+                return Self.response(try await storeThreads.runIfActive { platform.admin(req) })
             },
             configuration: .init(address: .hostname("127.0.0.1", port: adminPort), serverName: "vaktpost-receiver-admin"),
             onServerRunning: { ports.set(admin: $0.localAddress?.port) },
             logger: logger)
         let group = ServiceGroup(services: [hubs, admin], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        try await storeThreads.shutdownGracefully()
     }
 
     func tlsConfiguration() throws -> TLSConfiguration {
@@ -143,7 +154,7 @@ struct ReceiverCommand: AsyncParsableCommand {
         return Response(status: .init(code: r.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: r.body)))
     }
 
-    static func respond(to request: Request, context: HubContext, platform: Platform) async throws -> Response {
+    static func respond(to request: Request, context: HubContext, platform: Platform, storeThreads: NIOThreadPool) async throws -> Response {
         let body = try await request.body.collect(upTo: 1 << 20)
         let hubs = await context.certificateHubs()
         // An HTTP/2 stream's parent is its connection (which has a peer); an HTTP/1.1 connection's
@@ -157,7 +168,7 @@ struct ReceiverCommand: AsyncParsableCommand {
         if platform.delay > .zero { try await Task.sleep(for: platform.delay) }
         var deadline: ContinuousClock.Instant? = nil
         while true {
-            switch platform.handle(req) {
+            switch try await storeThreads.runIfActive({ platform.handle(req) }) {
             case .respond(let r): return response(r)
             case .dropConnection:
                 try? await connection.close()
