@@ -90,6 +90,8 @@ public final class DeliveryLanes: Sendable {
     let bulkHeld = Atomic<Bool>(false)
     /// Sends an alarm again on a new connection when the first has no answer soon.
     let hedge: AlarmHedge
+    /// The bulk lane's outbox work beside its request.
+    let ahead = BulkAhead()
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
@@ -173,13 +175,27 @@ public final class DeliveryLanes: Sendable {
         var firstTry: WallTime? = nil
         var alarmsWaitingSince: WallTime? = nil
         var recentAnswers: [Duration] = []
+        // The bulk lane's batch answered and not yet settled, and the batch made while it was
+        // on its way (`BulkAhead`).
+        var unsettled: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])? = nil
+        var madeAhead: OutboxBatch? = nil
+        defer { if let u = unsettled { try? settle(u.batch, outcomes: u.outcomes) } }
         while !loop.isStopped {
+            if lane == .bulk {
+                // Stamps are being corrected: a batch made ahead may be dissolved under it.
+                if bulkHeld.load(ordering: .acquiring) { madeAhead = nil }
+                // Settled before the outbox is asked for a batch: unsettled, it is offered again.
+                if madeAhead == nil, let u = unsettled {
+                    unsettled = nil
+                    do { try settle(u.batch, outcomes: u.outcomes) } catch { report(.failed(reason: "\(error)")) }
+                }
+            }
             if lane == .bulk, bulkHeld.load(ordering: .acquiring) {
                 waitForWork(lane, upTo: settings.idle)
                 continue
             }
             if lane == .bulk, alarmsFirst(since: &alarmsWaitingSince, loop: loop) { continue }
-            if lane == .bulk, settings.bulkLinger > .zero,
+            if lane == .bulk, madeAhead == nil, settings.bulkLinger > .zero,
                let wait = try? outbox.with({ try $0.linger(fill: 100, upTo: settings.bulkLinger) }), wait > .zero {
                 loop.sleep(wait)
                 continue
@@ -194,6 +210,9 @@ public final class DeliveryLanes: Sendable {
                     next = .alarm(alarm)
                 } else if lane == .alarm {
                     next = try outbox.nextAlarm(within: .milliseconds(200)).map { $0.map(OutboxBatch.alarm) }
+                } else if let ahead = madeAhead {
+                    next = .some(ahead)
+                    madeAhead = nil
                 } else {
                     next = try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, body: self.bulkBody()) }
                 }
@@ -223,15 +242,24 @@ public final class DeliveryLanes: Sendable {
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
+            // Draining a backlog: the last batch's settle and the next batch's making go on
+            // beside this request (`BulkAhead`).
+            let aside = lane == .bulk && !batch.inMemory ? beginAhead(sending: batch, settling: unsettled) : false
+            if aside { unsettled = nil }
             do {
                 let response = try send(batch, lane: lane, base: base, client: client, recentAnswers: &recentAnswers)
+                if aside { madeAhead = collectAhead(sending: batch) }
                 switch DeliveryVerdict(status: response.status) {
                 case .delivered:
                     guard let outcomes = outcomes(of: batch, lane: lane, response: response) else {
                         report(.failed(reason: Self.unreadable(response)))
                         break
                     }
-                    try settle(batch, outcomes: outcomes)
+                    if lane == .bulk && !batch.inMemory {
+                        unsettled = (batch, outcomes)
+                    } else {
+                        try settle(batch, outcomes: outcomes)
+                    }
                     if lane == .alarm { alarmDone(progress: true) }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
                     if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
@@ -263,6 +291,11 @@ public final class DeliveryLanes: Sendable {
                 // request given up because the agent stops is no failure of the link.
                 if !loop.isStopped { report(.failed(reason: "\(error)")) }
             }
+            if aside {
+                // Not answered: the batch made ahead stays stored, and is found again in turn.
+                _ = collectAhead(sending: batch)
+                madeAhead = nil
+            }
             if lane == .alarm { alarmDone(progress: false) }
             let answered = platformAnswered.load(ordering: .acquiring)
             if backOff(loop, backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng), until: answered, retryAfter: retryAfter) {
@@ -271,6 +304,35 @@ public final class DeliveryLanes: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    /// Begins the settle of the batch answered before and, if a backlog waits, the making of the
+    /// next batch, beside the request for `batch`; false when there is nothing to do aside.
+    func beginAhead(sending batch: OutboxBatch, settling: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])?) -> Bool {
+        let backlog = (try? outbox.with { try $0.backlogHolds(100) }) ?? false
+        guard backlog || settling != nil else { return false }
+        let skipping: Set<String> = [batch.id]
+        var settle: (@Sendable () throws -> Void)? = nil
+        if let u = settling {
+            settle = { [self] in try self.settle(u.batch, outcomes: u.outcomes) }
+        }
+        let next: @Sendable () throws -> OutboxBatch? = { [self] in
+            guard backlog, !bulkHeld.load(ordering: .acquiring) else { return nil }
+            let body = bulkBody()
+            return try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, skipping: skipping, body: body) }
+        }
+        ahead.begin(settle: settle, next: next)
+        return true
+    }
+
+    /// What was done beside the request for `batch`: the batch made ahead, if any (a settle
+    /// that failed is reported as one in the lane would be).
+    func collectAhead(sending batch: OutboxBatch) -> OutboxBatch? {
+        let round = ahead.collect()
+        if let error = round.settleError { report(.failed(reason: error)) }
+        // Only a stored batch of its own: a batch held in memory is the outbox's to offer.
+        guard let next = round.next, next.id != batch.id, !next.inMemory else { return nil }
+        return next
     }
 
     /// Records what the platform said about a batch: an alarm's by the outbox's writer (the

@@ -447,12 +447,13 @@ public final class Outbox {
     /// bytes), or a new one of up to `maxCount` events and `maxBytes` bytes (at least one event),
     /// highest priority first, then oldest. `body` writes the request body for the uplink. (The
     /// alarm lane keeps no batches: `queuedAlarms`.)
-    public func nextBatch(maxCount: Int, maxBytes: Int, body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
+    /// `skipping`: stored batches not to offer again (the one on its way while the next is made).
+    public func nextBatch(maxCount: Int, maxBytes: Int, skipping: Set<String> = [], body: (_ batchID: String, _ events: [StoredEvent]) -> [UInt8]) throws -> OutboxBatch? {
         if let batch = memoryBatch { return batch }
         let lane = Lane.bulk
         let waiting = memory.filter { $0.lane == lane }.sorted(by: Outbox.sendOrder)
         do {
-            if let batch = try storedBatch() { return batch }
+            if let batch = try storedBatch(skipping: skipping) { return batch }
         } catch let error as SQLiteError where error.isStorageFailure && !waiting.isEmpty {
             // The disk cannot even be read: what memory holds goes out all the same.
         }
@@ -508,10 +509,10 @@ public final class Outbox {
         (a.priority, b.seq) > (b.priority, a.seq)
     }
 
-    func storedBatch() throws -> OutboxBatch? {
+    func storedBatch(skipping: Set<String> = []) throws -> OutboxBatch? {
         let lane = Lane.bulk
         // Skipping the batches delivered while the disk took no writes (a handful at most).
-        let settled = unrecorded.filter { !$0.batch.inMemory }.map { SQLiteValue.text($0.batch.id) }
+        let settled = (unrecorded.filter { !$0.batch.inMemory }.map(\.batch.id) + skipping.sorted()).map { SQLiteValue.text($0) }
         let s = try db.prepare("""
             SELECT batch_id, body FROM batches WHERE lane = ?\(settled.isEmpty ? "" : " AND batch_id NOT IN (\(placeholders(settled.count)))")
             ORDER BY created_ns LIMIT 1
@@ -830,6 +831,17 @@ public final class Outbox {
         if try db.integer("SELECT EXISTS (SELECT 1 FROM batches)") == 1 { return .zero }
         let age = now() - WallTime(nanosecondsSinceEpoch: s.int64(1))
         return age >= upTo || age < .zero ? .zero : upTo - age
+    }
+
+    /// Whether a whole batch (`fill` events) of the bulk lane waits outside any batch, with the
+    /// disk taking writes and nothing held in memory: a backlog, whose next batch can be made
+    /// while the last is on its way. Fresh events wait for a fuller batch instead (`linger`).
+    public func backlogHolds(_ fill: Int) throws -> Bool {
+        guard hold == nil, memoryBatch == nil, awaitingRecord.isEmpty, !memory.contains(where: { $0.lane == .bulk }) else { return false }
+        let s = try db.cached("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)")
+            .bind(.integer(Lane.bulk.code), .integer(Int64(fill)))
+        defer { s.reset() }
+        return try s.step() && s.int64(0) >= fill
     }
 
     /// Whether `lane` has an event waiting, from the queue index alone: asked before every bulk

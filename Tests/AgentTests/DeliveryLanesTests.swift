@@ -128,6 +128,37 @@ final class Reports: Sendable {
         }
     }
 
+    /// Draining a backlog, the next batch is made (and the last settled) while a request is on
+    /// its way (`BulkAhead`): with the platform taking 300 ms per request, two batches are
+    /// stored at once, the one on its way and the next. Each still goes once, and everything
+    /// arrives once.
+    @Test mutating func aBacklogsNextBatchIsMadeWhileTheLastIsOnItsWay() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["delayMs": 300])
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports())
+            let backlog = (0..<500).map { _ in event(.bedState, .update) }
+            try l.withOutbox { try $0.append(backlog) }
+            let watch = try Connection(path: dir + "/outbox.sqlite", mode: .readOnly)
+            l.start()
+            defer { l.stop() }
+            var most = 0
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(20)
+            while clock.now < end, try stub.arrivedIDs().count < 500 {
+                most = max(most, Int(try watch.integer("SELECT COUNT(*) FROM batches") ?? 0))
+                usleep(20_000)
+            }
+            #expect(most == 2, "batches stored at once: \(most)")
+            let arrivals = try stub.arrivedIDs()
+            #expect(arrivals.count == 500)
+            #expect(Set(arrivals) == Set(backlog.map(\.eventID.description)), "lost or unknown events")
+            #expect(try stub.arrivals().duplicates == 0, "a batch went twice")
+            #expect(try waitUntil(5) { try l.withOutbox { try $0.status().lanes.values.map(\.depth).reduce(0, +) } == 0 })
+            #expect(try waitUntil(5) { try watch.integer("SELECT COUNT(*) FROM batches") == 0 }, "every batch settled")
+        }
+    }
+
     /// Alarms waited longer than the grace (the whole outage): when the platform returns, still
     /// every alarm arrives before any batch, though the bulk lane's backoff may end first.
     @Test mutating func afterALongOutageTheAlarmsStillGoFirst() throws {
