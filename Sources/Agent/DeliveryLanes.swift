@@ -242,10 +242,13 @@ public final class DeliveryLanes: Sendable {
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
-            // Draining a backlog: the last batch's settle and the next batch's making go on
+            // The last batch's settle and, draining a backlog, the next batch's making go on
             // beside this request (`BulkAhead`).
-            let aside = lane == .bulk && !batch.inMemory ? beginAhead(sending: batch, settling: unsettled) : false
-            if aside { unsettled = nil }
+            let aside = lane == .bulk && !batch.inMemory
+            if aside {
+                beginAhead(sending: batch, settling: unsettled)
+                unsettled = nil
+            }
             do {
                 let response = try send(batch, lane: lane, base: base, client: client, recentAnswers: &recentAnswers)
                 if aside { madeAhead = collectAhead(sending: batch) }
@@ -306,23 +309,23 @@ public final class DeliveryLanes: Sendable {
         }
     }
 
-    /// Begins the settle of the batch answered before and, if a backlog waits, the making of the
-    /// next batch, beside the request for `batch`; false when there is nothing to do aside.
-    func beginAhead(sending batch: OutboxBatch, settling: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])?) -> Bool {
-        let backlog = (try? outbox.with { try $0.backlogHolds(100) }) ?? false
-        guard backlog || settling != nil else { return false }
+    /// Begins, beside the request for `batch`, the settle of the batch answered before and, if
+    /// a backlog waits, the making of the next batch: both off the lane's thread, the backlog's
+    /// check and the making under one hold of the outbox.
+    func beginAhead(sending batch: OutboxBatch, settling: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])?) {
         let skipping: Set<String> = [batch.id]
         var settle: (@Sendable () throws -> Void)? = nil
         if let u = settling {
             settle = { [self] in try self.settle(u.batch, outcomes: u.outcomes) }
         }
         let next: @Sendable () throws -> OutboxBatch? = { [self] in
-            guard backlog, !bulkHeld.load(ordering: .acquiring) else { return nil }
+            guard !bulkHeld.load(ordering: .acquiring) else { return nil }
             let body = bulkBody()
-            return try outbox.with { try $0.nextBatch(maxCount: 100, maxBytes: 256 << 10, skipping: skipping, body: body) }
+            return try outbox.with { o in
+                try o.backlogHolds(100) ? o.nextBatch(maxCount: 100, maxBytes: 256 << 10, skipping: skipping, body: body) : nil
+            }
         }
         ahead.begin(settle: settle, next: next)
-        return true
     }
 
     /// What was done beside the request for `batch`: the batch made ahead, if any (a settle

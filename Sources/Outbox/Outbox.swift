@@ -823,14 +823,22 @@ public final class Outbox {
     /// it), the queue holds `fill` events, or its first event is `upTo` old (a backlog never waits).
     public func linger(fill: Int, upTo: Duration) throws -> Duration {
         guard hold == nil, memoryBatch == nil else { return .zero }
+        let (count, oldest) = try unbatched(upTo: fill)
+        guard count > 0, count < fill else { return .zero }
+        if try db.integer("SELECT EXISTS (SELECT 1 FROM batches)") == 1 { return .zero }
+        let age = now() - oldest
+        return age >= upTo || age < .zero ? .zero : upTo - age
+    }
+
+    /// How many bulk events wait outside any batch (counted up to `fill`), and when the oldest
+    /// of those counted occurred.
+    func unbatched(upTo fill: Int) throws -> (count: Int, oldest: WallTime) {
         let s = try db.cached("""
             SELECT COUNT(*), MIN(occurred_ns) FROM (SELECT occurred_ns FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)
             """).bind(.integer(Lane.bulk.code), .integer(Int64(fill)))
         defer { s.reset() }
-        guard try s.step(), s.int64(0) > 0, s.int64(0) < fill else { return .zero }
-        if try db.integer("SELECT EXISTS (SELECT 1 FROM batches)") == 1 { return .zero }
-        let age = now() - WallTime(nanosecondsSinceEpoch: s.int64(1))
-        return age >= upTo || age < .zero ? .zero : upTo - age
+        guard try s.step() else { return (0, now()) }
+        return (Int(s.int64(0)), WallTime(nanosecondsSinceEpoch: s.int64(1)))
     }
 
     /// Whether a whole batch (`fill` events) of the bulk lane waits outside any batch, with the
@@ -838,10 +846,7 @@ public final class Outbox {
     /// while the last is on its way. Fresh events wait for a fuller batch instead (`linger`).
     public func backlogHolds(_ fill: Int) throws -> Bool {
         guard hold == nil, memoryBatch == nil, awaitingRecord.isEmpty, !memory.contains(where: { $0.lane == .bulk }) else { return false }
-        let s = try db.cached("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE lane = ? AND batch_id IS NULL LIMIT ?)")
-            .bind(.integer(Lane.bulk.code), .integer(Int64(fill)))
-        defer { s.reset() }
-        return try s.step() && s.int64(0) >= fill
+        return try unbatched(upTo: fill).count >= fill
     }
 
     /// Whether `lane` has an event waiting, from the queue index alone: asked before every bulk
