@@ -48,6 +48,12 @@ max_rows = 2000000
             return 0
     while time.time() - started < 600 and count() < events:
         time.sleep(0.5)
+    # CPU time taken so far (before the arrivals query below loads the receiver): steadier than
+    # events/s on a shared machine, and what a hub's slower CPU pays for the same drain.
+    def cpu(process):
+        fields = open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu_agent, cpu_receiver = cpu(procs[1]), cpu(receiver)
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/api/arrivals") as r:
         answer = json.load(r)
     arrivals = [a for a in answer["arrivals"] if a["type"] in ("bed.state", "fall.detected")]
@@ -60,6 +66,7 @@ max_rows = 2000000
           f"{len(arrivals) / delivering:,.0f} events/s from the first delivery to the last")
     print(f"  alarms arrived at positions {positions[0] + 1 if positions else '-'}..{positions[-1] + 1 if positions else '-'} of {len(arrivals)}"
           f"{' (all before any state event)' if positions and positions[-1] == len(positions) - 1 else ''}")
+    print(f"  CPU: agent {cpu_agent:.2f} s (its start included), receiver {cpu_receiver:.2f} s")
     print(f"  lost: {events - len(set(ids))}, stored twice: {len(ids) - len(set(ids))}, answered as duplicates: {answer['duplicates']}")
 finally:
     stop(procs)

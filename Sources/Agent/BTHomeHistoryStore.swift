@@ -24,7 +24,7 @@ public struct BTHomeHistoryStore: Sendable {
             if error.isNotFound { return [:] }
             throw error
         }
-        guard let histories = BTHomeHistory.histories(from: try JSONValue.parse(String(decoding: bytes, as: UTF8.self))) else {
+        guard let histories = BTHomeHistory.histories(from: try JSONValue.parse(bytes: bytes)) else {
             throw RuleStateError(path: path, reason: "not a BTHome history object")
         }
         return histories

@@ -27,7 +27,7 @@ extension HubDaemon {
     func serve(_ connection: UnixConnection) {
         guard let peer = try? connection.peer() else { return }
         let line = (try? connection.readLine(timeout: .seconds(2))) ?? nil
-        let request = line.flatMap { try? JSONValue.parse(String(decoding: $0, as: UTF8.self)) }
+        let request = line.flatMap { try? JSONValue.parse(bytes: $0) }
         let command = request?["command"]?.stringValue ?? "(unreadable)"
         let answer: JSONValue
         let outcome: String

@@ -458,7 +458,7 @@ public final class DeliveryLanes: Sendable {
     /// not (and so an escalation can never escalate itself).
     static func awaitsOperator(_ event: StoredEvent) -> Bool {
         guard event.eventClass == .alarm || event.eventClass == .test else { return false }
-        let json = try? JSONValue.parse(String(decoding: event.payload, as: UTF8.self))
+        let json = try? JSONValue.parse(bytes: event.payload)
         return json?["state"]?.stringValue == EventState.active.rawValue
     }
 
@@ -469,7 +469,7 @@ public final class DeliveryLanes: Sendable {
     }
 
     func problemText(_ response: HTTPResponse) -> String {
-        let json = try? JSONValue.parse(String(decoding: response.body, as: UTF8.self))
+        let json = try? JSONValue.parse(bytes: response.body)
         return json?["detail"]?.stringValue ?? json?["title"]?.stringValue ?? "no reason given"
     }
 }

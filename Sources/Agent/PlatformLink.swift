@@ -446,7 +446,7 @@ public final class PlatformLink: Sendable {
         let response: HTTPResponse
         do {
             response = try client.send("POST", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/heartbeat",
-                                       headers: ["Content-Type: application/json"], body: Array(body.serialized.utf8))
+                                       headers: ["Content-Type: application/json"], body: body.serializedBytes)
         } catch {
             handle(.failed(reason: "\(error)"))
             return

@@ -30,7 +30,7 @@ public struct RuleStateStore: Sendable {
             throw RuleStateError(path: path, reason: "\(error)")
         }
         do {
-            return try EngineState(json: JSONValue.parse(String(decoding: bytes, as: UTF8.self)))
+            return try EngineState(json: JSONValue.parse(bytes: bytes))
         } catch {
             throw RuleStateError(path: path, reason: "\(error)")
         }

@@ -72,7 +72,7 @@ public struct StoredEvent: Equatable, Sendable {
     public init(_ e: Event) {
         self.init(seq: e.seq!, eventID: e.eventID, lane: e.lane, eventClass: e.eventClass, type: e.type.rawValue,
                   priority: e.priority.value, sensor: e.sensor?.rawValue, occurredAt: e.occurredAt.wall,
-                  payload: Array(e.json.serialized.utf8))
+                  payload: e.json.serializedBytes)
     }
 
     init(seq: UInt64, eventID: EventID, lane: Lane, eventClass: EventClass, type: String, priority: Int, sensor: String?, occurredAt: WallTime, payload: [UInt8]) {

@@ -51,7 +51,7 @@ public struct ReceiverResponse: Sendable, Equatable {
     static func json(_ status: Int, _ value: JSONValue, headers: [String: String] = [:]) -> ReceiverResponse {
         var h = headers
         h["Content-Type"] = "application/json"
-        return ReceiverResponse(status: status, headers: h, body: Array(value.serialized.utf8))
+        return ReceiverResponse(status: status, headers: h, body: value.serializedBytes)
     }
 
     /// RFC 9457: what went wrong and, in `detail`, what the hub or its technician should do.
@@ -61,7 +61,7 @@ public struct ReceiverResponse: Sendable, Equatable {
         let value = JSONValue.object([
             ("type", .string("about:blank")), ("title", .string(title)), ("status", .int(Int64(status))), ("detail", .string(detail)),
         ])
-        return ReceiverResponse(status: status, headers: h, body: Array(value.serialized.utf8))
+        return ReceiverResponse(status: status, headers: h, body: value.serializedBytes)
     }
 }
 

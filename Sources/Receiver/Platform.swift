@@ -184,7 +184,7 @@ public final class Platform: Sendable {
     }
 
     func parseJSON(_ body: [UInt8]) -> JSONValue? {
-        try? JSONValue.parse(String(decoding: body, as: UTF8.self))
+        try? JSONValue.parse(bytes: body)
     }
 
     static let classes: Set<String> = ["alarm", "technical", "state", "test", "log"]
@@ -240,7 +240,7 @@ public final class Platform: Sendable {
                     guard known.blob(0) == request.body else {
                         return .problem(422, "Unprocessable Content", "Idempotency-Key \(key) was used before with a different body; a retry must send the same bytes")
                     }
-                    return .json(Int(known.int64(1)), (try? JSONValue.parse(String(decoding: known.blob(2), as: UTF8.self))) ?? .null)
+                    return .json(Int(known.int64(1)), (try? JSONValue.parse(bytes: known.blob(2))) ?? .null)
                 }
                 var results: [JSONValue] = []
                 for event in events {
@@ -255,7 +255,7 @@ public final class Platform: Sendable {
                 }
                 let answer = JSONValue.object([("results", .array(results)), ("serverTime", .string(stamp(now())))])
                 try db.cached("INSERT INTO idempotency(hub_id, key, request, status, response, created_at) VALUES(?,?,?,?,?,?)")
-                    .bind(.text(hub), .text(key), .blob(request.body), .integer(200), .blob(Array(answer.serialized.utf8)), .integer(now().millisecondsSinceEpoch)).run()
+                    .bind(.text(hub), .text(key), .blob(request.body), .integer(200), .blob(answer.serializedBytes), .integer(now().millisecondsSinceEpoch)).run()
                 return .json(200, answer)
             }
         }

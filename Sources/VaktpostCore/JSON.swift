@@ -45,60 +45,77 @@ public indirect enum JSONValue: Hashable, Sendable {
     }
 
     /// Compact JSON on one line: what JSONL output and request bodies use.
-    public var serialized: String {
-        var out = ""
+    public var serialized: String { String(decoding: serializedBytes, as: UTF8.self) }
+
+    /// The same as UTF-8 bytes: what request bodies and stored events are.
+    public var serializedBytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(to: &out)
         return out
     }
 
-    public func write(to out: inout String) {
+    /// Written as bytes, not appended to a String piece by piece: after an outage the agent
+    /// writes every event and the receiver every one it stores, and a String's per-append
+    /// bookkeeping was most of what that cost.
+    public func write(to out: inout [UInt8]) {
         switch self {
-        case .null: out += "null"
-        case .bool(let v): out += v ? "true" : "false"
-        case .int(let v): out += String(v)
+        case .null: out += "null".utf8
+        case .bool(let v): out += (v ? "true" : "false").utf8
+        case .int(let v): out += String(v).utf8
         case .double(let v):
             // JSON has no NaN or infinity; a sensor value that became one is better absent than invalid.
             if v.isFinite {
-                out += v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)
+                out += (v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v)).utf8
             } else {
-                out += "null"
+                out += "null".utf8
             }
         case .string(let v): JSONValue.writeString(v, to: &out)
         case .array(let items):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 item.write(to: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let fields):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, (key, value)) in fields.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(key, to: &out)
-                out += ":"
+                out.append(UInt8(ascii: ":"))
                 value.write(to: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
+    /// Only ASCII bytes are escaped, and no byte of a multi-byte UTF-8 sequence is ASCII, so the
+    /// runs between them are copied whole (most strings, ids, types and times, are one run).
+    static func writeString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { bytes in
+            var run = 0
+            for (i, b) in bytes.enumerated() where b == 0x22 || b == 0x5C || b < 0x20 {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i]))
+                run = i + 1
+                switch b {
+                case 0x22: out += #"\""#.utf8
+                case 0x5C: out += #"\\"#.utf8
+                case 0x0A: out += #"\n"#.utf8
+                case 0x0D: out += #"\r"#.utf8
+                case 0x09: out += #"\t"#.utf8
+                default:
+                    let digits: StaticString = "0123456789abcdef"
+                    out += #"\u00"#.utf8
+                    out.append(b < 0x10 ? UInt8(ascii: "0") : UInt8(ascii: "1"))
+                    out.append(digits.utf8Start[Int(b & 0xF)])
+                }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 

@@ -10,7 +10,13 @@ extension JSONValue {
     /// Parses one JSON text (RFC 8259). Integers that fit in 64 bits stay integers; duplicate
     /// object keys are an error, because in a scenario or a saved state they are always a mistake.
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
-        var p = JSONReader(bytes: Array(text.utf8))
+        try parse(bytes: Array(text.utf8))
+    }
+
+    /// The same from UTF-8 bytes as they came (a body, a file), without making a String of them
+    /// first. Invalid UTF-8 inside a string reads as U+FFFD, as `String(decoding:)` has it.
+    public static func parse(bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+        var p = JSONReader(bytes: bytes)
         p.skipWhitespace()
         let value = try p.value(depth: 0)
         p.skipWhitespace()
@@ -41,7 +47,12 @@ private struct JSONReader {
     }
 
     mutating func skipWhitespace() {
-        while pos < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[pos]) { pos += 1 }
+        while pos < bytes.count {
+            switch bytes[pos] {
+            case 0x20, 0x09, 0x0A, 0x0D: pos += 1
+            default: return
+            }
+        }
     }
 
     mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
@@ -112,7 +123,18 @@ private struct JSONReader {
 
     mutating func string() throws(JSONParseError) -> String {
         pos += 1
-        var out: [UInt8] = []
+        // Most strings (ids, types, times) have no escape: taken in one piece.
+        let start = pos
+        while pos < bytes.count {
+            let b = bytes[pos]
+            if b == 0x22 {
+                pos += 1
+                return String(decoding: bytes[start..<(pos - 1)], as: UTF8.self)
+            }
+            if b == 0x5C || b < 0x20 { break }
+            pos += 1
+        }
+        var out = Array(bytes[start..<pos])
         while pos < bytes.count {
             let b = bytes[pos]
             pos += 1

@@ -18,6 +18,24 @@ import Testing
         #expect(id < later)
     }
 
+    @Test func eventIDsReadOnlyTheCanonicalFormAndWriteIt() {
+        let id = EventID(high: 0x0190_f3c1_7b2e_7a44, low: 0x9d0e_5c1f_2a9b_8e01)
+        #expect(id.description == "0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e01")
+        #expect(EventID("0190F3C1-7B2E-7A44-9D0E-5C1F2A9B8E01") == id)
+        #expect(EventID(high: 0, low: 0).description == "00000000-0000-0000-0000-000000000000")
+        #expect(EventID(high: .max, low: .max).description == "ffffffff-ffff-ffff-ffff-ffffffffffff")
+        for wrong in ["0190f3c17-b2e-7a44-9d0e-5c1f2a9b8e01", "0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e0", "0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e011",
+                      "+190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e01", "0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8eg1", "0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8eæ",
+                      "0190f3c1_7b2e_7a44_9d0e_5c1f2a9b8e01", "0190f3c1 7b2e-7a44-9d0e-5c1f2a9b8e01", ""] {
+            #expect(EventID(wrong) == nil, "\(wrong)")
+        }
+        var rng = SplitMix64(seed: 9)
+        for _ in 0..<1000 {
+            let random = EventID(high: rng.next(), low: rng.next())
+            #expect(EventID(random.description) == random)
+        }
+    }
+
     @Test func everyCatalogTypeIsUniqueAndHasCodes() {
         var seen: Set<EventType> = []
         for kind in EventCatalog.kinds {
@@ -77,6 +95,22 @@ import Testing
         let v = JSONValue.object([("b", .string("line\nbreak \"quoted\" \u{01}")), ("a", .array([.int(1), .double(2.5), .null, .bool(false)]))])
         #expect(v.serialized == #"{"b":"line\nbreak \"quoted\" \u0001","a":[1,2.5,null,false]}"#)
         #expect(JSONValue.double(.nan).serialized == "null")
+        #expect(JSONValue.string("\u{1F}\u{10}\u{0F}\u{7F}\t\r\\").serialized == #""\u001f\u0010\u000f\#u{7F}\t\r\\""#)
+    }
+
+    /// Whatever a string holds (quotes, backslashes, control characters, letters of any length
+    /// in UTF-8, combining marks right after an escaped quote), writing it and reading it back
+    /// gives the same string, and the text has no raw control character.
+    @Test func jsonStringsSurviveWritingAndReadingBack() throws {
+        let pieces = ["\"", "\\", "\n", "\r\n", "\u{01}", "\u{1F}", "\u{7F}", "a", "bed.state", "æøå", "\u{301}", "😀", "/", " ", "\u{2028}"]
+        var rng = SplitMix64(seed: 4)
+        for _ in 0..<2000 {
+            let text = (0..<Int(rng.next() % 12)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined()
+            let value = JSONValue.object([(text, .array([.string(text)]))])
+            let written = value.serializedBytes
+            #expect(!written.contains { $0 < 0x20 })
+            #expect(try JSONValue.parse(String(decoding: written, as: UTF8.self)) == value, "\(Array(text.unicodeScalars))")
+        }
     }
 
     @Test(arguments: ["bed", "front-door", "a1", String(repeating: "x", count: 32)])

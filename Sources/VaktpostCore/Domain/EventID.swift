@@ -22,25 +22,58 @@ public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public static func < (a: EventID, b: EventID) -> Bool { (a.high, a.low) < (b.high, b.low) }
 
-    /// `0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e01`
+    /// `0190f3c1-7b2e-7a44-9d0e-5c1f2a9b8e01`. Written byte by byte into the string's own storage:
+    /// a drain formats every event's id to settle it and the receiver parses each one, so this
+    /// runs hundreds of thousands of times after an outage.
     public var description: String {
-        let hex = EventID.hex(high, 16) + EventID.hex(low, 16)
-        let c = Array(hex)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-"
-            + String(c[20..<32])
+        String(unsafeUninitializedCapacity: 36) { out in
+            let digits: StaticString = "0123456789abcdef"
+            var at = 0
+            func put(_ v: UInt64, bits: Int) {
+                var shift = bits - 4
+                while shift >= 0 {
+                    out[at] = digits.utf8Start[Int(v >> UInt64(shift) & 0xF)]
+                    at += 1
+                    shift -= 4
+                }
+            }
+            func dash() { out[at] = 0x2D; at += 1 }
+            put(high >> 32, bits: 32); dash()
+            put(high >> 16, bits: 16); dash()
+            put(high, bits: 16); dash()
+            put(low >> 48, bits: 16); dash()
+            put(low, bits: 48)
+            return at
+        }
     }
 
+    /// The canonical form only: 8-4-4-4-12 hex digits (either case), dashes where RFC 9562 puts
+    /// them. An id the receiver accepts is one the hub could have written.
     public init?(_ text: String) {
-        let hex = text.filter { $0 != "-" }
-        guard text.count == 36, hex.count == 32, let h = UInt64(hex.prefix(16), radix: 16),
-            let l = UInt64(hex.suffix(16), radix: 16)
-        else { return nil }
+        var parsed: (UInt64, UInt64)?
+        var text = text
+        text.withUTF8 { bytes in
+            guard bytes.count == 36 else { return }
+            var high: UInt64 = 0, low: UInt64 = 0, digits = 0
+            for (i, b) in bytes.enumerated() {
+                if i == 8 || i == 13 || i == 18 || i == 23 {
+                    guard b == 0x2D else { return }
+                    continue
+                }
+                let v: UInt8
+                switch b {
+                case 0x30...0x39: v = b - 0x30
+                case 0x61...0x66: v = b - 0x61 + 10
+                case 0x41...0x46: v = b - 0x41 + 10
+                default: return
+                }
+                if digits < 16 { high = high << 4 | UInt64(v) } else { low = low << 4 | UInt64(v) }
+                digits += 1
+            }
+            parsed = (high, low)
+        }
+        guard let (h, l) = parsed else { return nil }
         high = h
         low = l
-    }
-
-    private static func hex(_ v: UInt64, _ width: Int) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: width - s.count) + s
     }
 }

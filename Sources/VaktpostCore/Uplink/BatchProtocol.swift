@@ -4,18 +4,19 @@ public enum BatchProtocol {
     /// The batch envelope around events already serialized by the outbox. The events' own bytes
     /// are spliced in unchanged, so what was stored is exactly what is sent.
     public static func body(hubID: String, batchID: String, sentAt: String, bootID: String, boottimeNanoseconds: UInt64, events: [[UInt8]]) -> [UInt8] {
-        var head = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(events.reduce(256) { $0 + $1.count + 1 })
         JSONValue.object([
             ("hubId", .string(hubID)), ("batchId", .string(batchID)), ("sentAt", .string(sentAt)),
             ("bootId", .string(bootID)), ("boottimeNs", .int(Int64(clamping: boottimeNanoseconds))),
-        ]).write(to: &head)
-        var out = Array(head.utf8.dropLast())  // reopen the object to append "events"
-        out += Array(",\"events\":[".utf8)
+        ]).write(to: &out)
+        out.removeLast()  // reopen the object to append "events"
+        out += ",\"events\":[".utf8
         for (i, e) in events.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             out += e
         }
-        out += Array("]}".utf8)
+        out += "]}".utf8
         return out
     }
 
@@ -35,7 +36,7 @@ public enum BatchProtocol {
     /// Reads a 200 answer: `{"results": [{"eventId", "status", "problem"}], ...}`. Events it does
     /// not mention stay queued for a new batch; an unknown status counts as unanswered.
     public static func answer(_ body: [UInt8]) -> Answer {
-        guard let json = try? JSONValue.parse(String(decoding: body, as: UTF8.self)), case .array(let results)? = json["results"] else {
+        guard let json = try? JSONValue.parse(bytes: body), case .array(let results)? = json["results"] else {
             return .unreadable("the platform's answer has no \"results\" list")
         }
         var out: [EventID: PlatformOutcome] = [:]

@@ -13,7 +13,7 @@ public enum AlarmHandling: String, Sendable, Equatable, Comparable {
 
     /// Reads an AlarmStatus body; nil when it is not one.
     public static func parse(_ body: [UInt8]) -> AlarmHandling? {
-        guard let json = try? JSONValue.parse(String(decoding: body, as: UTF8.self)) else { return nil }
+        guard let json = try? JSONValue.parse(bytes: body) else { return nil }
         return json["status"]?.stringValue.flatMap(AlarmHandling.init(rawValue:))
     }
 }
@@ -133,7 +133,7 @@ public struct HeartbeatReply: Sendable, Equatable {
     public static let allowed: ClosedRange<Int64> = 30...3600
 
     public static func parse(_ body: [UInt8]) -> HeartbeatReply? {
-        guard let json = try? JSONValue.parse(String(decoding: body, as: UTF8.self)), case .object = json else { return nil }
+        guard let json = try? JSONValue.parse(bytes: body), case .object = json else { return nil }
         return HeartbeatReply(
             nextInterval: json["nextHeartbeatSec"]?.intValue.map { .seconds(min(max($0, allowed.lowerBound), allowed.upperBound)) },
             configETag: json["configEtag"]?.stringValue,
@@ -164,7 +164,7 @@ public struct PlatformCommand: Sendable, Equatable {
 
     /// Reads a CommandList; nil when the body is not one.
     public static func list(_ body: [UInt8]) -> [PlatformCommand]? {
-        guard let json = try? JSONValue.parse(String(decoding: body, as: UTF8.self)), case .array(let items)? = json["commands"] else { return nil }
+        guard let json = try? JSONValue.parse(bytes: body), case .array(let items)? = json["commands"] else { return nil }
         return items.compactMap { c in
             guard let id = c["commandId"]?.stringValue, !id.isEmpty, let seq = c["commandSeq"]?.intValue, let kind = c["kind"]?.stringValue else { return nil }
             switch kind {
@@ -181,7 +181,7 @@ public struct PlatformCommand: Sendable, Equatable {
 
     /// A CommandResult body.
     public static func result(id: String, _ outcome: Outcome, detail: [(String, JSONValue)]) -> [UInt8] {
-        Array(JSONValue.object([("commandId", .string(id)), ("status", .string(outcome.rawValue)), ("detail", .object(detail))]).serialized.utf8)
+        JSONValue.object([("commandId", .string(id)), ("status", .string(outcome.rawValue)), ("detail", .object(detail))]).serializedBytes
     }
 }
 
@@ -195,7 +195,7 @@ public enum TimeCorrection {
     /// was already corrected, or belongs to another boot (its boot time means nothing now).
     /// `offset` is wall time minus boot time, measured once the clock is synchronised.
     public static func correct(_ payload: [UInt8], bootID: String, offsetNanoseconds: Int64, zone: TimeZoneRules) -> (payload: [UInt8], occurredAt: WallTime)? {
-        guard let event = try? JSONValue.parse(String(decoding: payload, as: UTF8.self)), case .object(var fields) = event,
+        guard let event = try? JSONValue.parse(bytes: payload), case .object(var fields) = event,
               event["bootId"]?.stringValue == bootID, let clock = event["clock"], clock["synced"]?.boolValue == false,
               clock["corrected"]?.boolValue != true, let boottime = clock["boottimeNs"]?.intValue, let original = event["occurredAt"]
         else { return nil }
@@ -221,6 +221,6 @@ public enum TimeCorrection {
             default: continue
             }
         }
-        return (Array(JSONValue.object(fields).serialized.utf8), wall)
+        return (JSONValue.object(fields).serializedBytes, wall)
     }
 }
