@@ -37,7 +37,8 @@ max_bytes = "1GiB"
 max_rows = 2000000
 """)
     started = time.time()
-    procs.append(start_agent(bindir, work))
+    agent = start_agent(bindir, work)
+    procs.append(agent)
     # Count in the receiver's database (read-only): asking its admin API for every arrival
     # while it drains would load the receiver with serialising them.
     def count():
@@ -53,7 +54,7 @@ max_rows = 2000000
     def cpu(process):
         fields = open(f"/proc/{process.pid}/stat").read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    cpu_agent, cpu_receiver = cpu(procs[1]), cpu(receiver)
+    cpu_agent, cpu_receiver = cpu(agent), cpu(receiver)
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/api/arrivals") as r:
         answer = json.load(r)
     arrivals = [a for a in answer["arrivals"] if a["type"] in ("bed.state", "fall.detected")]

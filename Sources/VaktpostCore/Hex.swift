@@ -15,6 +15,13 @@ public enum Hex {
 
     /// Lower-case, two digits a byte.
     public static func string(_ bytes: [UInt8]) -> String { bytes.map(hex2).joined() }
+
+    /// The lower-case digit, as a UTF-8 byte, for the low four bits of `nibble`: for writers that
+    /// fill bytes themselves (event ids, JSON's \u escapes).
+    public static func digit(_ nibble: some BinaryInteger) -> UInt8 {
+        let digits: StaticString = "0123456789abcdef"
+        return digits.utf8Start[Int(nibble & 0xF)]
+    }
 }
 
 /// FNV-1a, 64 bits: a cheap content fingerprint for config versions and ETags (not a defence

@@ -107,10 +107,9 @@ public indirect enum JSONValue: Hashable, Sendable {
                 case 0x0D: out += #"\r"#.utf8
                 case 0x09: out += #"\t"#.utf8
                 default:
-                    let digits: StaticString = "0123456789abcdef"
                     out += #"\u00"#.utf8
-                    out.append(b < 0x10 ? UInt8(ascii: "0") : UInt8(ascii: "1"))
-                    out.append(digits.utf8Start[Int(b & 0xF)])
+                    out.append(Hex.digit(b >> 4))
+                    out.append(Hex.digit(b))
                 }
             }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))

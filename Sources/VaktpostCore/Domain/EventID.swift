@@ -27,12 +27,11 @@ public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// runs hundreds of thousands of times after an outage.
     public var description: String {
         String(unsafeUninitializedCapacity: 36) { out in
-            let digits: StaticString = "0123456789abcdef"
             var at = 0
             func put(_ v: UInt64, bits: Int) {
                 var shift = bits - 4
                 while shift >= 0 {
-                    out[at] = digits.utf8Start[Int(v >> UInt64(shift) & 0xF)]
+                    out[at] = Hex.digit(v >> UInt64(shift))
                     at += 1
                     shift -= 4
                 }
