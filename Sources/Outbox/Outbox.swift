@@ -71,6 +71,8 @@ public final class Outbox {
     /// Writes tried while held (for tests: the retries are spaced, not one per append).
     var retries = 0
     var pressure: EventID?
+    /// Rows a read found with an id the card damaged (`repairDamagedIDs` mends them).
+    var damagedSeqs: Set<UInt64> = []
     var synchronousFull: Bool?
     /// When the last commit was, and whom to tell that the WAL has grown: for a checkpointer.
     public let walActivity = WALActivity()
@@ -541,16 +543,24 @@ public final class Outbox {
             WHERE \(condition) ORDER BY priority DESC, seq LIMIT ?
             """).bind(values + [.integer(Int64(min(limit, Int(Int32.max))))])
         var out: [StoredEvent] = []
-        while try s.step() { out.append(Self.storedEvent(s)) }
+        while try s.step() { out.append(storedEvent(s)) }
         return out
     }
 
-    /// A queued event from a row whose first columns are those `fetch` selects.
-    static func storedEvent(_ row: Statement, defaultClass: EventClass = .log) -> StoredEvent {
-        StoredEvent(
-            seq: UInt64(row.int64(0)), eventID: EventID(row.text(1) ?? "")!, lane: Lane(code: row.int64(2)),
+    /// A queued event from a row whose first columns are those `fetch` selects. An id column
+    /// the card damaged is read around (`recoveredID`), never unwrapped: a crash here would come
+    /// back at every start, and no alarm would go out again. The row is mended at the next
+    /// write (`repairDamagedIDs`).
+    func storedEvent(_ row: Statement, defaultClass: EventClass = .log) -> StoredEvent {
+        let seq = UInt64(row.int64(0)), occurredAt = WallTime(nanosecondsSinceEpoch: row.int64(7)), payload = row.blob(8)
+        let id = row.text(1).flatMap(EventID.init) ?? {
+            damagedSeqs.insert(seq)
+            return Self.recoveredID(seq: seq, payload: payload, occurredAt: occurredAt)
+        }()
+        return StoredEvent(
+            seq: seq, eventID: id, lane: Lane(code: row.int64(2)),
             eventClass: EventClass(rawValue: row.text(3) ?? "") ?? defaultClass, type: row.text(4) ?? "", priority: Int(row.int64(5)),
-            sensor: row.text(6), occurredAt: WallTime(nanosecondsSinceEpoch: row.int64(7)), payload: row.blob(8))
+            sensor: row.text(6), occurredAt: occurredAt, payload: payload)
     }
 
     /// Records what the platform said: delivered events leave, rejected ones become dead letters
@@ -561,6 +571,7 @@ public final class Outbox {
     /// `at`: when the platform answered, if not now (an alarm sent while its write hung is
     /// settled when written; its following counts from the answer).
     public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime? = nil) throws {
+        mendDamagedIDsIfSeen()
         let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: at ?? now())
         if settlement.touchesDisk {
             // As for making the batch: a settle lost to power loss is a resend the platform
@@ -578,9 +589,10 @@ public final class Outbox {
     func record(_ settlement: Settlement) throws {
         let (batch, outcomes) = (settlement.batch, settlement.outcomes)
         for e in batch.events {
-            let id = SQLiteValue.text(e.eventID.description)
+            // The event's row: by seq, with its id, or with an id the card damaged since it was read.
+            let row: [SQLiteValue] = [.integer(Int64(e.seq)), .text(e.eventID.description)]
             guard let outcome = outcomes[e.eventID] else {
-                try db.prepare("UPDATE events SET batch_id = NULL WHERE event_id = ?").bind(id).run()
+                try db.cached(Self.unbatchEventRow).bind(row).run()
                 continue
             }
             switch outcome {
@@ -598,7 +610,7 @@ public final class Outbox {
                     """).bind(Outbox.columns(e) + [.text(reason), .integer(settlement.at.nanosecondsSinceEpoch)]).run()
             }
             // Settled either way: out of the queue.
-            try db.cached("DELETE FROM events WHERE event_id = ?").bind(id).run()
+            try db.cached(Self.deleteEventRow).bind(row).run()
         }
         try db.prepare("DELETE FROM batches WHERE batch_id = ?").bind(.text(batch.id)).run()
         let gone = batch.events.filter { outcomes[$0.eventID] != nil && !settlement.onlyInMemory.contains($0.eventID) }
@@ -669,7 +681,7 @@ public final class Outbox {
             let update = try db.prepare("UPDATE events SET payload = ?, occurred_ns = ? WHERE seq = ?")
             var dissolve: Set<String> = []
             while try select.step() {
-                let e = Self.storedEvent(select)
+                let e = storedEvent(select)
                 seen += 1
                 last = e.seq
                 guard let new = transform(e) else { continue }
@@ -751,7 +763,7 @@ public final class Outbox {
             """)
         var out: [FollowedAlarm] = []
         while try s.step() {
-            let event = Self.storedEvent(s, defaultClass: .alarm)
+            let event = storedEvent(s, defaultClass: .alarm)
             out.append(FollowedAlarm(event: event, location: s.text(9) ?? "", acceptedAt: WallTime(nanosecondsSinceEpoch: s.int64(10)),
                                      status: s.text(11) ?? "received", escalation: s.text(12).flatMap(EventID.init)))
         }
@@ -769,6 +781,7 @@ public final class Outbox {
         // costs one more status read.
         let escalates: Bool
         if case .status(_, let escalation) = change { escalates = escalation != nil } else { escalates = false }
+        mendDamagedIDsIfSeen()
         try writeOrKeep(synced: escalates, {
             try apply(change, to: id)
             followUps[id] = db.changes == 0 && hold != nil ? change : nil
@@ -790,6 +803,7 @@ public final class Outbox {
     /// The platform no longer knows the alarm (404): it goes back to the alarm lane, same id and
     /// bytes, to be posted again.
     public func requeueFollowed(_ id: EventID) throws {
+        mendDamagedIDsIfSeen()
         var added: (rows: Int, bytes: Int64) = (0, 0)
         try writeOrKeep(synced: true, {
             try db.transaction {
@@ -909,11 +923,13 @@ public final class Outbox {
     public func deadLetters() throws -> [DeadLetter] { try Outbox.deadLetters(in: db) }
 
     static func deadLetters(in db: Connection) throws -> [DeadLetter] {
-        let s = try db.prepare("SELECT seq, event_id, type, class, reason, rejected_ns FROM dead_letters ORDER BY seq")
+        let s = try db.prepare("SELECT seq, event_id, type, class, reason, rejected_ns, payload, occurred_ns FROM dead_letters ORDER BY seq")
         var out: [DeadLetter] = []
         while try s.step() {
             out.append(DeadLetter(
-                seq: UInt64(s.int64(0)), eventID: EventID(s.text(1) ?? "")!, type: s.text(2) ?? "", eventClass: s.text(3) ?? "",
+                seq: UInt64(s.int64(0)), eventID: s.text(1).flatMap(EventID.init)
+                    ?? recoveredID(seq: UInt64(s.int64(0)), payload: s.blob(6), occurredAt: WallTime(nanosecondsSinceEpoch: s.int64(7))),
+                type: s.text(2) ?? "", eventClass: s.text(3) ?? "",
                 reason: s.text(4) ?? "", rejectedAt: WallTime(nanosecondsSinceEpoch: s.int64(5))))
         }
         return out
