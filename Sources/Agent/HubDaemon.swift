@@ -200,7 +200,11 @@ public final class HubDaemon: HubControl {
         let unclean = box.startedAfterUncleanStop
         let previousBoot = try? box.note("boot_id")
         let lastAlive = try? box.note("last_alive")
-        let savedState = (try? box.loadRuleState()) ?? nil
+        // The rule state committed with the last events. Unreadable (damaged on the card, or
+        // written by a newer agent) the rules start afresh, and that is said below: a timer
+        // running before the stop (not back in bed within 30 minutes) is not running now.
+        var savedState: EngineState? = nil, ruleStateLost: String? = nil
+        do { savedState = try box.loadRuleState() } catch { ruleStateLost = "\(error)" }
         outbox = LockedOutbox(box, bound: limits.memoryEvents) { [logger] events, error in
             // The outbox refused (the disk takes no writes and memory holds all the alarms it
             // may): this is the one place events can be lost, so it is shouted, with what to do.
@@ -231,6 +235,10 @@ public final class HubDaemon: HubControl {
                 : "the agent stopped without shutting down (crash, SIGKILL or the watchdog)"
             raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.flatMap { $0 }.map { [("lastAliveAt", .string($0))] } ?? []))
             logger.warning("started after an unclean stop: \(reason)")
+        }
+        if let ruleStateLost {
+            raise(.outboxRecovered, data: [("ruleState", .string("unreadable: the rules started afresh")), ("reason", .string(ruleStateLost))])
+            logger.critical("the rule state in \(box.path) could not be read (\(ruleStateLost)): the rules started afresh, so a timer that was running before this start (not back in bed, door left open, not up by, no activity) is not; check on the resident if one may have been, and look for I/O errors in dmesg")
         }
         try? outbox.with { try $0.setNote("boot_id", bootID) }
         if let cause = standInFor, ((try? outbox.with { try $0.note("stand_in_event") }) ?? nil) == nil {

@@ -3,8 +3,8 @@ import VaktpostPosix
 
 /// Where the rule engine's state survives a restart: an atomically replaced snapshot file
 /// (write to a temporary name, fsync, rename), so a crash leaves either the old state or the
-/// new one, never half of each. The outbox will take this over, committing rule state in the
-/// same transaction as the events it produced.
+/// new one, never half of each. For `vaktpost replay`; the daemon commits its rule state in the
+/// outbox, in the same transaction as the events it produced (`Outbox.append(_:ruleState:)`).
 public struct RuleStateStore: Sendable {
     public let path: String
 

@@ -126,7 +126,7 @@ public enum EventCatalog {
         EventKind(type: .outboxWriteFailed, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The outbox cannot write to its disk (an I/O error, a file system remounted read-only, another process holding its lock; `data.error` says which). Events are held in memory and alarms are still sent from there; with `data.standIn`, the outbox could not be opened at start and the agent runs from that stand-in. Check the SD card (`dmesg`)."),
         EventKind(type: .outboxRecovered, eventClass: .technical, priority: Priority(4), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
-                  meaning: "The outbox database was damaged and replaced; events not yet sent before the damage may be missing. With data.repaired: rows with damaged event ids were mended in place."),
+                  meaning: "The outbox database was damaged and replaced; events not yet sent before the damage may be missing. With data.repaired: rows with damaged event ids were mended in place. With data.ruleState: the saved rule state was unreadable and the rules started afresh (a running rule timer is lost)."),
         EventKind(type: .agentRestarted, eventClass: .technical, priority: Priority(3), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The agent started after an unclean stop (crash, power loss, watchdog)."),
         EventKind(type: .clockUnsynced, eventClass: .technical, priority: Priority(3), deviceType: systemMonitor, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,

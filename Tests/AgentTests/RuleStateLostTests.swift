@@ -1,0 +1,50 @@
+import Foundation
+@testable import Outbox
+import SQLiteStore
+import Testing
+@testable import Agent
+import VaktpostCore
+
+/// The rule engine's state is committed in the outbox with the events it produced. If a start
+/// cannot read it (damaged on the card, written by a newer agent), the rules start afresh: a
+/// timer that was running (not back in bed within 30 minutes) is not. That must be said.
+@Suite(.serialized) struct RuleStateLostTests {
+    var press: ESP3Telegram {
+        ESP3Telegram(ESP3Packet(type: 1, data: [0xF6, 0x50, 0x00, 0xAB, 0x00, 0x01, 0x30], optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00]))
+    }
+
+    func recovered(_ d: HubDaemon) throws -> [JSONValue] {
+        try d.outbox.with { try $0.fetch(where: "type = 'outbox.recovered'", [], limit: 10) }.map { try JSONValue.parse(bytes: $0.payload) }
+    }
+
+    @Test(arguments: ["{\"version\": 99}", "{\"version\": 1, \"sensors\": {\"hall\": {\"lastHeard\": \"x\"}}}", "{\"vers"])
+    func aRuleStateAStartCannotReadIsRaisedAsOutboxRecovered(saved: String) throws {
+        try withTemporaryDirectory { dir in
+            let outbox = dir + "/outbox.sqlite"
+            let d = try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")
+            d.heardSerial(press, at: d.clock.now(), receiver: "usb300")
+            #expect(try d.outbox.with { try $0.loadRuleState() } != nil)
+            try d.outbox.with { try $0.db.prepare("UPDATE rule_state SET state = ?").bind(.text(saved)).run() }
+            d.stop(.rules)
+
+            let again = try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")
+            let raised = try recovered(again)
+            #expect(raised.count == 1)
+            #expect(raised.first?["data"]?["ruleState"]?.stringValue?.hasPrefix("unreadable") == true)
+            #expect(raised.first?["data"]?["reason"]?.stringValue?.isEmpty == false)
+            // The rules run on from a fresh state, which the next reading commits.
+            again.heardSerial(press, at: again.clock.now(), receiver: "usb300")
+            #expect(try again.outbox.with { try $0.loadRuleState() } != nil)
+        }
+    }
+
+    @Test func aRuleStateReadBackRaisesNothing() throws {
+        try withTemporaryDirectory { dir in
+            let outbox = dir + "/outbox.sqlite"
+            let d = try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")
+            d.heardSerial(press, at: d.clock.now(), receiver: "usb300")
+            d.stop(.rules)
+            #expect(try recovered(try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")).isEmpty)
+        }
+    }
+}
