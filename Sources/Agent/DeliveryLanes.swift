@@ -272,11 +272,10 @@ public final class DeliveryLanes: Sendable {
                     firstTry = nil
                     continue
                 case .reject:
-                    let reason = "HTTP \(response.status): \(problemText(response))"
-                    let outcomes = Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, DeliveryOutcome.rejected(reason: reason)) })
+                    let (outcomes, reason) = Self.rejection(of: batch, "HTTP \(response.status): \(problemText(response))")
                     try settle(batch, outcomes: outcomes)
                     if lane == .alarm { alarmDone(progress: true) }
-                    report(.rejected(count: batch.events.count, reason: reason))
+                    report(.rejected(count: outcomes.count, reason: reason))
                     report(.exchanged(at: now()))
                     attempt = 0
                     firstTry = nil
@@ -463,6 +462,21 @@ public final class DeliveryLanes: Sendable {
     }
 
     /// A 2xx that is not the platform's answer: say what came instead.
+    /// What a request the platform refused whole (400/422) comes to: every event of it a dead
+    /// letter, unless some of them, not all, have stored bytes that are not JSON any more (the
+    /// SD card damaged them; a batch embeds each event's bytes as stored, so one such event
+    /// spoils the whole body). Then only those are dead letters, and the others, unanswered, go
+    /// again in a new batch.
+    static func rejection(of batch: OutboxBatch, _ reason: String) -> (outcomes: [EventID: DeliveryOutcome], reason: String) {
+        let damaged = batch.events.count > 1 ? batch.events.filter { (try? JSONValue.parse(bytes: $0.payload))?.objectFields == nil } : []
+        guard !damaged.isEmpty, damaged.count < batch.events.count else {
+            return (Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: reason)) }), reason)
+        }
+        let why = "\(reason); the event's stored bytes are not JSON (damaged on the SD card), which spoiled its batch: "
+            + "the batch's \(batch.events.count - damaged.count) other events are sent again"
+        return (Dictionary(uniqueKeysWithValues: damaged.map { ($0.eventID, .rejected(reason: why)) }), why)
+    }
+
     static func unreadable(_ response: HTTPResponse) -> String {
         let type = response.header("Content-Type") ?? "no content type"
         return "HTTP \(response.status) with an answer that is not the platform's (\(type), \(response.body.count) bytes): a captive portal or proxy in the way, or a wrong url"

@@ -373,6 +373,29 @@ final class Reports: Sendable {
         }
     }
 
+    /// The card damaged one event's stored bytes: the batch that embeds them is not JSON, and
+    /// the platform refuses it whole. Only that event becomes a dead letter; the others arrive.
+    @Test mutating func anEventWhoseBytesWereDamagedDoesNotTakeItsBatchWithIt() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            let states = (0..<10).map { _ in event(.bedState, .update) }
+            let seqs = try l.withOutbox { try $0.append(states) }
+            try l.withOutbox { try $0.db.prepare("UPDATE events SET payload = substr(payload, 1, 40) WHERE seq = ?").bind(.integer(Int64(seqs[3]))).run() }
+            l.start()
+            defer { l.stop() }
+            #expect(try waitUntil(5) { try stub.arrivedIDs().count == 9 })
+            #expect(Set(try stub.arrivedIDs()) == Set(states.enumerated().filter { $0.offset != 3 }.map(\.element.eventID.description)))
+            let dead = try l.withOutbox { try $0.deadLetters() }
+            #expect(dead.map(\.eventID) == [states[3].eventID])
+            #expect(dead.first?.reason.hasPrefix("HTTP 400: ") == true)
+            #expect(dead.first?.reason.contains("not JSON (damaged on the SD card)") == true)
+            #expect(reports.all.withLock { $0.contains { if case .rejected(1, _) = $0 { true } else { false } } })
+            #expect(try l.withOutbox { try $0.status().lanes[.bulk]?.depth } == 0)
+        }
+    }
+
     /// A certificate for another hub is refused by the platform: reported, and retried slowly.
     @Test mutating func anotherHubsCertificateIsReportedAsUnauthorized() throws {
         let stub = try ReceiverProcess()
