@@ -461,7 +461,6 @@ public final class DeliveryLanes: Sendable {
         return json?["state"]?.stringValue == EventState.active.rawValue
     }
 
-    /// A 2xx that is not the platform's answer: say what came instead.
     /// What a request the platform refused whole (400/422) comes to: every event of it a dead
     /// letter, unless some of them, not all, have stored bytes that are not JSON any more (the
     /// SD card damaged them; a batch embeds each event's bytes as stored, so one such event
@@ -477,6 +476,7 @@ public final class DeliveryLanes: Sendable {
         return (Dictionary(uniqueKeysWithValues: damaged.map { ($0.eventID, .rejected(reason: why)) }), why)
     }
 
+    /// A 2xx that is not the platform's answer: say what came instead.
     static func unreadable(_ response: HTTPResponse) -> String {
         let type = response.header("Content-Type") ?? "no content type"
         return "HTTP \(response.status) with an answer that is not the platform's (\(type), \(response.body.count) bytes): a captive portal or proxy in the way, or a wrong url"
