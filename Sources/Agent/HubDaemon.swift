@@ -170,8 +170,18 @@ public final class HubDaemon: HubControl {
         var absorbed: (events: Int, event: EventID?, type: EventType)? = nil
         do {
             // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
-            box = try Outbox(path: config.outbox.path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
-            absorbed = Self.takeIn(standIn, into: box, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(config.outbox.path)")
+            // Opening reads all of it: on a card that hangs, that is said while it lasts.
+            let path = config.outbox.path
+            (box, absorbed) = try SlowStep.watch(after: Self.hangReportedAfter, every: .seconds(10), waiting: { [logger] waited in
+                let s = waited.nanoseconds / 1_000_000_000
+                logger.critical("opening the outbox \(path) has taken \(s) s and has not returned: the SD card hangs or is very slow, and no alarm can go out until it does; look for I/O errors in the kernel log (dmesg) and replace the card if there are any")
+                SystemdNotify.send("STATUS=opening the outbox: \(s) s, the SD card hangs or is very slow")
+            }, returned: { took in
+                logger.warning("the outbox \(path) opened after \(took.nanoseconds / 1_000_000) ms")
+            }) {
+                let box = try Outbox(path: path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+                return (box, Self.takeIn(standIn, into: box, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(path)"))
+            }
         } catch {
             // Without an outbox the agent would not start, and no alarm would go out (a worn SD
             // card the kernel remounted read-only, a state directory missing): it runs from a
