@@ -173,11 +173,12 @@ public final class HubDaemon: HubControl {
             // Opening reads all of it: on a card that hangs, that is said while it lasts.
             let path = config.outbox.path
             (box, absorbed) = try SlowStep.watch(after: Self.hangReportedAfter, every: .seconds(10), waiting: { [logger] waited in
-                let s = waited.nanoseconds / 1_000_000_000
-                logger.critical("opening the outbox \(path) has taken \(s) s and has not returned: the SD card hangs or is very slow, and no alarm can go out until it does; look for I/O errors in the kernel log (dmesg) and replace the card if there are any")
-                SystemdNotify.send("STATUS=opening the outbox: \(s) s, the SD card hangs or is very slow")
+                let text = DurationText.format(waited)
+                logger.critical("opening the outbox \(path) has taken \(text) and has not returned: the SD card hangs or is very slow, and no alarm can go out until it does; look for I/O errors in the kernel log (dmesg) and replace the card if there are any")
+                SystemdNotify.send("STATUS=opening the outbox: \(text), the SD card hangs or is very slow")
             }, returned: { took in
-                logger.warning("the outbox \(path) opened after \(took.nanoseconds / 1_000_000) ms")
+                // Said whether it opened or failed (the failure is said below).
+                logger.warning("opening the outbox \(path) took \(took.nanoseconds / 1_000_000) ms")
             }) {
                 let box = try Outbox(path: path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
                 return (box, Self.takeIn(standIn, into: box, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(path)"))
@@ -760,7 +761,8 @@ public final class HubDaemon: HubControl {
 
     /// How long a write may hang before it is reported (`outbox.write_failed` with `hanging`):
     /// alarms go out from memory after one second already, but a card that is only slow must
-    /// not raise and clear a technical event every minute.
+    /// not raise and clear a technical event every minute. The outbox's open at start is said in
+    /// the journal after as long.
     static let hangReportedAfter = Duration.seconds(5)
 
     /// Raises `outbox.write_failed` (`data.hanging`) when a write has hung for

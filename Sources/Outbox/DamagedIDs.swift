@@ -56,12 +56,13 @@ extension Outbox {
                 let update = try db.prepare("UPDATE OR IGNORE \(table) SET event_id = ? WHERE seq = ?")
                 for row in rows {
                     let id = Self.recoveredID(seq: row.seq, payload: row.payload, occurredAt: row.occurredAt)
+                    let made = Self.madeID(seq: row.seq, occurredAt: row.occurredAt)
                     try update.bind(.text(id.description), .integer(Int64(row.seq))).run()
                     if db.changes == 1 {
-                        if id != Self.madeID(seq: row.seq, occurredAt: row.occurredAt) { fromBytes += 1 }
+                        if id != made { fromBytes += 1 }
                     } else {
                         // Another row already has the id its bytes name: this one gets a new one.
-                        try update.bind(.text(Self.madeID(seq: row.seq, occurredAt: row.occurredAt).description), .integer(Int64(row.seq))).run()
+                        try update.bind(.text(made.description), .integer(Int64(row.seq))).run()
                     }
                     mended.append(row.seq)
                 }
@@ -78,8 +79,8 @@ extension Outbox {
         return mended
     }
 
-    /// Before a write that looks rows up by id: mends the rows a read found damaged, so that
-    /// the lookup finds them. While the disk takes no writes it waits for the next write.
+    /// Before a write (`writeOrKeep`), which may look rows up by id: mends the rows a read found
+    /// damaged, so that the lookup finds them. While the disk takes no writes it waits.
     func mendDamagedIDsIfSeen() {
         guard !damagedSeqs.isEmpty, hold == nil else { return }
         _ = try? repairDamagedIDs()

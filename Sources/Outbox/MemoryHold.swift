@@ -124,6 +124,8 @@ extension Outbox {
     /// `keep` holds the change in memory for `flushMemory` instead.
     func writeOrKeep(synced: Bool?, _ write: () throws -> Void, else keep: () -> Void) throws {
         guard mayTryDisk else { return keep() }
+        // Rows a read found with damaged ids are mended first, so that this write's lookups find them.
+        mendDamagedIDsIfSeen()
         do {
             if let synced { try setSynchronous(full: synced) }
             try write()

@@ -550,7 +550,7 @@ public final class Outbox {
     /// A queued event from a row whose first columns are those `fetch` selects. An id column
     /// the card damaged is read around (`recoveredID`), never unwrapped: a crash here would come
     /// back at every start, and no alarm would go out again. The row is mended at the next
-    /// write (`repairDamagedIDs`).
+    /// write (`writeOrKeep`, `repairDamagedIDs`).
     func storedEvent(_ row: Statement, defaultClass: EventClass = .log) -> StoredEvent {
         let seq = UInt64(row.int64(0)), occurredAt = WallTime(nanosecondsSinceEpoch: row.int64(7)), payload = row.blob(8)
         let id = row.text(1).flatMap(EventID.init) ?? {
@@ -571,7 +571,6 @@ public final class Outbox {
     /// `at`: when the platform answered, if not now (an alarm sent while its write hung is
     /// settled when written; its following counts from the answer).
     public func settle(_ batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome], at: WallTime? = nil) throws {
-        mendDamagedIDsIfSeen()
         let settlement = Settlement(batch: batch, outcomes: outcomes, onlyInMemory: Set(memory.map(\.eventID)), at: at ?? now())
         if settlement.touchesDisk {
             // As for making the batch: a settle lost to power loss is a resend the platform
@@ -781,7 +780,6 @@ public final class Outbox {
         // costs one more status read.
         let escalates: Bool
         if case .status(_, let escalation) = change { escalates = escalation != nil } else { escalates = false }
-        mendDamagedIDsIfSeen()
         try writeOrKeep(synced: escalates, {
             try apply(change, to: id)
             followUps[id] = db.changes == 0 && hold != nil ? change : nil
@@ -803,7 +801,6 @@ public final class Outbox {
     /// The platform no longer knows the alarm (404): it goes back to the alarm lane, same id and
     /// bytes, to be posted again.
     public func requeueFollowed(_ id: EventID) throws {
-        mendDamagedIDsIfSeen()
         var added: (rows: Int, bytes: Int64) = (0, 0)
         try writeOrKeep(synced: true, {
             try db.transaction {

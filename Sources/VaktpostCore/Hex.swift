@@ -16,6 +16,16 @@ public enum Hex {
     /// Lower-case, two digits a byte.
     public static func string(_ bytes: [UInt8]) -> String { bytes.map(hex2).joined() }
 
+    /// The value of one hex digit given as a UTF-8 byte (either case); nil for any other byte.
+    public static func value(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case 0x30...0x39: return digit - 0x30
+        case 0x41...0x46: return digit - 0x41 + 10
+        case 0x61...0x66: return digit - 0x61 + 10
+        default: return nil
+        }
+    }
+
     /// The lower-case digit, as a UTF-8 byte, for the low four bits of `nibble`: for writers that
     /// fill bytes themselves (event ids, JSON's \u escapes).
     public static func digit(_ nibble: some BinaryInteger) -> UInt8 {

@@ -540,7 +540,7 @@ private struct TOMLParser {
             let count = e == 0x75 ? 4 : 8
             var v: UInt32 = 0
             for _ in 0..<count {
-                guard let h = peek, let d = hexValue(h) else { throw fail("\\\(e == 0x75 ? "u" : "U") needs \(count) hex digits", at: at) }
+                guard let h = peek, let d = Hex.value(h) else { throw fail("\\\(e == 0x75 ? "u" : "U") needs \(count) hex digits", at: at) }
                 v = v << 4 | UInt32(d)
                 advance()
             }
@@ -548,15 +548,6 @@ private struct TOMLParser {
             out.append(contentsOf: Array(String(Character(scalar)).utf8))
         default:
             throw fail("unknown escape '\\\(Character(Unicode.Scalar(e)))'; to write a backslash use '\\\\' or a 'literal string'", at: at)
-        }
-    }
-
-    func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 0x30...0x39: return b - 0x30
-        case 0x41...0x46: return b - 0x41 + 10
-        case 0x61...0x66: return b - 0x61 + 10
-        default: return nil
         }
     }
 

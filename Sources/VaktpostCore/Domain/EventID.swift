@@ -59,13 +59,7 @@ public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
                     guard b == 0x2D else { return }
                     continue
                 }
-                let v: UInt8
-                switch b {
-                case 0x30...0x39: v = b - 0x30
-                case 0x61...0x66: v = b - 0x61 + 10
-                case 0x41...0x46: v = b - 0x41 + 10
-                default: return
-                }
+                guard let v = Hex.value(b) else { return }
                 if digits < 16 { high = high << 4 | UInt64(v) } else { low = low << 4 | UInt64(v) }
                 digits += 1
             }
