@@ -143,9 +143,10 @@ def agent_environment(extra=None):
     env.update(extra or {})
     return env
 
-def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log", store=None):
-    """The agent; STORE: a DescriptorStore standing in for systemd, which starts it."""
-    command = [bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock", "--audit-log", f"{work}/audit.log", *args]
+def start_agent(bindir, work, config="vaktpost.toml", args=(), env=None, log="agent.log", store=None, prefix=()):
+    """The agent; STORE: a DescriptorStore standing in for systemd, which starts it; PREFIX: a
+    command that execs the agent's (its pid is the agent's then)."""
+    command = [*prefix, bindir + "/vaktpost", "run", "--config", f"{work}/{config}", "--socket", f"{work}/ctl.sock", "--audit-log", f"{work}/audit.log", *args]
     output = dict(stdout=subprocess.DEVNULL, stderr=open(f"{work}/{log}", "a"))
     if store:
         return store.popen(command, agent_environment(env), **output)

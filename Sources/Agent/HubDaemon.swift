@@ -17,6 +17,12 @@ public struct RunOptions: Sendable {
     /// 0660 with the `vaktpost` group in production; the daemon checks the caller itself as well.
     public var socketMode: UInt32
     public var auditLog: String
+    /// How long the start waits for the outbox's open before it runs from a stand-in (a card
+    /// that hangs); tests make it short.
+    var standInAfterHang = HubDaemon.standInAfterHang
+    /// Tests: runs first on the thread that opens the outbox (a card that hangs cannot be made
+    /// without strace).
+    var openingOutbox: (@Sendable () -> Void)? = nil
     /// Demo and tests: a simulated timeline from this moment, `speed` times faster than real time.
     public var start: WallTime?
     public var speed: Double
@@ -86,7 +92,8 @@ public final class HubDaemon: HubControl {
         /// Active alarms not yet cleared, by event id.
         var openAlarms: [EventID: JSONValue] = [:]
         var acknowledgements: [EventID: (status: AlarmHandling, after: Duration)] = [:]
-        var restartRequested = false
+        /// What the agent restarts onto (a re-exec, same pid), when it is to: said by `vaktpost run`.
+        var restartOnto: String?
         var floods = FloodWatch()
         /// Boot time of the oldest state or log event waiting for company (see `commit`).
         var pendingSince: UInt64?
@@ -96,6 +103,9 @@ public final class HubDaemon: HubControl {
         var restartWhenWritten = false
     }
     let core: Mutex<Core>
+    /// The outbox's open the start stopped waiting for (the card hangs): the agent runs from the
+    /// stand-in until it ends (`restartOntoTheOutbox`).
+    let pendingOpen: OutboxOpening?
 
     let tickLoop = BackgroundLoop(label: "vaktpost.rules")
     /// Runs while the agent stops (`watchTheStop`).
@@ -165,40 +175,60 @@ public final class HubDaemon: HubControl {
         let now = clock.now
         let limits = OutboxLimits(config.outbox)
         let standIn = Self.standInPath(socket: options.socketPath)
-        let box: Outbox
+        let path = config.outbox.path
+        var box: Outbox! = nil
         var standInFor: String? = nil
         var absorbed: (events: Int, event: EventID?, type: EventType)? = nil
+        // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
+        let opening = OutboxOpening { [options] in
+            options.openingOutbox?()
+            return try Outbox(path: path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+        }
+        var openHangs = false
         do {
-            // The outbox measures real time (batch ages, acceptance); its own events are stamped like all others.
-            // Opening reads all of it: on a card that hangs, that is said while it lasts.
-            let path = config.outbox.path
-            (box, absorbed) = try SlowStep.watch(after: Self.hangReportedAfter, every: .seconds(10), waiting: { [logger] waited in
+            // Opening reads all of it: on a card that hangs, that is said while it lasts, and past
+            // `standInAfterHang` the agent runs from a stand-in (below) until the open returns.
+            try SlowStep.watch(after: Self.hangReportedAfter, every: .seconds(10), waiting: { [logger, options] waited in
                 let text = DurationText.format(waited)
-                logger.critical("opening the outbox \(path) has taken \(text) and has not returned: the SD card hangs or is very slow, and no alarm can go out until it does; look for I/O errors in the kernel log (dmesg) and replace the card if there are any")
+                let next = waited < options.standInAfterHang ? "the agent runs from a stand-in on tmpfs after \(DurationText.format(options.standInAfterHang)) if it has not returned by then" : "no alarm can go out until it does"
+                logger.critical("opening the outbox \(path) has taken \(text) and has not returned: the SD card hangs or is very slow, and \(next); look for I/O errors in the kernel log (dmesg) and replace the card if there are any")
                 SystemdNotify.send("STATUS=opening the outbox: \(text), the SD card hangs or is very slow")
             }, returned: { took in
-                // Said whether it opened or failed (the failure is said below).
-                logger.warning("opening the outbox \(path) took \(took.nanoseconds / 1_000_000) ms")
+                // Said whether it opened or failed (the failure is said below); the stand-in says its own.
+                if !openHangs { logger.warning("opening the outbox \(path) took \(took.nanoseconds / 1_000_000) ms") }
             }) {
-                let box = try Outbox(path: path, limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
-                return (box, Self.takeIn(standIn, into: box, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(path)"))
+                guard let opened = try opening.wait(upTo: options.standInAfterHang) else {
+                    openHangs = true
+                    return
+                }
+                box = opened
+                absorbed = Self.takeIn(standIn, into: opened, config: config, logger: logger, failing: "the stand-in outbox \(standIn) could not be moved into \(path)")
             }
         } catch {
             // Without an outbox the agent would not start, and no alarm would go out (a worn SD
             // card the kernel remounted read-only, a state directory missing): it runs from a
             // stand-in on the runtime directory's tmpfs instead, continuing the outbox's seqs,
             // and says so. What the stand-in holds survives restarts of the agent, not of the hub.
-            let floor = Outbox.nextSeq(readingFrom: config.outbox.path, limits: limits) ?? UInt64(max(1, real().millisecondsSinceEpoch)) * 1000
-            do {
-                box = try Outbox(path: standIn, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
-            } catch let second {
-                throw DaemonError("cannot open the outbox \(config.outbox.path) (\(error)), nor a stand-in at \(standIn) (\(second)). "
-                                  + "Check that the directory exists and belongs to the agent's user (systemd's StateDirectory=vaktpost makes /var/lib/vaktpost), "
-                                  + "and the kernel log (dmesg) for I/O errors")
-            }
-            box.standingIn = (config.outbox.path, "\(error)")
+            box = try Self.openStandIn(standIn, for: path, cause: "\(error)", seqFloor: Outbox.nextSeq(readingFrom: path, limits: limits),
+                                       limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
             standInFor = "\(error)"
-            logger.critical("cannot open the outbox \(config.outbox.path) (\(error)): running from a stand-in at \(standIn) (memory: lost if the hub loses power); check that the directory exists and belongs to the agent's user, and the kernel log (dmesg) for I/O errors (replace the SD card); then restart the agent")
+            logger.critical("cannot open the outbox \(path) (\(error)): running from a stand-in at \(standIn) (memory: lost if the hub loses power); check that the directory exists and belongs to the agent's user, and the kernel log (dmesg) for I/O errors (replace the SD card); then restart the agent")
+        }
+        if openHangs {
+            // The card holds the open (and would hold a read of the seq counter too): the
+            // stand-in's seqs start from the clock, above every seq the outbox gave out. Its rules
+            // run afresh if it has none of its own: the timers saved in the outbox (not back in
+            // bed) wait for the open, and the restart onto it takes them up again.
+            let cause = "opening the outbox has not returned after \(DurationText.format(options.standInAfterHang)): the SD card hangs"
+            box = try Self.openStandIn(standIn, for: path, cause: cause, seqFloor: nil,
+                                       limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
+            let afresh = ((try? box.loadRuleState()) ?? nil) == nil
+            if afresh { try? box.setNote(Outbox.rulesAfreshNote, "1") }
+            standInFor = cause
+            pendingOpen = opening
+            logger.critical("\(cause): running from a stand-in at \(standIn) (memory: lost if the hub loses power) until it returns; then the agent restarts onto the outbox and takes the stand-in in. \(afresh ? "Meanwhile the rules run without the timers saved in the outbox: check on the resident if one may have been running (out of bed at night, a door left open). " : "")Look for I/O errors in the kernel log (dmesg) and replace the SD card if there are any")
+        } else {
+            pendingOpen = nil
         }
         // What an earlier run held in memory for the outbox when it was killed (a write that hung,
         // a disk that refused writes: `MemoryCopy`): taken in by the outbox, or by its stand-in.
@@ -240,13 +270,7 @@ public final class HubDaemon: HubControl {
             let link = PlatformLink(settings: settings, outbox: outbox, clock: clock, hub: self) { [weak self] n in self?.noticed(n) }
             linkBox.withLock { $0 = link }
         }
-        if unclean {
-            let reason = previousBoot.map { $0 == bootID } == false
-                ? "the hub restarted (power loss or reboot) while the agent was running"
-                : "the agent stopped without shutting down (crash, SIGKILL or the watchdog)"
-            raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.flatMap { $0 }.map { [("lastAliveAt", .string($0))] } ?? []))
-            logger.warning("started after an unclean stop: \(reason)")
-        }
+        if unclean { raiseUncleanStart(previousBoot: previousBoot, lastAlive: lastAlive) }
         if let ruleStateLost {
             raise(.outboxRecovered, data: [("ruleState", .string("unreadable: the rules started afresh")), ("reason", .string(ruleStateLost))])
             logger.critical("the rule state in \(box.path) could not be read (\(ruleStateLost)): the rules started afresh, so a timer that was running before this start (not back in bed, door left open, not up by, no activity) is not; check on the resident if one may have been, and look for I/O errors in dmesg")
@@ -269,6 +293,22 @@ public final class HubDaemon: HubControl {
                 try? outbox.with { try $0.setNote("hang_event", nil) }
             }
             logger.notice("the \(copied.events) events the last run held in memory for the outbox when it ended (kept in \(copyPath)) are in the outbox")
+        }
+    }
+
+    /// The stand-in outbox on tmpfs, continuing the outbox's seqs from `seqFloor` (nil when the
+    /// outbox cannot be read for them: from the clock, above every seq it gave out).
+    static func openStandIn(_ standIn: String, for path: String, cause: String, seqFloor: UInt64?, limits: OutboxLimits,
+                            now: @escaping @Sendable () -> WallTime, makeEvent: @escaping TechnicalEventMaker) throws -> Outbox {
+        let floor = seqFloor ?? UInt64(max(1, now().millisecondsSinceEpoch)) * 1000
+        do {
+            let box = try Outbox(path: standIn, limits: limits, seqFloor: floor, now: now, makeEvent: makeEvent)
+            box.standingIn = (path, cause)
+            return box
+        } catch {
+            throw DaemonError("cannot open the outbox \(path) (\(cause)), nor a stand-in at \(standIn) (\(error)). "
+                              + "Check that the directory exists and belongs to the agent's user (systemd's StateDirectory=vaktpost makes /var/lib/vaktpost), "
+                              + "and the kernel log (dmesg) for I/O errors")
         }
     }
 
@@ -395,7 +435,9 @@ public final class HubDaemon: HubControl {
         for part in Part.allCases.reversed() { stop(part) }
     }
 
-    public var restartRequested: Bool { core.withLock { $0.restartRequested } }
+    public var restartRequested: Bool { restartOnto != nil }
+    /// What the restart asked for is onto: "the new configuration", "the outbox".
+    public var restartOnto: String? { core.withLock { $0.restartOnto } }
 
     /// After a stop for a re-exec: the receivers' ports and the Bluetooth socket, still open, to
     /// hand to the new image.
@@ -713,6 +755,7 @@ public final class HubDaemon: HubControl {
             core.withLock { $0.hanging = hang }
             copyWhatWaits()
             restartIfWritten()
+            restartOntoTheOutbox()
             // Housekeeping never waits for the disk: its writes go to the outbox's writer, and
             // what it reads is not waited for while a write hangs (it is read at the next round).
             // The loop must go on: it fires the timers and feeds the watchdog.
@@ -764,6 +807,13 @@ public final class HubDaemon: HubControl {
     /// not raise and clear a technical event every minute. The outbox's open at start is said in
     /// the journal after as long.
     static let hangReportedAfter = Duration.seconds(5)
+
+    /// How long the start waits for the outbox's open before it runs from a stand-in until the
+    /// open returns. An outage's backlog on a healthy card with a cold cache opens in a few
+    /// seconds (62 MiB read once); a card still busy after ten hangs. Given up on too early, the
+    /// cost is a restart onto the outbox when it opens, and the timers saved there a few
+    /// seconds late; too late, every alarm waits.
+    static let standInAfterHang = Duration.seconds(10)
 
     /// Raises `outbox.write_failed` (`data.hanging`) when a write has hung for
     /// `hangReportedAfter`, and clears it when the write returns, with how long it hung and how
@@ -862,9 +912,41 @@ public final class HubDaemon: HubControl {
             logger.warning("config \(version) is in place; the restart onto it waits for a write of the outbox that hangs (the agent supervises with the config it has until then)")
             return nil
         }
-        core.withLock { $0.restartRequested = true }
+        core.withLock { $0.restartOnto = "the new configuration" }
         stopWanted.continuation.yield()
         return nil
+    }
+
+    /// `agent.restarted`: the outbox was left without a clean stop (the last run's `boot_id` and
+    /// `last_alive` notes say whether the hub restarted under it, and when it was last alive).
+    func raiseUncleanStart(previousBoot: String?, lastAlive: String?) {
+        let reason = previousBoot.map { $0 == clock.bootID } == false
+            ? "the hub restarted (power loss or reboot) while the agent was running"
+            : "the agent stopped without shutting down (crash, SIGKILL or the watchdog)"
+        raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.map { [("lastAliveAt", .string($0))] } ?? []))
+        logger.warning("started after an unclean stop: \(reason)")
+    }
+
+    /// The outbox's open, given up on at start because the card hung (`pendingOpen`), has
+    /// returned: opened, the agent restarts onto it (the restart takes the stand-in in, and the
+    /// rules their timers saved there); failed, it runs on from the stand-in, as a start whose
+    /// open fails does, and its rules are the ones from then on.
+    func restartOntoTheOutbox() {
+        guard let late = pendingOpen?.late() else { return }
+        let path = config.outbox.path, standIn = Self.standInPath(socket: options.socketPath)
+        if let failure = late.failure {
+            logger.critical("cannot open the outbox \(path) (\(failure), after \(DurationText.format(late.took))): running on from the stand-in at \(standIn) (memory: lost if the hub loses power); check the kernel log (dmesg) for I/O errors (replace the SD card), then restart the agent")
+            outbox.later { o in
+                o.standingIn = (path, failure)
+                try? o.setNote(Outbox.rulesAfreshNote, nil)
+            }
+            return
+        }
+        // What the start would have said of the outbox, had it opened in time.
+        if late.uncleanStop { raiseUncleanStart(previousBoot: late.previousBoot, lastAlive: late.lastAlive) }
+        logger.notice("the outbox \(path) opened after \(DurationText.format(late.took)): restarting onto it, which takes in what the stand-in \(standIn) holds")
+        core.withLock { $0.restartOnto = "the outbox" }
+        stopWanted.continuation.yield()
     }
 
     /// A pushed config waits for a write that hangs (`applyConfig`): restarts onto it once the
@@ -874,7 +956,7 @@ public final class HubDaemon: HubControl {
         guard core.withLock({ $0.restartWhenWritten }), outbox.hangingFor == nil else { return }
         core.withLock { c in
             c.restartWhenWritten = false
-            c.restartRequested = true
+            c.restartOnto = "the new configuration"
         }
         logger.notice("the outbox writes again: restarting onto the pushed config")
         stopWanted.continuation.yield()

@@ -54,10 +54,13 @@ extension Outbox {
                 INSERT OR REPLACE INTO followed_alarms (\(columns), location, accepted_ns, status, escalation_id)
                 SELECT \(columns), location, accepted_ns, status, escalation_id FROM stand_in.followed_alarms
                 """)
-            try db.execute("INSERT OR REPLACE INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
+            // A stand-in for an open that hung started its rules afresh (`rulesAfreshNote`): the
+            // rule state saved here with the last events, timers and all, is kept over its.
+            let afresh = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.\(Outbox.rulesAfreshNote)'") != nil
+            try db.execute("INSERT OR \(afresh ? "IGNORE" : "REPLACE") INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
             try db.execute("""
                 INSERT OR REPLACE INTO meta (key, value, text) SELECT key, value, text FROM stand_in.meta
-                WHERE key LIKE 'note.%' AND key NOT IN ('note.stand_in_event', 'note.stand_in_type')
+                WHERE key LIKE 'note.%' AND key NOT IN ('note.stand_in_event', 'note.stand_in_type', 'note.\(Outbox.rulesAfreshNote)')
                 """)
             let theirs = try db.integer("SELECT value FROM stand_in.meta WHERE key = 'next_seq'") ?? 0
             event = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_event'").flatMap(EventID.init)
@@ -68,6 +71,13 @@ extension Outbox {
         try recount()
         return (moved, event, type)
     }
+
+    /// The note a stand-in carries while it stands in for an outbox whose open hangs and its rules
+    /// run afresh (it had no rule state of its own): `absorb` then keeps the outbox's own rule
+    /// state, saved with its last events and with the timers running then (not back in bed within
+    /// 30 minutes), over the stand-in's, which knows only the minutes it ran. Taken off when that
+    /// open fails instead: the stand-in then runs for as long as it takes, and its rules go on.
+    public static let rulesAfreshNote = "stand_in_rules_afresh"
 
     /// Removes an outbox file left on tmpfs (a stand-in taken in, a copy no longer needed) with
     /// its WAL and shared memory; `suffixes`: which of them.

@@ -69,10 +69,11 @@ struct RunCommand: Command {
             printError("error: \(error)")
             throw ExitCode(1)
         }
-        if daemon.restartRequested {
-            // A config pushed by the platform: start again on it, same pid (systemd keeps tracking us).
+        if let onto = daemon.restartOnto {
+            // A config pushed by the platform, or the outbox opened after the start ran from a
+            // stand-in: start again on it, same pid (systemd keeps tracking us).
             let ports = daemon.portsForNextRun()
-            logger.notice("restarting on the new configuration\(ports.isEmpty ? "" : ", the ports kept open: " + ports.map(\.name).joined(separator: ", "))")
+            logger.notice("restarting onto \(onto)\(ports.isEmpty ? "" : ", the ports kept open: " + ports.map(\.name).joined(separator: ", "))")
             // Ignored signals and the blocked mask survive exec: hand the new image a clean slate,
             // or it could never be stopped with SIGTERM.
             var none = sigset_t()

@@ -38,7 +38,7 @@ func write(_ text: String, to path: String, mode: UInt32 = 0o644) throws {
 /// A daemon in-process (no inputs started) with a motion sensor `hall`, a button `button` and its
 /// alarm rule, its config written to `dir`; with `serial`, a receiver `usb300` on that port.
 func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = nil,
-               logger: Logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }) throws -> HubDaemon {
+               logger: Logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, adjust: (inout RunOptions) -> Void = { _ in }) throws -> HubDaemon {
     try write("""
         [hub]
         id = "hub-0001"
@@ -63,7 +63,9 @@ func buttonHub(_ dir: String, outbox: String, socket: String, serial: String? = 
         [outbox]
         path = "\(outbox)"
         """ + (serial.map { "\n[[serial]]\nname = \"usb300\"\npath = \"\($0)\"\n" } ?? ""), to: dir + "/vaktpost.toml")
-    return try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log"), logger: logger)
+    var options = RunOptions(configPath: dir + "/vaktpost.toml", socketPath: socket, auditLog: dir + "/audit.log")
+    adjust(&options)
+    return try HubDaemon(options: options, logger: logger)
 }
 
 /// What a daemon logs, kept: for tests of what the journal says.
