@@ -1,16 +1,23 @@
 /// Hex text to bytes and back: keys in the config, frames on the command line.
 public enum Hex {
     /// `231d39c1...` → bytes; nil unless it is an even number of hex digits (at least two).
+    /// Digit by digit: `UInt8(_:radix:)` takes a sign, so a sender `"+1825DAB"` passed the
+    /// config check and matched no telegram.
     public static func bytes(_ text: String) -> [UInt8]? {
         let digits = Array(text.utf8)
         guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(digits.count / 2)
         for i in stride(from: 0, to: digits.count, by: 2) {
-            guard let b = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-            out.append(b)
+            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+            out.append(high << 4 | low)
         }
         return out
+    }
+
+    /// Whether `text` is nothing but hex digits (at least one).
+    public static func isDigits(_ text: some StringProtocol) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { value($0) != nil }
     }
 
     /// Lower-case, two digits a byte.

@@ -171,9 +171,13 @@ private struct JSONReader {
         throw fail("the string has no closing quote")
     }
 
+    /// Four hex digits, no sign (`UInt32(_:radix:)` would take `\u+abc`).
     mutating func hex4() throws(JSONParseError) -> UInt32 {
-        guard pos + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[pos..<(pos + 4)], as: UTF8.self), radix: 16) else {
-            throw fail("\\u needs four hex digits")
+        guard pos + 4 <= bytes.count else { throw fail("\\u needs four hex digits") }
+        var v: UInt32 = 0
+        for b in bytes[pos..<(pos + 4)] {
+            guard let digit = Hex.value(b) else { throw fail("\\u needs four hex digits") }
+            v = v << 4 | UInt32(digit)
         }
         pos += 4
         return v

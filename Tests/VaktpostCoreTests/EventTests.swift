@@ -113,6 +113,19 @@ import Testing
         }
     }
 
+    /// A \u escape is four hex digits and nothing else: no sign, as `UInt32(_:radix:)` allows.
+    @Test(arguments: [#""\u+abc""#, #""\u-000""#, #""\u00g0""#, #""\u00e""#])
+    func aUnicodeEscapeIsFourHexDigits(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(text) }
+    }
+
+    @Test func hexDigitsAreDigitsOnly() throws {
+        #expect(try JSONValue.parse(#""\u00E5\u00e5""#) == .string("åå"))
+        #expect(Hex.bytes("+f") == nil && Hex.bytes("-0") == nil && Hex.bytes("0g") == nil)
+        #expect(Hex.bytes("00fF") == [0x00, 0xFF])
+        #expect(Hex.isDigits("0403") && !Hex.isDigits("+403") && !Hex.isDigits(""))
+    }
+
     @Test(arguments: ["bed", "front-door", "a1", String(repeating: "x", count: 32)])
     func validSensorIDs(text: String) { #expect(SensorID(text) != nil) }
 

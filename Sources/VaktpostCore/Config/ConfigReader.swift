@@ -614,7 +614,7 @@ private struct ConfigDecoder {
                     var match = SerialMatch()
                     for key in ["vendor", "model"] {
                         if let (v, at) = m.string(key, required: false, &self) {
-                            if v.count == 4, UInt16(v, radix: 16) != nil {
+                            if v.utf8.count == 4, Hex.isDigits(v) {
                                 if key == "vendor" { match.vendor = v.lowercased() } else { match.model = v.lowercased() }
                             } else {
                                 error(at, "\(key) \"\(v)\" is not a USB id", hint: "write the 4 hex digits `udevadm info` shows as ID_\(key.uppercased())_ID, e.g. \"0403\"")
