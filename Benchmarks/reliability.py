@@ -823,7 +823,7 @@ class CardHangsAtStart(Scenario):
     The stand-in's rules start afresh (the rule state is in the outbox, which cannot be read), so
     each motion sensor's first telegram in it only tells them its state, as at a first start: no
     event. Exactly one per sensor (`unreported`) may be missing, no more."""
-    HOLD, STAND_IN_AFTER, PAUSE = 25, 10, 16
+    HOLD, STAND_IN_AFTER, PAUSE = 35, 10, 16
     unreported = SENSORS
     # Stops itself before it becomes the agent, so that strace is attached before the first read.
     STOPPED = "import os, signal, sys; os.kill(os.getpid(), signal.SIGSTOP); os.execv(sys.argv[1], sys.argv[1:])"
