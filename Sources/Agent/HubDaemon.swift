@@ -421,6 +421,9 @@ public final class HubDaemon: HubControl {
             if !lost { memoryCopy.discard() }
             stopWatch.stop()
             logger.notice("stopped cleanly")
+            if openHangs {
+                logger.critical("the outbox's open has still not returned (the SD card hangs): this process ends only when the card answers it (a thread inside a read cannot be killed), and systemd cannot start the agent again until then. What the agent accepted is in the stand-in \(Self.standInPath(socket: options.socketPath)), which the next start takes in. Replace the card; do not power the hub off before the agent runs again unless the card is dead (/run is memory)")
+            }
         }
     }
 
@@ -904,12 +907,13 @@ public final class HubDaemon: HubControl {
             Files.remove(candidate)
             return "cannot replace \(options.configPath) (errno \(errno))"
         }
-        // The stop would wait for a write of the outbox that hangs, and the agent would hear
-        // nothing until it returns: the restart waits for the write instead (`restartIfWritten`),
-        // the agent supervising on the config it has. A stop meanwhile starts on the new one.
-        if outbox.hangingFor != nil {
+        // The stop would wait for a write of the outbox that hangs (the exec, for the open the
+        // start gave up on), and the agent would hear nothing until it returns: the restart
+        // waits for it instead (`restartIfWritten`), the agent supervising on the config it has.
+        // A stop meanwhile starts on the new one.
+        if let hanging = outbox.hangingFor != nil ? "a write of the outbox that hangs" : openHangs ? "the outbox's open, which hangs (the agent runs from a stand-in)" : nil {
             core.withLock { $0.restartWhenWritten = true }
-            logger.warning("config \(version) is in place; the restart onto it waits for a write of the outbox that hangs (the agent supervises with the config it has until then)")
+            logger.warning("config \(version) is in place; the restart onto it waits for \(hanging) (the agent supervises with the config it has until then)")
             return nil
         }
         core.withLock { $0.restartOnto = "the new configuration" }
@@ -926,6 +930,9 @@ public final class HubDaemon: HubControl {
         raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.map { [("lastAliveAt", .string($0))] } ?? []))
         logger.warning("started after an unclean stop: \(reason)")
     }
+
+    /// The open the start gave up on (`pendingOpen`) has not returned: the card still hangs.
+    var openHangs: Bool { pendingOpen.map { !$0.returned.load(ordering: .acquiring) } ?? false }
 
     /// The outbox's open, given up on at start because the card hung (`pendingOpen`), has
     /// returned: opened, the agent restarts onto it (the restart takes the stand-in in, and the
@@ -953,12 +960,12 @@ public final class HubDaemon: HubControl {
     /// outbox is free.
     func restartIfWritten() {
         // The flag first: this runs every tick of the rules' loop, the outbox's state only when due.
-        guard core.withLock({ $0.restartWhenWritten }), outbox.hangingFor == nil else { return }
+        guard core.withLock({ $0.restartWhenWritten }), outbox.hangingFor == nil, !openHangs else { return }
         core.withLock { c in
             c.restartWhenWritten = false
             c.restartOnto = "the new configuration"
         }
-        logger.notice("the outbox writes again: restarting onto the pushed config")
+        logger.notice("the outbox answers again: restarting onto the pushed config")
         stopWanted.continuation.yield()
     }
 

@@ -40,6 +40,9 @@ final class OutboxOpening: Sendable {
     }
 
     private let state = Mutex<State>(.opening)
+    /// Whether the opening thread is out of the open, opened or failed: until then a restart
+    /// (exec) or an exit of the process waits for it, a thread inside a read not being killable.
+    let returned = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
     private let began = SystemClock.boottime()
 
@@ -69,6 +72,7 @@ final class OutboxOpening: Sendable {
                 }
                 state.withLock { $0 = .late(late) }
             }
+            returned.store(true, ordering: .releasing)
             done.signal()
         }
     }
