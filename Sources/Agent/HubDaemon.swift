@@ -842,10 +842,16 @@ public final class HubDaemon: HubControl {
         return HangingWrite(event: id, longest: running, dropped: dropped)
     }
 
+    /// systemd's STATUS= (`systemctl status vaktpost`), every 10 s: what a technician looks at
+    /// first, so an outbox running from a stand-in or from memory is in it.
     func statusLine() -> String {
-        let depth = (try? outbox.with(within: .milliseconds(100)) { try $0.summary().depth }) ?? -1
+        // Nil when a write holds the outbox (it hangs); a depth of nil when it cannot be read.
+        let seen = try? outbox.with(within: .milliseconds(100)) { o in (depth: try? o.summary().depth, standIn: o.standingIn != nil) }
         let open = core.withLock { $0.openAlarms.count }
-        return "\(config.sensors.count) sensors, \(open) open alarms, outbox \(depth), uplink \(link.map { $0.linkUp ? "up" : "DOWN" } ?? "not configured")"
+        let depth = seen.map { $0.depth.map(String.init) ?? "unreadable" } ?? "busy"
+        let place = seen?.standIn == true ? " (STAND-IN on tmpfs: \(openHangs ? "its open hangs" : "it cannot be opened"))"
+            : outbox.holdingInMemory.load(ordering: .relaxed) ? " (IN MEMORY: the disk refuses writes)" : ""
+        return "\(config.sensors.count) sensors, \(open) open alarms, outbox \(depth)\(place), uplink \(link.map { $0.linkUp ? "up" : "DOWN" } ?? "not configured")"
     }
 
     func noticed(_ notice: PlatformLink.Notice) {

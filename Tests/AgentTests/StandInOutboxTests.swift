@@ -39,6 +39,7 @@ import VaktpostCore
             d.heardSerial(press, at: d.clock.now() + .seconds(5), receiver: "usb300")
             let held = try d.outbox.with { o in o.memory.map(\.eventID) }
             #expect(held.count == 2, "the second press and outbox.write_failed wait in memory")
+            #expect(d.statusLine().contains("outbox unreadable (IN MEMORY: the disk refuses writes)"), "in systemctl status")
             d.stop(.rules)
             card.revive()
 
