@@ -252,8 +252,15 @@ public final class HubDaemon: HubControl {
             logger.critical("EVENTS NOT STORED (\(events.map(\.type.rawValue))): \(error)")
         }
 
+        // Beside the outbox, on the card: a card that hangs holds this read too, and the agent
+        // starts without the counters rather than wait (as when they are unreadable).
         var histories: [String: BTHomeHistory] = [:]
-        do { histories = try historyStore.load() } catch { logger.error("BTHome counters unreadable (\(error)); starting without them") }
+        let store = historyStore
+        switch BoundedRead.run(within: Self.countersReadWithin, label: "vaktpost.bthome.load", { try store.load() }) {
+        case .success(let loaded)?: histories = loaded
+        case .failure(let error)?: logger.error("BTHome counters unreadable (\(error)); starting without them")
+        case nil: logger.critical("the BTHome counters \(store.path) were not read within \(DurationText.format(Self.countersReadWithin)) (the SD card hangs): starting without them, so a BTHome packet replayed from before this start is not recognised; look for I/O errors in the kernel log (dmesg)")
+        }
         var sensorHealth: [SensorID: HealthSnapshot.SensorHealth] = [:]
         for s in config.sensors { sensorHealth[s.id] = HealthSnapshot.SensorHealth(deviceID: s.id.rawValue) }
         var serialConditions: [String: ConditionAlarm] = [:]
@@ -817,6 +824,10 @@ public final class HubDaemon: HubControl {
     /// cost is a restart onto the outbox when it opens, and the timers saved there a few
     /// seconds late; too late, every alarm waits.
     static let standInAfterHang = Duration.seconds(10)
+
+    /// How long the start waits for the BTHome counters (a small file a card that answers reads
+    /// in milliseconds) before it starts without them.
+    static let countersReadWithin = Duration.seconds(2)
 
     /// Raises `outbox.write_failed` (`data.hanging`) when a write has hung for
     /// `hangReportedAfter`, and clears it when the write returns, with how long it hung and how
