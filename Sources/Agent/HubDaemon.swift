@@ -216,17 +216,12 @@ public final class HubDaemon: HubControl {
         }
         if openHangs {
             // The card holds the open (and would hold a read of the seq counter too): the
-            // stand-in's seqs start from the clock, above every seq the outbox gave out. Its rules
-            // run afresh if it has none of its own: the timers saved in the outbox (not back in
-            // bed) wait for the open, and the restart onto it takes them up again.
+            // stand-in's seqs start from the clock, above every seq the outbox gave out.
             let cause = "opening the outbox has not returned after \(DurationText.format(options.standInAfterHang)): the SD card hangs"
             box = try Self.openStandIn(standIn, for: path, cause: cause, seqFloor: nil,
                                        limits: limits, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
-            let afresh = ((try? box.loadRuleState()) ?? nil) == nil
-            if afresh { try? box.setNote(Outbox.rulesAfreshNote, "1") }
             standInFor = cause
             pendingOpen = opening
-            logger.critical("\(cause): running from a stand-in at \(standIn) (memory: lost if the hub loses power) until it returns; then the agent restarts onto the outbox and takes the stand-in in. \(afresh ? "Meanwhile the rules run without the timers saved in the outbox: check on the resident if one may have been running (out of bed at night, a door left open). " : "")Look for I/O errors in the kernel log (dmesg) and replace the SD card if there are any")
         } else {
             pendingOpen = nil
         }
@@ -246,6 +241,14 @@ public final class HubDaemon: HubControl {
         // running before the stop (not back in bed within 30 minutes) is not running now.
         var savedState: EngineState? = nil, ruleStateLost: String? = nil
         do { savedState = try box.loadRuleState() } catch { ruleStateLost = "\(error)" }
+        if let cause = standInFor, pendingOpen != nil {
+            // A stand-in for an open that hangs, with no rule state of its own (nor one the copy
+            // above brought) runs its rules afresh: the timers saved in the outbox (not back in
+            // bed) wait for the open, and the restart onto it takes them up again.
+            let afresh = savedState == nil
+            if afresh { try? box.setNote(Outbox.rulesAfreshNote, "1") }
+            logger.critical("\(cause): running from a stand-in at \(standIn) (memory: lost if the hub loses power) until it returns; then the agent restarts onto the outbox and takes the stand-in in. \(afresh ? "Meanwhile the rules run without the timers saved in the outbox: check on the resident if one may have been running (out of bed at night, a door left open). " : "")Look for I/O errors in the kernel log (dmesg) and replace the SD card if there are any")
+        }
         outbox = LockedOutbox(box, bound: limits.memoryEvents) { [logger] events, error in
             // The outbox refused (the disk takes no writes and memory holds all the alarms it
             // may): this is the one place events can be lost, so it is shouted, with what to do.
@@ -933,9 +936,14 @@ public final class HubDaemon: HubControl {
             logger.warning("config \(version) is in place; the restart onto it waits for \(hanging) (the agent supervises with the config it has until then)")
             return nil
         }
-        core.withLock { $0.restartOnto = "the new configuration" }
-        stopWanted.continuation.yield()
+        restart(onto: "the new configuration")
         return nil
+    }
+
+    /// Asks `vaktpost run` to stop and re-execute the agent onto `what` (same pid).
+    func restart(onto what: String) {
+        core.withLock { $0.restartOnto = what }
+        stopWanted.continuation.yield()
     }
 
     /// `agent.restarted`: the outbox was left without a clean stop (the last run's `boot_id` and
@@ -969,8 +977,7 @@ public final class HubDaemon: HubControl {
         // What the start would have said of the outbox, had it opened in time.
         if late.uncleanStop { raiseUncleanStart(previousBoot: late.previousBoot, lastAlive: late.lastAlive) }
         logger.notice("the outbox \(path) opened after \(DurationText.format(late.took)): restarting onto it, which takes in what the stand-in \(standIn) holds")
-        core.withLock { $0.restartOnto = "the outbox" }
-        stopWanted.continuation.yield()
+        restart(onto: "the outbox")
     }
 
     /// A pushed config waits for a write that hangs (`applyConfig`): restarts onto it once the
@@ -978,12 +985,9 @@ public final class HubDaemon: HubControl {
     func restartIfWritten() {
         // The flag first: this runs every tick of the rules' loop, the outbox's state only when due.
         guard core.withLock({ $0.restartWhenWritten }), outbox.hangingFor == nil, !openHangs else { return }
-        core.withLock { c in
-            c.restartWhenWritten = false
-            c.restartOnto = "the new configuration"
-        }
+        core.withLock { $0.restartWhenWritten = false }
         logger.notice("the outbox answers again: restarting onto the pushed config")
-        stopWanted.continuation.yield()
+        restart(onto: "the new configuration")
     }
 
 }
