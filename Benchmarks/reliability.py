@@ -657,13 +657,19 @@ class DiskFails(Scenario):
                                                   f"({len(alarms & escalated)} of {len(alarms)})")
 
     def cleanup(self):
-        if self.strace and self.strace.poll() is None:
-            self.strace.send_signal(signal.SIGINT)  # detaches; the agent runs on untraced
-            try:
-                self.strace.wait(10)
-            except subprocess.TimeoutExpired:  # its tracee was killed inside an injected delay
-                self.strace.kill()
-                self.strace.wait()
+        let_go(self.strace)
+
+def let_go(strace):
+    """Detaches STRACE (SIGINT) if it still runs: the agent runs on untraced, and a call held in
+    an injected delay returns. Killed if it does not go within 10 s (its tracee was killed inside
+    such a delay)."""
+    if strace and strace.poll() is None:
+        strace.send_signal(signal.SIGINT)
+        try:
+            strace.wait(10)
+        except subprocess.TimeoutExpired:
+            strace.kill()
+            strace.wait()
 
 def taken_from_copy(work):
     """What the agent's journal says its start took in from the copy of what an earlier run held
@@ -882,13 +888,7 @@ class CardHangsAtStart(Scenario):
         check(not os.path.exists(self.work + "/outbox-stand-in.sqlite"), f"{self.name}: the restart took the stand-in in")
 
     def cleanup(self):
-        if self.strace and self.strace.poll() is None:
-            self.strace.send_signal(signal.SIGINT)  # detaches: the read held returns
-            try:
-                self.strace.wait(10)
-            except subprocess.TimeoutExpired:
-                self.strace.kill()
-                self.strace.wait()
+        let_go(self.strace)  # the read held returns
 
 class Flood(Scenario):
     """A configured motion sensor of its own sends 1,000 telegrams a second for 15 s, each a
