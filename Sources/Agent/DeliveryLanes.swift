@@ -23,11 +23,16 @@ public struct UplinkSettings: Sendable {
     /// The bulk lane waits up to this long for a fuller batch while the queue holds fewer than
     /// a batch of fresh events: one request and two outbox writes per batch instead of per event.
     public var bulkLinger: Duration
+    /// How long a lane waits before looking again after the outbox could not be read (a dead
+    /// card); an event held in memory meanwhile wakes it sooner.
+    public var afterUnreadable: Duration
 
     public init(baseURL: String, secondaryURL: String? = nil, hubID: String, tls: TLSSettings,
                 alarmBackoff: Backoff = .alarm, bulkBackoff: Backoff = .bulk, idle: Duration = .seconds(1),
-                alarmsFirstGrace: Duration = .seconds(10), bulkLinger: Duration = .milliseconds(500)) {
+                alarmsFirstGrace: Duration = .seconds(10), bulkLinger: Duration = .milliseconds(500),
+                afterUnreadable: Duration = .seconds(1)) {
         self.bulkLinger = bulkLinger
+        self.afterUnreadable = afterUnreadable
         self.baseURL = baseURL
         self.secondaryURL = secondaryURL
         self.hubID = hubID
@@ -233,7 +238,7 @@ public final class DeliveryLanes: Sendable {
             } catch {
                 // The outbox could not be read (it says why in its own events). An event held in
                 // memory meanwhile wakes the lane: from there it goes out at once, not after this.
-                waitForWork(lane, upTo: .seconds(1))
+                waitForWork(lane, upTo: settings.afterUnreadable)
                 continue
             }
             let started = firstTry ?? now()
