@@ -526,7 +526,7 @@ public final class HubDaemon: HubControl {
 
     func heardSerial(_ telegram: ESP3Telegram, at time: WallTime, receiver: String) {
         core.withLock { c in
-            let heard = c.serial.handle(telegram, at: time)
+            let heard = c.serial.handle(telegram, at: time, receiver: receiver)
             if !heard.repeated, let reading = heard.reading { apply(reading, &c) }
         }
     }

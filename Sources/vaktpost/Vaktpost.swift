@@ -477,7 +477,7 @@ extension ScanCommand {
             SerialReceiver(
                 options: .init(r), now: { WallTime(nanosecondsSinceEpoch: SystemClock.now()) },
                 onTelegram: { telegram, time in
-                    let heard = router.withLock { $0.handle(telegram, at: time) }
+                    let heard = router.withLock { $0.handle(telegram, at: time, receiver: r.name) }
                     guard !heard.repeated else { return }
                     var entry = telegram.json(eep: telegram.senderID.flatMap { eeps[$0] })
                     if case .object(var f) = entry {

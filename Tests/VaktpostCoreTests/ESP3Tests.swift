@@ -123,7 +123,7 @@ extension ESP3Framer {
 }
 
 @Suite struct SerialRouterTests {
-    @Test func configuredSendersBecomeReadingsAndRepeatsWithinASecondAreDropped() throws {
+    @Test func configuredSendersBecomeReadingsAndCopiesWithinASecondAreDropped() throws {
         let config = try #require(ConfigReader.read("""
             [hub]
             id = "h"
@@ -137,19 +137,28 @@ extension ESP3Framer {
             """, scope: .replay).config)
         var router = SerialRouter(sensors: config.sensors)
         let open = ESP3Telegram(ESP3Framer().feedAll(Hex.bytes("55000707017AD50801825DAB0001FFFFFFFF360053")!)[0])
+        #expect(open.repeaterCount == 0)
+        var copy = open  // the same telegram through a repeater: its status counts one
+        copy.status = 0x01
+        #expect(copy.repeaterCount == 1)
         let t = WallTime(secondsSinceEpoch: 1_790_000_000)
-        let first = router.handle(open, at: t)
+        let first = router.handle(open, at: t, receiver: "usb300")
         #expect(first.sensor?.rawValue == "front-door")
         #expect(first.reading?.values == ReadingValues(open: true, rssi: -54))
-        // The same telegram through a repeater, 300 ms later: dropped.
-        let again = router.handle(open, at: t + .milliseconds(300))
+        // The repeater's copy, 300 ms later: dropped.
+        let again = router.handle(copy, at: t + .milliseconds(300), receiver: "usb300")
         #expect(again.repeated && again.reading == nil)
-        // The same content two seconds later is a new telegram.
-        #expect(router.handle(open, at: t + .seconds(2)).reading != nil)
+        // The sender's own transmission again, 500 ms later, through the same receiver: a new
+        // telegram (read late together with the first, as telegrams the kernel kept are).
+        #expect(router.handle(open, at: t + .milliseconds(500), receiver: "usb300").reading != nil)
+        // The same transmission heard by the hub's second receiver: a copy.
+        #expect(router.handle(open, at: t + .milliseconds(600), receiver: "usb300-kitchen").repeated)
+        // The same content two seconds later is a new telegram, even through a repeater.
+        #expect(router.handle(copy, at: t + .seconds(2), receiver: "usb300").reading != nil)
         // Copies do not stretch the window: copies at +0.5 s and +0.9 s, a new press at +1.1 s.
-        #expect(router.handle(open, at: t + .milliseconds(2500)).repeated)
-        #expect(router.handle(open, at: t + .milliseconds(2900)).repeated)
-        #expect(router.handle(open, at: t + .milliseconds(3100)).reading != nil)
+        #expect(router.handle(copy, at: t + .milliseconds(2500), receiver: "usb300").repeated)
+        #expect(router.handle(copy, at: t + .milliseconds(2900), receiver: "usb300").repeated)
+        #expect(router.handle(copy, at: t + .milliseconds(3100), receiver: "usb300").reading != nil)
         let stranger = ESP3Telegram(ESP3Framer().feedAll(Hex.bytes("55000707017AF650002989793001FFFFFFFF37009D")!)[0])
         #expect(router.handle(stranger, at: t).sensor == nil)
     }

@@ -147,6 +147,13 @@ public struct ESP3Telegram: Equatable, Sendable {
         }
     }
 
+    /// How many repeaters the telegram came through (status bits 3..0 of RPS, 1BS and 4BS): 0
+    /// for the sender's own transmission. Nil for the other RORGs, whose status says nothing of it.
+    public var repeaterCount: UInt8? {
+        guard let rorg, let status, [0xF6, 0xD5, 0xA5].contains(rorg) else { return nil }
+        return status & 0x0F
+    }
+
     /// RORG families with an LRN bit: 1BS (D5) and 4BS (A5). DB0.3 = 0 means teach-in.
     public var isTeachIn: Bool? {
         switch rorg {
@@ -187,7 +194,7 @@ public struct ESP3Telegram: Equatable, Sendable {
             f.append(("rorg", .string(hex2(rorg).uppercased())))
             f.append(("sender_id", senderID.map(JSONValue.string)))
             f.append(("status", .int(Int64(status))))
-            if [0xF6, 0xD5, 0xA5].contains(rorg) { f.append(("repeater_count", .int(Int64(status & 0x0F)))) }
+            if let count = repeaterCount { f.append(("repeater_count", .int(Int64(count)))) }
             if let subTelegrams {
                 f.append(("sub_tel_num", .int(Int64(subTelegrams))))
                 f.append(("destination_id", destinationID.map(JSONValue.string)))
