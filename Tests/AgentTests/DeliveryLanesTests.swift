@@ -317,7 +317,9 @@ final class Reports: Sendable {
         try stub.faults(["downForSec": 3600, "scope": "batches"])
         try withTemporaryDirectory { dir in
             let reports = Reports()
-            let l = try lanes(stub, dir: dir, reports: reports, bulkBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
+            // Full jitter: the wait is anywhere in [0, base]. An hour makes one under the test's
+            // 0.8 s a chance of 1 in 4,500 (with a minute it was 1 in 75, and CI met it).
+            let l = try lanes(stub, dir: dir, reports: reports, bulkBackoff: Backoff(base: .seconds(3600), cap: .seconds(3600)))
             try l.withOutbox { try $0.append((0..<10).map { _ in event(.bedState, .update) }) }
             l.start()
             defer { l.stop() }
