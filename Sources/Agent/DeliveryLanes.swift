@@ -118,6 +118,7 @@ public final class DeliveryLanes: Sendable {
     }
 
     /// The outbox, for storing events (then `wake()`) and for status.
+    @discardableResult
     public func withOutbox<T>(_ body: (Outbox) throws -> T) throws -> T {
         try outbox.with(body)
     }

@@ -364,7 +364,8 @@ final class Notices: Sendable {
             let restored = try #require(try s.outbox.with { _ in try receiver.arrivals().events.first { $0["type"] as? String == "uplink.restored" } })
             let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=50") as? [String: Any]
             let lost = (stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["type"] as? String == "uplink.lost" }
-            #expect(((lost?["data"] as? [String: Any])?["lastError"] as? String ?? "").hasPrefix("HTTP 503"), "uplink.lost says why: \(String(describing: lost))")
+            let lastError = (lost?["data"] as? [String: Any])?["lastError"] as? String
+            #expect(lastError?.hasPrefix("HTTP 503") == true, "uplink.lost says why: \(String(describing: lost))")
             let body = (stored?["events"] as? [[String: Any]])?.compactMap { $0["event"] as? [String: Any] }.first { $0["eventId"] as? String == restored["eventId"] as? String }
             #expect(((body?["data"] as? [String: Any])?["downForS"] as? Int ?? -1) >= 3)
         }

@@ -62,7 +62,7 @@ import VaktpostCore
     }
 
     @Test func aCheckpointerNeedsAnOutboxThatExists() throws {
-        try withTemporaryDirectory { dir in
+        _ = try withTemporaryDirectory { dir in
             #expect(throws: (any Error).self) { try OutboxCheckpointer(path: dir + "/missing/outbox.sqlite") }
         }
     }

@@ -24,7 +24,7 @@ final class FakeReceiver {
         master = m
         slavePath = String(cString: ttyname(s))
         close(s)  // the agent opens the slave by its path, as it would a real port
-        fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
     }
 
     func write(_ bytes: [UInt8]) {

@@ -108,7 +108,7 @@ public final class ReceiverProcess: @unchecked Sendable {
         request.httpMethod = method
         request.httpBody = body.map { Data($0.utf8) }
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, Error?) = (nil, nil)
+        nonisolated(unsafe) var result: (Data?, (any Error)?) = (nil, nil)
         URLSession.shared.dataTask(with: request) { data, _, error in
             result = (data, error)
             done.signal()

@@ -128,7 +128,7 @@ extension ReceiverProcess {
         let answeredIn = try #require(answer?.answeredIn)
         #expect(answeredIn >= .milliseconds(300) && answeredIn < took, "answered in \(answeredIn) of \(took)")
         try server.faults(["delayMs": 0])
-        let quick = try #require(try HTTPClient(tls: hub1).send("GET", server.url(), fresh: true).answeredIn)
+        let quick = try HTTPClient(tls: hub1).send("GET", server.url(), fresh: true).answeredIn
         #expect(quick < .milliseconds(250), "\(quick)")
     }
 
