@@ -233,9 +233,7 @@ public final class HubDaemon: HubControl {
         memoryCopy = MemoryCopy(path: copyPath, limits: limits) { path, floor in
             try Outbox(path: path, limits: limits, seqFloor: floor, now: real, makeEvent: Self.ownEventMaker(stamp: stamp, now: now))
         }
-        let unclean = box.startedAfterUncleanStop
-        let previousBoot = try? box.note("boot_id")
-        let lastAlive = try? box.note("last_alive")
+        let uncleanStop = UncleanStop(of: box)
         // The rule state committed with the last events. Unreadable (damaged on the card, or
         // written by a newer agent) the rules start afresh, and that is said below: a timer
         // running before the stop (not back in bed within 30 minutes) is not running now.
@@ -280,7 +278,7 @@ public final class HubDaemon: HubControl {
             let link = PlatformLink(settings: settings, outbox: outbox, clock: clock, hub: self) { [weak self] n in self?.noticed(n) }
             linkBox.withLock { $0 = link }
         }
-        if unclean { raiseUncleanStart(previousBoot: previousBoot, lastAlive: lastAlive) }
+        if let uncleanStop { raiseUncleanStart(uncleanStop) }
         if let ruleStateLost {
             raise(.outboxRecovered, data: [("ruleState", .string("unreadable: the rules started afresh")), ("reason", .string(ruleStateLost))])
             logger.critical("the rule state in \(box.path) could not be read (\(ruleStateLost)): the rules started afresh, so a timer that was running before this start (not back in bed, door left open, not up by, no activity) is not; check on the resident if one may have been, and look for I/O errors in dmesg")
@@ -948,11 +946,11 @@ public final class HubDaemon: HubControl {
 
     /// `agent.restarted`: the outbox was left without a clean stop (the last run's `boot_id` and
     /// `last_alive` notes say whether the hub restarted under it, and when it was last alive).
-    func raiseUncleanStart(previousBoot: String?, lastAlive: String?) {
-        let reason = previousBoot.map { $0 == clock.bootID } == false
+    func raiseUncleanStart(_ stop: UncleanStop) {
+        let reason = stop.previousBoot.map { $0 == clock.bootID } == false
             ? "the hub restarted (power loss or reboot) while the agent was running"
             : "the agent stopped without shutting down (crash, SIGKILL or the watchdog)"
-        raise(.agentRestarted, data: [("reason", .string(reason))] + (lastAlive.map { [("lastAliveAt", .string($0))] } ?? []))
+        raise(.agentRestarted, data: [("reason", .string(reason))] + (stop.lastAlive.map { [("lastAliveAt", .string($0))] } ?? []))
         logger.warning("started after an unclean stop: \(reason)")
     }
 
@@ -975,7 +973,7 @@ public final class HubDaemon: HubControl {
             return
         }
         // What the start would have said of the outbox, had it opened in time.
-        if late.uncleanStop { raiseUncleanStart(previousBoot: late.previousBoot, lastAlive: late.lastAlive) }
+        if let stop = late.uncleanStop { raiseUncleanStart(stop) }
         logger.notice("the outbox \(path) opened after \(DurationText.format(late.took)): restarting onto it, which takes in what the stand-in \(standIn) holds")
         restart(onto: "the outbox")
     }

@@ -24,11 +24,8 @@ final class OutboxOpening: Sendable {
         var took: Duration
         /// Why it failed; nil when it opened.
         var failure: String?
-        /// What the start says when it finds its outbox left without a clean stop
-        /// (`HubDaemon.raiseUncleanStart`), read before this close marked it clean.
-        var uncleanStop = false
-        var previousBoot: String?
-        var lastAlive: String?
+        /// Read before this close marked the outbox clean.
+        var uncleanStop: UncleanStop?
     }
 
     private enum State {
@@ -63,9 +60,7 @@ final class OutboxOpening: Sendable {
                 switch result {
                 case .success(let opened):
                     let box = opened.outbox
-                    late.uncleanStop = box.startedAfterUncleanStop
-                    late.previousBoot = (try? box.note("boot_id")) ?? nil
-                    late.lastAlive = (try? box.note("last_alive")) ?? nil
+                    late.uncleanStop = UncleanStop(of: box)
                     try? box.close()
                 case .failure(let error):
                     late.failure = "\(error)"
@@ -99,5 +94,20 @@ final class OutboxOpening: Sendable {
             s = .taken
             return late
         }
+    }
+}
+
+/// What a start says of an outbox the last run left without a clean stop
+/// (`HubDaemon.raiseUncleanStart`): that run's boot id (did the hub restart under it?) and when
+/// it was last alive. Read before this run writes its own.
+struct UncleanStop: Sendable, Equatable {
+    var previousBoot: String?
+    var lastAlive: String?
+
+    /// Nil when the last run stopped cleanly.
+    init?(of box: Outbox) {
+        guard box.startedAfterUncleanStop else { return nil }
+        previousBoot = try? box.note("boot_id")
+        lastAlive = try? box.note("last_alive")
     }
 }
