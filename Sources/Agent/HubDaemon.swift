@@ -293,6 +293,7 @@ public final class HubDaemon: HubControl {
             if let event = absorbed.event { raise(absorbed.type, .cleared, correlation: event, data: [("moved", .int(Int64(absorbed.events)))]) }
             logger.notice("the outbox writes again: the \(absorbed.events) events the stand-in \(standIn) still held are in it")
         }
+        takeInStandInRules()
         if let copied {
             // The disk's hold, and the hang, that run reported ended with it (this outbox writes).
             if let event = copied.event { raise(copied.type, .cleared, correlation: event, data: [("moved", .int(Int64(copied.events)))]) }
@@ -408,7 +409,7 @@ public final class HubDaemon: HubControl {
             checkpointLoop.stop()
             historyLoop.stop()
             step()  // timers due by now
-            core.withLock { c in _ = commit(&c, force: true) }  // and what waits for company
+            core.withLock { c in commitAll(&c) }  // and what waits for company
             outbox.stopWriter()  // everything handed over is in the outbox (`watchTheStop`)
             // A hang reported and over by now: cleared here, the rules' loop being stopped
             // (stored at once, the writer being stopped; sent by the next start).
@@ -589,6 +590,13 @@ public final class HubDaemon: HubControl {
             logger.critical("ALARM \(e.type.rawValue) \(e.state.rawValue) \(e.sensor?.rawValue ?? "") \(e.room?.rawValue ?? "")")
         }
         return true
+    }
+
+    /// Everything now, and the rule state even if no event waits: a sensor's first reading
+    /// changes it without one, and the next start (the restart onto an outbox whose open hung,
+    /// `takeInStandInRules`) must know what the rules knew.
+    func commitAll(_ c: inout Core) {
+        if c.factory.events.isEmpty { outbox.hand([], ruleState: c.state) } else { commit(&c, force: true) }
     }
 
     /// A stored event (with its seq) in the list `events tail` shows.

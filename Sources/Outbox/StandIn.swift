@@ -55,12 +55,19 @@ extension Outbox {
                 SELECT \(columns), location, accepted_ns, status, escalation_id FROM stand_in.followed_alarms
                 """)
             // A stand-in for an open that hung started its rules afresh (`rulesAfreshNote`): the
-            // rule state saved here with the last events, timers and all, is kept over its.
+            // rule state saved here with the last events, timers and all, is kept, and the
+            // stand-in's is kept beside it (`standInRulesNote`) for the rules to take in.
             let afresh = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.\(Outbox.rulesAfreshNote)'") != nil
+            if afresh {
+                try db.execute("""
+                    INSERT OR REPLACE INTO meta (key, text) SELECT 'note.\(Outbox.standInRulesNote)', state FROM stand_in.rule_state
+                    WHERE EXISTS (SELECT 1 FROM main.rule_state)
+                    """)
+            }
             try db.execute("INSERT OR \(afresh ? "IGNORE" : "REPLACE") INTO rule_state (id, state) SELECT id, state FROM stand_in.rule_state")
             try db.execute("""
                 INSERT OR REPLACE INTO meta (key, value, text) SELECT key, value, text FROM stand_in.meta
-                WHERE key LIKE 'note.%' AND key NOT IN ('note.stand_in_event', 'note.stand_in_type', 'note.\(Outbox.rulesAfreshNote)')
+                WHERE key LIKE 'note.%' AND key NOT IN ('note.stand_in_event', 'note.stand_in_type', 'note.\(Outbox.rulesAfreshNote)', 'note.\(Outbox.standInRulesNote)')
                 """)
             let theirs = try db.integer("SELECT value FROM stand_in.meta WHERE key = 'next_seq'") ?? 0
             event = try db.text("SELECT text FROM stand_in.meta WHERE key = 'note.stand_in_event'").flatMap(EventID.init)
@@ -78,6 +85,12 @@ extension Outbox {
     /// 30 minutes), over the stand-in's, which knows only the minutes it ran. Taken off when that
     /// open fails instead: the stand-in then runs for as long as it takes, and its rules go on.
     public static let rulesAfreshNote = "stand_in_rules_afresh"
+
+    /// The rule state of a stand-in whose rules ran afresh, left by `absorb` for the daemon's
+    /// rules to take in (`RuleEngine.takeIn`: what the stand-in heard, and the alarms it raised)
+    /// and removed once they have. A crash before that takes it in again at the next start,
+    /// which changes nothing a first taking-in did.
+    public static let standInRulesNote = "stand_in_rules"
 
     /// Removes an outbox file left on tmpfs (a stand-in taken in, a copy no longer needed) with
     /// its WAL and shared memory; `suffixes`: which of them.

@@ -24,8 +24,8 @@ import VaktpostCore
             let d = try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")
             d.heardSerial(press, at: d.clock.now(), receiver: "usb300")
             #expect(try d.outbox.with { try $0.loadRuleState() } != nil)
-            try d.outbox.with { try $0.db.prepare("UPDATE rule_state SET state = ?").bind(.text(saved)).run() }
-            d.stop(.rules)
+            d.stop(.rules)  // which saves the rule state: damaged after it, on the card
+            try Connection(path: outbox).prepare("UPDATE rule_state SET state = ?").bind(.text(saved)).run()
 
             let again = try buttonHub(dir, outbox: outbox, socket: dir + "/ctl.sock")
             let raised = try recovered(again)

@@ -87,8 +87,8 @@ final class Journal: Sendable {
 }
 
 /// The config of a hub with a bed pad `bed` and its rule `night-bed` (not back in bed within
-/// 30 minutes, all day), in UTC, written to `dir`/vaktpost.toml; its path.
-func writeBedHubConfig(_ dir: String) throws -> String {
+/// 30 minutes, all day unless `window` says), in UTC, written to `dir`/vaktpost.toml; its path.
+func writeBedHubConfig(_ dir: String, outbox: String? = nil, window: String = "00:00-23:59") throws -> String {
     try write("""
         [hub]
         id = "hub-0001"
@@ -104,10 +104,10 @@ func writeBedHubConfig(_ dir: String) throws -> String {
         id = "night-bed"
         kind = "not-back-in-bed"
         sensor = "bed"
-        window = "00:00-23:59"
+        window = "\(window)"
         after = "30m"
         [outbox]
-        path = "\(dir)/outbox.sqlite"
+        path = "\(outbox ?? dir + "/outbox.sqlite")"
         """, to: dir + "/vaktpost.toml")
     return dir + "/vaktpost.toml"
 }

@@ -55,6 +55,9 @@ struct ChannelState: Equatable, Sendable {
     /// A different state seen but not yet held for the debounce time.
     var pending: Bool?
     var pendingSince: WallTime?
+    /// `stable` is the sensor's first reading, not a confirmed change: what the rules of a
+    /// stand-in that started afresh knew before anything changed (`RuleEngine.takeIn`).
+    var firstReading = false
 }
 
 struct SensorState: Equatable, Sendable {
@@ -106,6 +109,7 @@ extension EngineState {
                             ("changedAt", t(c.changedAt)),
                             ("pending", c.pending.map(JSONValue.bool)),
                             ("pendingSince", t(c.pendingSince)),
+                            ("firstReading", c.firstReading ? .bool(true) : nil),
                         ]))
                     })),
                 ]))
@@ -155,7 +159,8 @@ extension EngineState {
                 guard let channel = Channel(rawValue: name) else { throw fail("channel \(name)") }
                 state.channels[channel] = ChannelState(
                     stable: c["stable"]?.boolValue, changedAt: try t(c["changedAt"]),
-                    pending: c["pending"]?.boolValue, pendingSince: try t(c["pendingSince"]))
+                    pending: c["pending"]?.boolValue, pendingSince: try t(c["pendingSince"]),
+                    firstReading: c["firstReading"]?.boolValue ?? false)
             }
             sensors[sensor] = state
         }

@@ -40,4 +40,11 @@ public struct EventFactory {
             data: data))
         return id
     }
+
+    /// Takes back events made in this batch: raised a second time while taking in the rules a
+    /// stand-in ran (`RuleEngine.takeIn`), where the stand-in's own event stands.
+    mutating func drop(_ ids: Set<EventID>) {
+        guard !ids.isEmpty else { return }
+        events.removeAll { ids.contains($0.eventID) }
+    }
 }

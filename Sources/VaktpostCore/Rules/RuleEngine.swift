@@ -208,6 +208,7 @@ public struct RuleEngine: Sendable {
             if c.stable == nil {
                 c.stable = value
                 c.changedAt = t
+                c.firstReading = true
             } else if value == c.stable {
                 c.pending = nil  // a blip shorter than the debounce: as if it never happened
                 c.pendingSince = nil
@@ -254,6 +255,7 @@ public struct RuleEngine: Sendable {
         c.changedAt = since
         c.pending = nil
         c.pendingSince = nil
+        c.firstReading = false
         state.sensors[sensor.id]!.channels[channel] = c
         state.sensors[sensor.id]!.lastActivity = max(state.sensors[sensor.id]!.lastActivity ?? since, since)
         events.emit(channel.stateEvent, .update, at: now, sensor: sensor, rule: nil, status: channel.scaipStatus(value),
