@@ -827,7 +827,9 @@ class CardHangsAtStart(Scenario):
     run, as on a hub that has run before.
     The stand-in's rules start afresh (the rule state is in the outbox, which cannot be read), so
     each motion sensor's first telegram in it only tells them its state, as at a first start: no
-    event. Exactly one per sensor (`unreported`) may be missing, no more."""
+    event. Exactly one per sensor (`unreported`) may be missing, no more. The restart's rules
+    must take in what the stand-in's heard (`RuleEngine.takeIn`; a motion channel drives no
+    timer and makes no event there)."""
     HOLD, STAND_IN_AFTER = 35, 10
     unreported = SENSORS
     # Stops itself before it becomes the agent, so that strace is attached before the first read.
@@ -884,6 +886,8 @@ class CardHangsAtStart(Scenario):
         failed = [r[1] for r in events if r[0] == "outbox.write_failed"]
         check(failed == ["active", "cleared"], f"{self.name}: outbox.write_failed raised and cleared ({failed})")
         check(not os.path.exists(self.work + "/outbox-stand-in.sqlite"), f"{self.name}: the restart took the stand-in in")
+        took = re.search(r"the rules took in what the stand-in's rules heard while the outbox's open hung, and the alarms they raised: (\d+) events", log)
+        check(took, f"{self.name}: the outbox's rules took in what the stand-in's heard ({took.group(1) if took else 'no'} events)")
 
     def cleanup(self):
         let_go(self.strace)  # the read held returns
