@@ -235,6 +235,25 @@ public final class HTTPClient {
     /// `unacknowledgedLimit` in milliseconds, as the socket option takes it.
     static let unacknowledgedLimitMs = UInt32(unacknowledgedLimit.nanoseconds / 1_000_000)
 
+    /// The dead-peer limit (TCP_USER_TIMEOUT, ms) for a connection whose retransmission timeout,
+    /// from its measured round trips, is `rtoMicros`: `unacknowledgedLimit`, or three of those
+    /// timeouts on a slow link, at most a minute. Linux checks the limit when a retransmission
+    /// falls due; where one timeout is longer than 5 s (3G under load, a congested or satellite
+    /// backhaul, round trips of seconds), the first retransmission of one lost segment would end
+    /// a live connection, and a bulk batch that takes long enough to meet a loss would never go.
+    static func unacknowledgedLimitMs(rtoMicros: Int) -> UInt32 {
+        UInt32(min(60_000, max(Int(unacknowledgedLimitMs), 3 * rtoMicros / 1000)))
+    }
+
+    /// Gives a connected socket the dead-peer limit its round trips call for (above); nothing
+    /// for one not connected yet, whose handshake the limit would cut short, or, with
+    /// `otherwise`, that limit when its round trips cannot be read.
+    static func fitUnacknowledgedLimit(_ fd: curl_socket_t, otherwise: UInt32? = nil) {
+        let rto = ccurl_rto_estimate(fd)
+        guard let ms = rto >= 0 ? unacknowledgedLimitMs(rtoMicros: rto) : otherwise else { return }
+        _ = ccurl_set_user_timeout(fd, ms)
+    }
+
     /// TCP_USER_TIMEOUT (ms) and SO_KEEPALIVE of the connection the last request used and
     /// libcurl kept, for tests.
     func keptConnectionOptions() -> (userTimeoutMs: Int, keepalive: Bool)? {
@@ -297,6 +316,14 @@ public final class ConnectionCutter: Sendable {
         }
     }
 
+    /// `HTTPClient.fitUnacknowledgedLimit` on every connection, under the lock: a socket
+    /// libcurl has closed, its number perhaps given to another, is not touched.
+    func fitUnacknowledgedLimits() {
+        open.withLock { sockets in
+            for fd in sockets { HTTPClient.fitUnacknowledgedLimit(fd) }
+        }
+    }
+
     func opened(_ fd: curl_socket_t) {
         open.withLock { _ = $0.insert(fd) }
     }
@@ -345,13 +372,14 @@ final class ResponseSink {
     /// Connected (TLS done), the request not yet sent: the new connection gets the dead-peer limit
     /// now, so that even its first request does not wait out the lane's timeout on a path that
     /// died under it. Not when the socket opens: Linux applies TCP_USER_TIMEOUT to the handshake
-    /// too, which would cut the configured connect timeout short. A kept connection has it already.
+    /// too, which would cut the configured connect timeout short. From its round trips so far (the
+    /// TCP and TLS handshakes); libcurl's progress calls keep it fitted (`fitUnacknowledgedLimits`).
     static let connected: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?, Int32, Int32) -> Int32 = {
         context, _, _, _, localPort in
         guard let context else { return Int32(CURL_PREREQFUNC_OK) }
         let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
         for fd in sink.sockets where ccurl_local_port(fd) == localPort {
-            _ = ccurl_set_user_timeout(fd, HTTPClient.unacknowledgedLimitMs)
+            HTTPClient.fitUnacknowledgedLimit(fd, otherwise: HTTPClient.unacknowledgedLimitMs)
         }
         return Int32(CURL_PREREQFUNC_OK)
     }
@@ -359,6 +387,9 @@ final class ResponseSink {
     static let progress: @convention(c) (UnsafeMutableRawPointer?, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> Int32 = { context, _, _, _, _ in
         guard let context else { return 0 }
         let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+        // The round trips change with the load (a batch filling a mobile modem's queue): the
+        // limit follows them while a request runs, and a kept connection gets it anew.
+        sink.cutter.fitUnacknowledgedLimits()
         return sink.abandon?() == true ? 1 : 0
     }
 

@@ -95,6 +95,32 @@ extension ReceiverProcess {
         #expect(options.keepalive)
     }
 
+    /// On a slow link one retransmission timeout can pass 5 s: the limit is three of them there,
+    /// so that one lost segment does not end a live connection, and a minute at most.
+    @Test func theDeadPeerLimitGrowsWithTheRoundTrips() {
+        #expect(HTTPClient.unacknowledgedLimitMs(rtoMicros: 0) == 5000)
+        #expect(HTTPClient.unacknowledgedLimitMs(rtoMicros: 200_000) == 5000, "Linux's smallest timeout: loopback, a good link")
+        #expect(HTTPClient.unacknowledgedLimitMs(rtoMicros: 1_500_000) == 5000)
+        #expect(HTTPClient.unacknowledgedLimitMs(rtoMicros: 4_000_000) == 12_000, "3G under load")
+        #expect(HTTPClient.unacknowledgedLimitMs(rtoMicros: 40_000_000) == 60_000)
+    }
+
+    /// The round trips change with the load: a kept connection's limit is fitted again by the
+    /// next request on it (libcurl's progress calls), not left as its connect set it.
+    @Test func aKeptConnectionsLimitIsFittedAgainByTheNextRequest() throws {
+        let server = try ReceiverProcess()
+        let client = try HTTPClient(tls: hub1, abandon: { false })
+        _ = try client.send("GET", server.url())
+        for fd in Self.sockets(toPort: server.port) {
+            var ms: UInt32 = 1234
+            #expect(setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &ms, socklen_t(MemoryLayout<UInt32>.size)) == 0)
+        }
+        #expect(Self.userTimeoutsOfSockets(toPort: server.port) == [1234])
+        _ = try client.send("GET", server.url())
+        #expect(client.reusedConnection())
+        #expect(Self.userTimeoutsOfSockets(toPort: server.port) == [Int(HTTPClient.unacknowledgedLimitMs)])
+    }
+
     /// The limit is on a new connection before its first request goes out, not only once a
     /// request came back: a path that dies under the first request fails it within the limit,
     /// not the lane's timeout.
@@ -178,13 +204,19 @@ extension ReceiverProcess {
 
     /// TCP_USER_TIMEOUT of every TCP socket of this process connected to `port` on loopback and
     /// past its TLS handshake (the limit is set then; before, it reads 0 and is not counted).
-    static func userTimeoutsOfSockets(toPort port: Int) -> [Int] {
+    /// This process's sockets connected to `port` on IPv4.
+    static func sockets(toPort port: Int) -> [Int32] {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap(Int32.init) ?? []
-        return fds.compactMap { fd in
+        return fds.filter { fd in
             var peer = sockaddr_in()
             var size = socklen_t(MemoryLayout<sockaddr_in>.size)
             let named = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &size) } }
-            guard named == 0, peer.sin_family == sa_family_t(AF_INET), Int(UInt16(bigEndian: peer.sin_port)) == port else { return nil }
+            return named == 0 && peer.sin_family == sa_family_t(AF_INET) && Int(UInt16(bigEndian: peer.sin_port)) == port
+        }
+    }
+
+    static func userTimeoutsOfSockets(toPort port: Int) -> [Int] {
+        sockets(toPort: port).compactMap { fd in
             var ms: UInt32 = 0
             var length = socklen_t(MemoryLayout<UInt32>.size)
             guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &ms, &length) == 0, ms > 0 else { return nil }
