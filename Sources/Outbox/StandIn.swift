@@ -88,8 +88,8 @@ extension Outbox {
 
     /// The rule state of a stand-in whose rules ran afresh, left by `absorb` for the daemon's
     /// rules to take in (`RuleEngine.takeIn`: what the stand-in heard, and the alarms it raised)
-    /// and removed once they have. A crash before that takes it in again at the next start,
-    /// which changes nothing a first taking-in did.
+    /// and removed once they have. A crash before that takes it in again at the next start, to
+    /// the same rule state (at most a duplicate's clearing is said twice).
     public static let standInRulesNote = "stand_in_rules"
 
     /// Removes an outbox file left on tmpfs (a stand-in taken in, a copy no longer needed) with
