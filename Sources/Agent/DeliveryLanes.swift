@@ -61,8 +61,9 @@ public final class DeliveryLanes: Sendable {
     public enum Report: Equatable, Sendable {
         /// A successful exchange with the platform (feeds the link supervisor).
         case exchanged(at: WallTime)
-        /// Events moved to the dead letters, and why (`uplink.rejected`).
-        case rejected(count: Int, reason: String)
+        /// Events moved to the dead letters, and why (`uplink.rejected`); `damagedAlarms`: those
+        /// of them alarms whose stored bytes the card damaged, to be made again (`HubControl`).
+        case rejected(count: Int, reason: String, damagedAlarms: [StoredEvent] = [])
         /// The platform refused the hub's certificate (`uplink.unauthorized`).
         case unauthorized(status: Int)
         /// An attempt that will be retried, and why (named in `uplink.lost` if the link is lost).
@@ -271,7 +272,10 @@ public final class DeliveryLanes: Sendable {
                     }
                     if lane == .alarm { alarmDone(progress: true) }
                     let rejected = outcomes.values.filter { if case .rejected = $0 { return true } else { return false } }.count
-                    if rejected > 0 { report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)")) }
+                    if rejected > 0 {
+                        let dead = batch.events.filter { if case .rejected = outcomes[$0.eventID] { true } else { false } }
+                        report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)", damagedAlarms: Self.damagedAlarms(dead)))
+                    }
                     report(.exchanged(at: now()))
                     platformIsBack()
                     attempt = 0
@@ -281,7 +285,7 @@ public final class DeliveryLanes: Sendable {
                     let (outcomes, reason) = Self.rejection(of: batch, "HTTP \(response.status): \(problemText(response))")
                     try settle(batch, outcomes: outcomes)
                     if lane == .alarm { alarmDone(progress: true) }
-                    report(.rejected(count: outcomes.count, reason: reason))
+                    report(.rejected(count: outcomes.count, reason: reason, damagedAlarms: Self.damagedAlarms(batch.events.filter { outcomes[$0.eventID] != nil })))
                     report(.exchanged(at: now()))
                     attempt = 0
                     firstTry = nil
@@ -480,6 +484,13 @@ public final class DeliveryLanes: Sendable {
         let why = "\(reason); the event's stored bytes are not JSON (damaged on the SD card), which spoiled its batch: "
             + "the batch's \(batch.events.count - damaged.count) other events are sent again"
         return (Dictionary(uniqueKeysWithValues: damaged.map { ($0.eventID, .rejected(reason: why)) }), why)
+    }
+
+    /// The alarms among `events` whose stored bytes are not JSON any more (the card damaged them):
+    /// the platform cannot take them as they are, and a dead letter alone would leave a fall
+    /// unseen by anyone, so the hub makes each again from what could be read.
+    static func damagedAlarms(_ events: [StoredEvent]) -> [StoredEvent] {
+        events.filter { $0.eventClass == .alarm && (try? JSONValue.parse(bytes: $0.payload))?.objectFields == nil }
     }
 
     /// A 2xx that is not the platform's answer: say what came instead.

@@ -908,6 +908,26 @@ public final class HubDaemon: HubControl {
         raise(.testAlarm, data: [("reason", .string("periodic alarm test"))])
     }
 
+    /// A fall the card garbled on its way out is still a fall: made again, at its own time, from
+    /// the outbox's columns, which the damage to its bytes did not reach.
+    @discardableResult
+    public func remakeDamagedAlarm(_ damaged: StoredEvent) -> EventID? {
+        let sensor = damaged.sensor.flatMap(SensorID.init).flatMap { sensorConfigs[$0] }
+        let remade = core.withLock { c -> EventID? in
+            guard let id = c.factory.remade(EventType(damaged.type), at: damaged.occurredAt, sensor: sensor, data: [
+                ("remadeFrom", .string(damaged.eventID.description)),
+                ("reason", .string("the SD card damaged this alarm's stored bytes; made again from its type, sensor and time, its state taken to be active")),
+            ]) else { return nil }
+            return commit(&c, force: true) ? id : nil
+        }
+        if remade == nil {
+            logger.critical("AN ALARM COULD NOT BE SENT: the SD card damaged the stored bytes of event \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")), and it could not be made again; check on the resident and replace the card")
+        } else {
+            logger.critical("the SD card damaged the stored bytes of alarm \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")): made again as \(remade!) and sent; replace the card")
+        }
+        return remade
+    }
+
     /// A pushed config: checked exactly as `vaktpost config check` does (zone file, certificate
     /// and key files included) from a file beside the current one, which then replaces it in one
     /// rename; then the agent restarts itself onto it. A config that fails any check is refused

@@ -17,6 +17,9 @@ public protocol HubControl: Sendable {
     func health() -> HealthSnapshot
     /// Stores a `test.alarm` event (it goes through the alarm lane like any alarm); its id.
     func raiseTestAlarm() -> EventID?
+    /// Stores an alarm again, made from what the card left readable of a stored one whose bytes
+    /// it damaged (type, sensor, time: `DeliveryLanes.damagedAlarms`); its id, or nil.
+    func remakeDamagedAlarm(_ damaged: StoredEvent) -> EventID?
     /// Validates a configuration exactly as `vaktpost config check` does and, when valid, puts it
     /// in force atomically. Nil when applied; otherwise why it was refused (the old one stays).
     func applyConfig(_ text: String, version: String) -> String?
@@ -183,8 +186,10 @@ public final class PlatformLink: Sendable {
     func handle(_ report: DeliveryLanes.Report) {
         switch report {
         case .exchanged(let at): exchanged(at: at)
-        case .rejected(let count, let reason):
-            raise(.uplinkRejected, data: [("count", .int(Int64(count))), ("reason", .string(reason))])
+        case .rejected(let count, let reason, let damagedAlarms):
+            raise(.uplinkRejected, data: [("count", .int(Int64(count))), ("reason", .string(reason))]
+                  + (damagedAlarms.isEmpty ? [] : [("remade", .array(damagedAlarms.map { .string($0.eventID.description) }))]))
+            for alarm in damagedAlarms { _ = hub.remakeDamagedAlarm(alarm) }
         case .unauthorized(let status):
             let first = state.withLock { s -> Bool in s.unauthorized == nil }
             guard first else { return }

@@ -395,8 +395,27 @@ final class Reports: Sendable {
             #expect(dead.map(\.eventID) == [states[3].eventID])
             #expect(dead.first?.reason.hasPrefix("HTTP 400: ") == true)
             #expect(dead.first?.reason.contains("not JSON (damaged on the SD card)") == true)
-            #expect(reports.all.withLock { $0.contains { if case .rejected(1, _) = $0 { true } else { false } } })
+            #expect(reports.all.withLock { $0.contains { if case .rejected(1, _, _) = $0 { true } else { false } } })
             #expect(try l.withOutbox { try $0.status().lanes[.bulk]?.depth } == 0)
+        }
+    }
+
+    /// Damaged bytes of an alarm on its own lane: a dead letter, reported as an alarm to make again.
+    @Test mutating func anAlarmWhoseBytesWereDamagedIsReportedToBeMadeAgain() throws {
+        let stub = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            let fall = event(.fallDetected), state = event(.bedState, .update)
+            let seqs = try l.withOutbox { try $0.append([fall, state]) }
+            try l.withOutbox { try $0.db.prepare("UPDATE events SET payload = substr(payload, 1, 40) WHERE seq = ?").bind(.integer(Int64(seqs[0]))).run() }
+            l.start()
+            defer { l.stop() }
+            #expect(try waitUntil(5) { try l.withOutbox { try $0.deadLetters().count } == 1 })
+            let damaged = reports.all.withLock { $0.compactMap { if case .rejected(_, _, let alarms) = $0 { alarms } else { nil } }.flatMap { $0 } }
+            #expect(damaged.map(\.eventID) == [fall.eventID])
+            #expect(damaged.first?.type == "fall.detected")
+            #expect(waitUntil(5) { (try? stub.arrivedIDs()) == [state.eventID.description] }, "the state event goes on")
         }
     }
 

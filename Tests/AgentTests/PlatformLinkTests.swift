@@ -27,7 +27,15 @@ final class TestHub: HubControl {
     }
 
     func raise(_ type: EventType, _ state: EventState, correlation: EventID?, data: [(String, JSONValue)]) -> EventID? {
-        events.raise(type, state, correlation: correlation, data: data)
+        raised.withLock { $0.append((type, .object(data))) }
+        return events.raise(type, state, correlation: correlation, data: data)
+    }
+
+    /// The data of each event raised through the hub, in order.
+    let raised = Mutex<[(EventType, JSONValue)]>([])
+    /// The data of the last `type` raised, if any.
+    func raisedData(_ type: EventType) -> JSONValue? {
+        raised.withLock { $0.last { $0.0 == type }?.1 }
     }
 
     func health() -> HealthSnapshot {
@@ -37,6 +45,12 @@ final class TestHub: HubControl {
 
     func raiseTestAlarm() -> EventID? {
         events.raise(.testAlarm, data: [("reason", .string("platform command"))])
+    }
+
+    let remade = Mutex<[EventID]>([])
+    func remakeDamagedAlarm(_ damaged: StoredEvent) -> EventID? {
+        remade.withLock { $0.append(damaged.eventID) }
+        return nil
     }
 
     func applyConfig(_ text: String, version: String) -> String? {
@@ -94,6 +108,23 @@ final class Notices: Sendable {
 
     func types(_ receiver: ReceiverProcess) throws -> [String] {
         try receiver.arrivals().events.map { "\($0["type"] as? String ?? "?")/\($0["state"] as? String ?? "?")" }
+    }
+
+    /// The card damaged an alarm's stored bytes: the platform cannot take them (400), and a
+    /// dead letter alone would leave the fall unseen. The hub is asked to make it again, and
+    /// `uplink.rejected` names it.
+    @Test func anAlarmWhoseBytesTheCardDamagedIsMadeAgain() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            let alarm = try #require(s.hub.events.raise(.fallDetected))
+            try s.outbox.with { try $0.db.prepare("UPDATE events SET payload = substr(payload, 1, 40) WHERE event_id = ?").bind(.text(alarm.description)).run() }
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(waitUntil(5) { s.hub.remade.withLock { $0 } == [alarm] })
+            #expect(try s.outbox.with { try $0.deadLetters().map(\.eventID) } == [alarm])
+            #expect(waitUntil(5) { s.hub.raisedData(.uplinkRejected)?["remade"] == .array([.string(alarm.description)]) }, "uplink.rejected names the alarm made again")
+        }
     }
 
     @Test func anAlarmIsFollowedUntilAnOperatorAcknowledgesIt() throws {

@@ -48,3 +48,31 @@ import VaktpostCore
         }
     }
 }
+
+/// An alarm whose stored bytes the card damaged is made again from the outbox's columns (type,
+/// sensor, time), which the damage did not reach (`HubDaemon.remakeDamagedAlarm`).
+@Test func anAlarmTheCardDamagedIsMadeAgainAtItsOwnTime() throws {
+    try withTemporaryDirectory { dir in
+        let d = try buttonHub(dir, outbox: dir + "/outbox.sqlite", socket: dir + "/ctl.sock")
+        defer { d.stop(.rules) }
+        let pressed = d.clock.now() - .seconds(60)
+        var rng = SystemRandomNumberGenerator()
+        let original = EventID.v7(unixMilliseconds: pressed.millisecondsSinceEpoch, using: &rng)
+        let damaged = StoredEvent(seq: 7, eventID: original, lane: .alarm, eventClass: .alarm, type: "button.pressed", priority: 1,
+                                  sensor: "button", occurredAt: pressed, payload: Array("{\"eventId\": \"01".utf8))
+        let id = try #require(d.remakeDamagedAlarm(damaged))
+        let stored = try d.outbox.with { try $0.fetch(where: "event_id = ?", [.text(id.description)], limit: 1) }
+        let json = try JSONValue.parse(bytes: try #require(stored.first).payload)
+        #expect(json["type"]?.stringValue == "button.pressed")
+        #expect(json["state"]?.stringValue == "active")
+        #expect(json["deviceId"]?.stringValue == "button")
+        let room = json["location"]?["code"]?.stringValue
+        #expect(room != nil, "the sensor's room, from its config")
+        #expect(json["data"]?["remadeFrom"]?.stringValue == original.description)
+        #expect(stored.first?.occurredAt == pressed, "when it was pressed, not when it was made again")
+
+        var unknown = damaged
+        unknown.type = "bu\u{7F}ton.pressed"  // the type column damaged too: nothing to make
+        #expect(d.remakeDamagedAlarm(unknown) == nil)
+    }
+}

@@ -24,6 +24,14 @@ public struct EventFactory {
         emit(type, state, at: time, sensor: nil, rule: nil, correlation: correlation, data: data)
     }
 
+    /// An alarm made again from what could be read of a stored one whose bytes the card damaged:
+    /// its type, sensor and time. `active` whatever it was (its state was in the damaged bytes),
+    /// so that an operator looks. Nil for a type the catalog does not know (damaged too).
+    public mutating func remade(_ type: EventType, at time: WallTime, sensor: SensorConfig?, data: [(String, JSONValue)]) -> EventID? {
+        guard EventCatalog.kind(of: type)?.eventClass == .alarm else { return nil }
+        return emit(type, .active, at: time, sensor: sensor, rule: nil, data: data)
+    }
+
     /// Records one event and returns its id. A `cleared`/`update` carries `correlation`, the id
     /// of the `active` event it belongs to; an `active` event correlates with itself.
     @discardableResult
