@@ -477,7 +477,7 @@ public final class DeliveryLanes: Sendable {
     /// spoils the whole body). Then only those are dead letters, and the others, unanswered, go
     /// again in a new batch.
     static func rejection(of batch: OutboxBatch, _ reason: String) -> (outcomes: [EventID: DeliveryOutcome], reason: String) {
-        let damaged = batch.events.count > 1 ? batch.events.filter { (try? JSONValue.parse(bytes: $0.payload))?.objectFields == nil } : []
+        let damaged = batch.events.count > 1 ? batch.events.filter(isDamaged) : []
         guard !damaged.isEmpty, damaged.count < batch.events.count else {
             return (Dictionary(uniqueKeysWithValues: batch.events.map { ($0.eventID, .rejected(reason: reason)) }), reason)
         }
@@ -490,7 +490,12 @@ public final class DeliveryLanes: Sendable {
     /// the platform cannot take them as they are, and a dead letter alone would leave a fall
     /// unseen by anyone, so the hub makes each again from what could be read.
     static func damagedAlarms(_ events: [StoredEvent]) -> [StoredEvent] {
-        events.filter { $0.eventClass == .alarm && (try? JSONValue.parse(bytes: $0.payload))?.objectFields == nil }
+        events.filter { $0.eventClass == .alarm && isDamaged($0) }
+    }
+
+    /// The event's stored bytes are not a JSON object any more: the SD card damaged them.
+    static func isDamaged(_ event: StoredEvent) -> Bool {
+        (try? JSONValue.parse(bytes: event.payload))?.objectFields == nil
     }
 
     /// A 2xx that is not the platform's answer: say what came instead.

@@ -920,10 +920,10 @@ public final class HubDaemon: HubControl {
             ]) else { return nil }
             return commit(&c, force: true) ? id : nil
         }
-        if remade == nil {
-            logger.critical("AN ALARM COULD NOT BE SENT: the SD card damaged the stored bytes of event \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")), and it could not be made again; check on the resident and replace the card")
+        if let remade {
+            logger.critical("the SD card damaged the stored bytes of alarm \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")): made again as \(remade) and sent; replace the card")
         } else {
-            logger.critical("the SD card damaged the stored bytes of alarm \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")): made again as \(remade!) and sent; replace the card")
+            logger.critical("AN ALARM COULD NOT BE SENT: the SD card damaged the stored bytes of event \(damaged.eventID) (\(damaged.type), sensor \(damaged.sensor ?? "none")), and it could not be made again; check on the resident and replace the card")
         }
         return remade
     }
