@@ -122,3 +122,75 @@ func close(_ a: JSONValue, _ b: JSONValue) -> Bool {
         #expect(BTHomeBinding.values(packet, for: sensor(.bed), field: "occupancy", rssi: nil) == ReadingValues(occupied: true, tamper: true))
     }
 }
+
+/// A plaintext sender with no packet id: it repeats each advertisement to be heard, and nothing
+/// in it tells a second press from a copy. One press must be one alarm, not one per copy.
+@Suite struct BTHomeCopiesTests {
+    let mac = "3C:2E:F5:12:34:56"
+    let single = hex("4001643a01")  // battery 100 %, button: press; no packet id (0x00), no counter
+    let double = hex("4001643a02")
+    let t0 = RFC3339.parse("2026-11-24T02:10:00Z")!.time
+
+    func presses(_ heard: [([UInt8], Duration)], history: inout BTHomeHistory) throws -> [Bool] {
+        try heard.map { bytes, at in
+            let packet = try BTHome.decode(serviceData: bytes, mac: mac, key: nil, at: t0 + at, history: &history, decrypt: AESCCM.decrypt).get()
+            #expect(packet.sensor("battery") != nil, "a copy's values stand")
+            return !packet.events.isEmpty
+        }
+    }
+
+    @Test func copiesOfOnePressFireItOnce() throws {
+        var h = BTHomeHistory()
+        let fired = try presses([(single, .zero), (single, .milliseconds(100)), (single, .milliseconds(350)), (single, .milliseconds(1200))], history: &h)
+        #expect(fired == [true, false, false, false])
+    }
+
+    /// Counted from the first copy: a sender that keeps sending one press cannot hide a press made
+    /// after it, and the same press again once 4 s have gone by is a press of its own.
+    @Test func theSameAdvertisementFourSecondsLaterIsANewPress() throws {
+        var h = BTHomeHistory()
+        let heard = stride(from: 0, through: 9_000, by: 500).map { (single, Duration.milliseconds($0)) }
+        let fired = try presses(heard, history: &h)
+        #expect(fired.enumerated().filter(\.element).map { $0.offset * 500 } == [0, 4_500, 9_000])
+    }
+
+    @Test func aDifferentPressWithinTheFourSecondsFires() throws {
+        var h = BTHomeHistory()
+        #expect(try presses([(single, .zero), (double, .milliseconds(500)), (single, .seconds(1))], history: &h) == [true, true, true])
+    }
+
+    /// A clock set back must not turn a new press into a copy (a dropped alarm), nor a sender's
+    /// packet ids, started again after a battery change, into old ones for the next hour.
+    @Test func aClockSetBackMakesNoPressACopyAndNoPacketOld() throws {
+        var h = BTHomeHistory()
+        #expect(try presses([(single, .zero), (single, .seconds(-3600))], history: &h) == [true, true])
+        var ids = BTHomeHistory()
+        _ = try BTHome.decode(serviceData: hex("4000c801643a01"), mac: mac, key: nil, at: t0, history: &ids, decrypt: AESCCM.decrypt).get()  // packet id 200
+        let restarted = BTHome.decode(serviceData: hex("40006401643a01"), mac: mac, key: nil, at: t0 - .seconds(3600), history: &ids, decrypt: AESCCM.decrypt)
+        #expect(try restarted.get().events.isEmpty == false)
+        // With the clock moving forward, packet id 100 a second after 200 is still refused as old.
+        var forward = BTHomeHistory()
+        _ = try BTHome.decode(serviceData: hex("4000c801643a01"), mac: mac, key: nil, at: t0, history: &forward, decrypt: AESCCM.decrypt).get()
+        #expect(BTHome.decode(serviceData: hex("40006401643a01"), mac: mac, key: nil, at: t0 + .seconds(1), history: &forward, decrypt: AESCCM.decrypt)
+                == .failure(.olderPacketID(100, last: 200)))
+    }
+
+    /// Senders with a packet id or a counter are told apart by those, as before.
+    @Test func aPacketIDStillDecides() throws {
+        var h = BTHomeHistory()
+        let a = try BTHome.decode(serviceData: hex("40000501643a01"), mac: mac, key: nil, at: t0, history: &h, decrypt: AESCCM.decrypt).get()
+        let b = try BTHome.decode(serviceData: hex("40000601643a01"), mac: mac, key: nil, at: t0 + .milliseconds(300), history: &h, decrypt: AESCCM.decrypt).get()
+        #expect(!a.events.isEmpty && !b.events.isEmpty, "a new packet id is a new press, however close")
+        #expect(h.lastPress == nil)
+    }
+
+    /// A copy read after a restart (the kept scanning socket hands the new run what was heard
+    /// meanwhile) is still a copy.
+    @Test func theLastPressSurvivesARestart() throws {
+        var h = BTHomeHistory()
+        #expect(try presses([(single, .zero)], history: &h) == [true])
+        var restored = try #require(BTHomeHistory.histories(from: BTHomeHistory.json([mac: h]))?[mac])
+        #expect(restored == h)
+        #expect(try presses([(single, .seconds(2))], history: &restored) == [false])
+    }
+}

@@ -51,6 +51,8 @@ extension BTHomeHistory {
                 ("lastCounter", h.lastCounter.map { .int(Int64($0)) }),
                 ("lastPacketId", h.lastPacketID.map { .int(Int64($0)) }),
                 ("lastAcceptedAt", h.lastAcceptedAt.map { .int($0.nanosecondsSinceEpoch) }),
+                ("lastPress", h.lastPress.map { .string(Hex.string($0)) }),
+                ("lastPressAt", h.lastPressAt.map { .int($0.nanosecondsSinceEpoch) }),
             ]))
         })
     }
@@ -62,7 +64,9 @@ extension BTHomeHistory {
             out[address] = BTHomeHistory(
                 lastCounter: h["lastCounter"]?.intValue.flatMap { UInt32(exactly: $0) },
                 lastPacketID: h["lastPacketId"]?.intValue.flatMap { UInt8(exactly: $0) },
-                lastAcceptedAt: h["lastAcceptedAt"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) })
+                lastAcceptedAt: h["lastAcceptedAt"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) },
+                lastPress: h["lastPress"]?.stringValue.flatMap(Hex.bytes),
+                lastPressAt: h["lastPressAt"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) })
         }
         return out
     }

@@ -110,11 +110,19 @@ public struct BTHomeHistory: Equatable, Sendable {
     public var lastCounter: UInt32?
     public var lastPacketID: UInt8?
     public var lastAcceptedAt: WallTime?
+    /// A sender with neither counter nor packet id: the bytes of the last press it was heard
+    /// making and when they were first heard, so that the same advertisement repeated (senders
+    /// send each several times to be heard) fires the press once.
+    public var lastPress: [UInt8]?
+    public var lastPressAt: WallTime?
 
-    public init(lastCounter: UInt32? = nil, lastPacketID: UInt8? = nil, lastAcceptedAt: WallTime? = nil) {
+    public init(lastCounter: UInt32? = nil, lastPacketID: UInt8? = nil, lastAcceptedAt: WallTime? = nil,
+                lastPress: [UInt8]? = nil, lastPressAt: WallTime? = nil) {
         self.lastCounter = lastCounter
         self.lastPacketID = lastPacketID
         self.lastAcceptedAt = lastAcceptedAt
+        self.lastPress = lastPress
+        self.lastPressAt = lastPressAt
     }
 }
 
@@ -130,7 +138,14 @@ public enum BTHome {
     /// - the counter must move forward. Counters compare as 32-bit serial numbers (RFC 1982),
     ///   so 0 after 0xFFFFFFFF is forward, an older counter is refused, and an equal one is the
     ///   same packet again: its values stand and its events do not fire twice;
-    /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old.
+    /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old;
+    /// - from a sender with neither, a press whose advertisement is byte for byte the one first
+    ///   heard less than 4 s before is a copy: its values stand, its press does not fire again.
+    ///   Nothing in such an advertisement tells a second press from a copy; the 4 s are counted
+    ///   from the first, so a sender that keeps sending one press cannot hide a later one.
+    ///
+    /// "Within 4 s" needs the clock to have moved forward: after it was set back, a packet is
+    /// taken as new, never as a copy (which would drop a press) or as old (which would refuse it).
     public static func decode(
         serviceData: [UInt8], mac: String, key: [UInt8]?, at time: WallTime, history: inout BTHomeHistory, decrypt: Decrypt
     ) -> Result<BTHomePacket, BTHomeRejection> {
@@ -170,12 +185,20 @@ public enum BTHome {
         case .failure(let e): return .failure(e)
         case .success(let p): packet = p
         }
-        if let id = packet.packetID, let last = history.lastPacketID, let lastAt = history.lastAcceptedAt, time - lastAt <= .seconds(4) {
+        if let id = packet.packetID, let last = history.lastPacketID, let lastAt = history.lastAcceptedAt, within4s(lastAt, time) {
             let ahead = id &- last
             if ahead == 0 { return .failure(.duplicatePacketID(id)) }
             if ahead >= 64 { return .failure(.olderPacketID(id, last: last)) }
         } else if let id = packet.packetID, id == history.lastPacketID {
             retransmission = true  // the same packet id after a pause: values stand, events already fired
+        }
+        if counter == nil, packet.packetID == nil, !packet.events.isEmpty {
+            if serviceData == history.lastPress, let first = history.lastPressAt, within4s(first, time) {
+                retransmission = true
+            } else {
+                history.lastPress = serviceData
+                history.lastPressAt = time
+            }
         }
         packet.counter = counter
         packet.isRetransmission = retransmission
@@ -184,6 +207,11 @@ public enum BTHome {
         if let id = packet.packetID { history.lastPacketID = id }
         history.lastAcceptedAt = time
         return .success(packet)
+    }
+
+    static func within4s(_ earlier: WallTime, _ time: WallTime) -> Bool {
+        let elapsed = time - earlier
+        return elapsed >= .zero && elapsed <= .seconds(4)
     }
 
     /// `54:48:E6:8F:80:A5` → `[0x54, 0x48, 0xE6, 0x8F, 0x80, 0xA5]`
