@@ -914,7 +914,8 @@ public final class HubDaemon: HubControl {
     public func remakeDamagedAlarm(_ damaged: StoredEvent) -> EventID? {
         let sensor = damaged.sensor.flatMap(SensorID.init).flatMap { sensorConfigs[$0] }
         let remade = core.withLock { c -> EventID? in
-            guard let id = c.factory.remade(EventType(damaged.type), at: damaged.occurredAt, sensor: sensor, data: [
+            let rule = engine.rule(withOpenAlarm: damaged.eventID, in: c.state)
+            guard let id = c.factory.remade(EventType(damaged.type), from: damaged.eventID, at: damaged.occurredAt, sensor: sensor, rule: rule, data: [
                 ("remadeFrom", .string(damaged.eventID.description)),
                 ("reason", .string("the SD card damaged this alarm's stored bytes; made again from its type, sensor and time, its state taken to be active")),
             ]) else { return nil }

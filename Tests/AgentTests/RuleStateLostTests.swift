@@ -1,9 +1,11 @@
 import Foundation
+import Logging
 @testable import Outbox
 import SQLiteStore
 import Testing
 @testable import Agent
 import VaktpostCore
+import VaktpostPosix
 
 /// The rule engine's state is committed in the outbox with the events it produced. If a start
 /// cannot read it (damaged on the card, written by a newer agent), the rules start afresh: a
@@ -74,5 +76,36 @@ import VaktpostCore
         var unknown = damaged
         unknown.type = "bu\u{7F}ton.pressed"  // the type column damaged too: nothing to make
         #expect(d.remakeDamagedAlarm(unknown) == nil)
+    }
+}
+
+/// A remade alarm the rules still have open takes the damaged one's place in its story: its
+/// correlation is the damaged id, which the rule's `cleared` carries, so the platform can end it.
+@Test func anAlarmTheRulesHaveOpenIsMadeAgainWithItsRuleAndEndedByItsClearing() throws {
+    try withTemporaryDirectory { dir in
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+        let now = WallTime(nanosecondsSinceEpoch: SystemClock.now())
+        let hours = SystemClock.now() / 3_600_000_000_000
+        let window = String(format: "%02d:00-%02d:00", Int((hours + 20) % 24), Int((hours + 2) % 24))
+        let config = try writeBedHubConfig(dir, window: window)
+        let d = try HubDaemon(options: RunOptions(configPath: config, socketPath: dir + "/run/ctl.sock", auditLog: dir + "/audit.log"),
+                              logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        defer { d.stop(.rules) }
+        d.heardSerial(bedPad(true), at: now - .seconds(3 * 3600), receiver: "usb300")
+        d.heardSerial(bedPad(false), at: now - .seconds(2 * 3600), receiver: "usb300")
+        d.step()
+        var original = try #require(try d.outbox.with { try $0.fetch(where: "type = 'bed.not_returned'", [], limit: 1) }.first)
+        original.payload = Array("{\"eventId\": \"01".utf8)
+
+        let id = try #require(d.remakeDamagedAlarm(original))
+        let remade = try JSONValue.parse(bytes: try #require(try d.outbox.with { try $0.fetch(where: "event_id = ?", [.text(id.description)], limit: 1) }.first).payload)
+        #expect(remade["correlationId"]?.stringValue == original.eventID.description)
+        #expect(remade["rule"]?["id"]?.stringValue == "night-bed")
+
+        d.heardSerial(bedPad(true), at: now, receiver: "usb300")
+        let cleared = try d.outbox.with { try $0.fetch(where: "type = 'bed.not_returned' AND event_id <> ?", [.text(id.description)], limit: 10) }
+            .map { try JSONValue.parse(bytes: $0.payload) }.filter { $0["state"]?.stringValue == "cleared" }
+        #expect(cleared.count == 1)
+        #expect(cleared.first?["correlationId"] == remade["correlationId"], "the clearing ends the remade alarm")
     }
 }

@@ -26,10 +26,14 @@ public struct EventFactory {
 
     /// An alarm made again from what could be read of a stored one whose bytes the card damaged:
     /// its type, sensor and time. `active` whatever it was (its state was in the damaged bytes),
-    /// so that an operator looks. Nil for a type the catalog does not know (damaged too).
-    public mutating func remade(_ type: EventType, at time: WallTime, sensor: SensorConfig?, data: [(String, JSONValue)]) -> EventID? {
+    /// so that an operator looks. Its correlation is the damaged one's id, the one the alarm's
+    /// later `update` and `cleared` carry, so that they end the remade alarm on the platform;
+    /// `rule` when the rules still have it open. Nil for a type the catalog does not know
+    /// (damaged too).
+    public mutating func remade(_ type: EventType, from damaged: EventID, at time: WallTime, sensor: SensorConfig?, rule: RuleConfig?,
+                                data: [(String, JSONValue)]) -> EventID? {
         guard EventCatalog.kind(of: type)?.eventClass == .alarm else { return nil }
-        return emit(type, .active, at: time, sensor: sensor, rule: nil, data: data)
+        return emit(type, .active, at: time, sensor: sensor, rule: rule, correlation: damaged, data: data)
     }
 
     /// Records one event and returns its id. A `cleared`/`update` carries `correlation`, the id

@@ -51,6 +51,12 @@ public struct RuleEngine: Sendable {
         nextDue(state)?.0
     }
 
+    /// The rule whose open alarm is `alarm`: what an alarm remade after its stored bytes were
+    /// damaged (`EventFactory.remade`) still knows of itself.
+    public func rule(withOpenAlarm alarm: EventID, in state: EngineState) -> RuleConfig? {
+        rules.first { state.rules[$0.id]?.active == alarm }
+    }
+
     /// First run: remember the start, and schedule the daily checks from it.
     func start(_ state: inout EngineState, at time: WallTime) {
         guard state.startedAt == nil else { return }
