@@ -45,6 +45,7 @@ func exercise(_ input: [UInt8]) {
         var history = BTHomeHistory()
         let t = WallTime(secondsSinceEpoch: 1_790_000_000)
         _ = BTHome.decode(serviceData: body, mac: "54:48:E6:8F:80:A5", key: nil, at: t, history: &history, decrypt: AESCCM.decrypt)
+        _ = BTHome.decode(serviceData: body, mac: "54:48:E6:8F:80:A5", key: nil, at: t + .seconds(1), history: &history, decrypt: AESCCM.decrypt)  // a copy
         _ = BTHome.decode(serviceData: body, mac: "54:48:E6:8F:80:A5", key: key, at: t, history: &history, decrypt: AESCCM.decrypt)
     case 3:
         _ = ConfigReader.read(String(decoding: body, as: UTF8.self))
