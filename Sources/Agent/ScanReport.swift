@@ -10,8 +10,10 @@ public struct ScanReport: Sendable {
     public mutating func add(_ heard: BLEHeard) {
         if devices[heard.address] == nil { order.append(heard.address) }
         var entry = devices[heard.address] ?? (heard, 0)
-        // Keep the last decode that worked, so a refused repeat does not hide what the sensor said.
-        if heard.packet != nil || entry.heard.packet == nil { entry.heard = heard } else { entry.heard.rssi = heard.rssi }
+        // Keep the last decode that said something new, so that a repeat (refused, or the same
+        // packet again with its press taken out) does not hide the press the technician made.
+        let new = heard.packet.map { !$0.isRetransmission } ?? false
+        if new || entry.heard.packet == nil { entry.heard = heard } else { entry.heard.rssi = heard.rssi }
         entry.count += 1
         devices[heard.address] = entry
     }
