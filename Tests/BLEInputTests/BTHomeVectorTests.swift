@@ -159,6 +159,16 @@ func close(_ a: JSONValue, _ b: JSONValue) -> Bool {
         #expect(try presses([(single, .zero), (double, .milliseconds(500)), (single, .seconds(1))], history: &h) == [true, true, true])
     }
 
+    /// A sender that says "no press" between two presses has made two: the second is no copy,
+    /// however soon.
+    @Test func aPressAfterSomethingElseIsNoCopy() throws {
+        var h = BTHomeHistory()
+        let none = hex("4001643a00")
+        let fired = try presses([(single, .zero), (single, .milliseconds(300)), (none, .seconds(1)), (none, .milliseconds(1300)),
+                                 (single, .seconds(2)), (single, .milliseconds(2300))], history: &h)
+        #expect(fired == [true, false, false, false, true, false])
+    }
+
     /// A clock set back must not turn a new press into a copy (a dropped alarm), nor a sender's
     /// packet ids, started again after a battery change, into old ones for the next hour.
     @Test func aClockSetBackMakesNoPressACopyAndNoPacketOld() throws {
@@ -181,7 +191,7 @@ func close(_ a: JSONValue, _ b: JSONValue) -> Bool {
         let a = try BTHome.decode(serviceData: hex("40000501643a01"), mac: mac, key: nil, at: t0, history: &h, decrypt: AESCCM.decrypt).get()
         let b = try BTHome.decode(serviceData: hex("40000601643a01"), mac: mac, key: nil, at: t0 + .milliseconds(300), history: &h, decrypt: AESCCM.decrypt).get()
         #expect(!a.events.isEmpty && !b.events.isEmpty, "a new packet id is a new press, however close")
-        #expect(h.lastPress == nil)
+        #expect(h.lastAdvertisement == nil)
     }
 
     /// A copy read after a restart (the kept scanning socket hands the new run what was heard

@@ -51,8 +51,8 @@ extension BTHomeHistory {
                 ("lastCounter", h.lastCounter.map { .int(Int64($0)) }),
                 ("lastPacketId", h.lastPacketID.map { .int(Int64($0)) }),
                 ("lastAcceptedAt", h.lastAcceptedAt.map { .int($0.nanosecondsSinceEpoch) }),
-                ("lastPress", h.lastPress.map { .string(Hex.string($0)) }),
-                ("lastPressAt", h.lastPressAt.map { .int($0.nanosecondsSinceEpoch) }),
+                ("lastAdvertisement", h.lastAdvertisement.map { .string(Hex.string($0)) }),
+                ("sameSince", h.sameSince.map { .int($0.nanosecondsSinceEpoch) }),
             ]))
         })
     }
@@ -65,8 +65,8 @@ extension BTHomeHistory {
                 lastCounter: h["lastCounter"]?.intValue.flatMap { UInt32(exactly: $0) },
                 lastPacketID: h["lastPacketId"]?.intValue.flatMap { UInt8(exactly: $0) },
                 lastAcceptedAt: h["lastAcceptedAt"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) },
-                lastPress: h["lastPress"]?.stringValue.flatMap(Hex.bytes),
-                lastPressAt: h["lastPressAt"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) })
+                lastAdvertisement: h["lastAdvertisement"]?.stringValue.flatMap(Hex.bytes),
+                sameSince: h["sameSince"]?.intValue.map { WallTime(nanosecondsSinceEpoch: $0) })
         }
         return out
     }

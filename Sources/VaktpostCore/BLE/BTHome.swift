@@ -110,19 +110,19 @@ public struct BTHomeHistory: Equatable, Sendable {
     public var lastCounter: UInt32?
     public var lastPacketID: UInt8?
     public var lastAcceptedAt: WallTime?
-    /// A sender with neither counter nor packet id: the bytes of the last press it was heard
-    /// making and when they were first heard, so that the same advertisement repeated (senders
-    /// send each several times to be heard) fires the press once.
-    public var lastPress: [UInt8]?
-    public var lastPressAt: WallTime?
+    /// A sender with neither counter nor packet id: the bytes of its last advertisement and when
+    /// it began sending them, so that a press it repeats (senders send each advertisement several
+    /// times to be heard) fires once.
+    public var lastAdvertisement: [UInt8]?
+    public var sameSince: WallTime?
 
     public init(lastCounter: UInt32? = nil, lastPacketID: UInt8? = nil, lastAcceptedAt: WallTime? = nil,
-                lastPress: [UInt8]? = nil, lastPressAt: WallTime? = nil) {
+                lastAdvertisement: [UInt8]? = nil, sameSince: WallTime? = nil) {
         self.lastCounter = lastCounter
         self.lastPacketID = lastPacketID
         self.lastAcceptedAt = lastAcceptedAt
-        self.lastPress = lastPress
-        self.lastPressAt = lastPressAt
+        self.lastAdvertisement = lastAdvertisement
+        self.sameSince = sameSince
     }
 }
 
@@ -139,10 +139,11 @@ public enum BTHome {
     ///   so 0 after 0xFFFFFFFF is forward, an older counter is refused, and an equal one is the
     ///   same packet again: its values stand and its events do not fire twice;
     /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old;
-    /// - from a sender with neither, a press whose advertisement is byte for byte the one first
-    ///   heard less than 4 s before is a copy: its values stand, its press does not fire again.
-    ///   Nothing in such an advertisement tells a second press from a copy; the 4 s are counted
-    ///   from the first, so a sender that keeps sending one press cannot hide a later one.
+    /// - from a sender with neither, a press whose advertisement is byte for byte the last one
+    ///   heard from it, sent for less than 4 s, is a copy: its values stand, its press does not
+    ///   fire again. Nothing in such an advertisement tells a second press from a copy; anything
+    ///   else heard between the two makes it a new press, and the 4 s count from the first
+    ///   copy, so a sender that keeps sending one press cannot hide a later one.
     ///
     /// "Within 4 s" needs the clock to have moved forward: after it was set back, a packet is
     /// taken as new, never as a copy (which would drop a press) or as old (which would refuse it).
@@ -192,12 +193,12 @@ public enum BTHome {
         } else if let id = packet.packetID, id == history.lastPacketID {
             retransmission = true  // the same packet id after a pause: values stand, events already fired
         }
-        if counter == nil, packet.packetID == nil, !packet.events.isEmpty {
-            if serviceData == history.lastPress, let first = history.lastPressAt, within4s(first, time) {
+        if counter == nil, packet.packetID == nil {
+            if serviceData == history.lastAdvertisement, let first = history.sameSince, within4s(first, time) {
                 retransmission = true
-            } else {
-                history.lastPress = serviceData
-                history.lastPressAt = time
+            } else if serviceData != history.lastAdvertisement || !packet.events.isEmpty {
+                history.lastAdvertisement = serviceData
+                history.sameSince = time
             }
         }
         packet.counter = counter
