@@ -140,8 +140,8 @@ public enum BTHome {
     ///   same packet again: its values stand and its events do not fire twice;
     /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old;
     /// - from a sender with neither, a press whose advertisement is byte for byte the last one
-    ///   heard from it, sent for less than 4 s, is a copy: its values stand, its press does not
-    ///   fire again. Nothing in such an advertisement tells a second press from a copy; anything
+    ///   heard from it, which it began sending less than 4 s before, is a copy: its values
+    ///   stand, its press does not fire again. Nothing in such an advertisement tells a second press from a copy; anything
     ///   else heard between the two makes it a new press, and the 4 s count from the first
     ///   copy, so a sender that keeps sending one press cannot hide a later one.
     ///
