@@ -2,7 +2,7 @@ import BLEInput
 import Testing
 import TestSupport
 @testable import Agent
-import VaktpostCore
+@testable import VaktpostCore
 import VaktpostPosix
 
 let bleFixtures = repositoryRoot + "/Tests/Fixtures/ble"
@@ -58,6 +58,30 @@ let bleFixtures = repositoryRoot + "/Tests/Fixtures/ble"
         let phone = heard.first { $0.address == "5A:11:22:33:44:55" }
         #expect(phone != nil && phone?.sensor == nil && phone?.packet == nil)
         #expect(heard.first { $0.sensor?.rawValue == "front-door" }?.localName == "SBDW-002C")
+    }
+
+    /// A fall button without packet id sends its press several times: one fall alarm, and no
+    /// "another fall" news for the copies. Then it says "no press", and a press after that is
+    /// news again (the alarm is still open).
+    @Test func aPressSentSeveralTimesIsOneFall() throws {
+        let config = try config()
+        var router = BLERouter(sensors: config.sensors)
+        let engine = RuleEngine(config: config, zone: .utc)
+        var state = EngineState()
+        var events = EventFactory(rng: SplitMix64(seed: 3)) { EventTime(wall: $0, utcOffsetSeconds: 0, boottimeNanoseconds: 0, bootID: "b", clockSynced: true) }
+        let t0 = WallTime(secondsSinceEpoch: 1_790_000_000)
+        func advert(_ serviceData: String, at ms: Int64) {
+            let bytes = bytesFromHex(serviceData)
+            let report = AdvertisingReport(address: "3C:2E:F5:AB:CD:EF", addressType: .public, rssi: -60, extended: false,
+                                           data: [UInt8(bytes.count + 3), 0x16, 0xD2, 0xFC] + bytes)
+            let heard = router.handle(report, at: t0 + .milliseconds(ms), decrypt: AESCCM.decrypt)
+            if let reading = heard.reading { engine.handle(reading, state: &state, events: &events) }
+        }
+        for ms in stride(from: Int64(0), through: 1_500, by: 300) { advert("4001643a01", at: ms) }
+        #expect(events.events.map { "\($0.type.rawValue) \($0.state.rawValue)" } == ["fall.detected active"])
+        advert("4001643a00", at: 2_000)
+        advert("4001643a01", at: 2_500)
+        #expect(events.events.map { "\($0.type.rawValue) \($0.state.rawValue)" } == ["fall.detected active", "fall.detected update"])
     }
 
     /// Counters survive a restart: after saving and loading, a replayed older packet is still refused,
