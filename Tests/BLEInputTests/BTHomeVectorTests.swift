@@ -191,7 +191,21 @@ func close(_ a: JSONValue, _ b: JSONValue) -> Bool {
         let a = try BTHome.decode(serviceData: hex("40000501643a01"), mac: mac, key: nil, at: t0, history: &h, decrypt: AESCCM.decrypt).get()
         let b = try BTHome.decode(serviceData: hex("40000601643a01"), mac: mac, key: nil, at: t0 + .milliseconds(300), history: &h, decrypt: AESCCM.decrypt).get()
         #expect(!a.events.isEmpty && !b.events.isEmpty, "a new packet id is a new press, however close")
-        #expect(h.lastAdvertisement == nil)
+    }
+
+    /// The last packet id again after a pause: the same packet when its bytes are (a sender
+    /// repeating it), a new press when they are not. Packet ids are one byte: a sender's ids
+    /// start again when its battery is changed, and come round while it is out of range, and a
+    /// fall pressed then must not be taken for an old one.
+    @Test func theLastPacketIDAgainIsANewPressOnlyWithOtherBytes() throws {
+        var h = BTHomeHistory()
+        func fires(_ bytes: String, at seconds: Int64) throws -> Bool {
+            try !BTHome.decode(serviceData: hex(bytes), mac: mac, key: nil, at: t0 + .seconds(seconds), history: &h, decrypt: AESCCM.decrypt).get().events.isEmpty
+        }
+        #expect(try fires("40000501643a01", at: 0))
+        #expect(try !fires("40000501643a01", at: 60), "the same packet after a minute")
+        #expect(try fires("40000501633a01", at: 3600), "packet id 5 again an hour later, battery 99 %: a press")
+        #expect(try fires("40000501633a02", at: 7200), "and a double press under the same id")
     }
 
     /// A copy read after a restart (the kept scanning socket hands the new run what was heard

@@ -110,9 +110,10 @@ public struct BTHomeHistory: Equatable, Sendable {
     public var lastCounter: UInt32?
     public var lastPacketID: UInt8?
     public var lastAcceptedAt: WallTime?
-    /// A sender with neither counter nor packet id: the bytes of its last advertisement and when
-    /// it began sending them, so that a press it repeats (senders send each advertisement several
-    /// times to be heard) fires once.
+    /// The bytes of the sender's last advertisement and when it began sending them: a sender
+    /// with neither counter nor packet id repeats a press (senders send each advertisement
+    /// several times to be heard), and it fires once; a packet id heard again after a pause is
+    /// the same packet only with the same bytes.
     public var lastAdvertisement: [UInt8]?
     public var sameSince: WallTime?
 
@@ -138,7 +139,8 @@ public enum BTHome {
     /// - the counter must move forward. Counters compare as 32-bit serial numbers (RFC 1982),
     ///   so 0 after 0xFFFFFFFF is forward, an older counter is refused, and an equal one is the
     ///   same packet again: its values stand and its events do not fire twice;
-    /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old;
+    /// - a packet id seen within the last 4 s is a repeat, and one not ahead by 1-63 is old; the
+    ///   last id again later is the same packet if its bytes are, and a new one if they are not;
     /// - from a sender with neither, a press whose advertisement is byte for byte the last one
     ///   heard from it, which it began sending less than 4 s before, is a copy: its values
     ///   stand, its press does not fire again. Nothing in such an advertisement tells a second press from a copy; anything
@@ -186,20 +188,22 @@ public enum BTHome {
         case .failure(let e): return .failure(e)
         case .success(let p): packet = p
         }
+        let sameAsLast = serviceData == history.lastAdvertisement
         if let id = packet.packetID, let last = history.lastPacketID, let lastAt = history.lastAcceptedAt, within4s(lastAt, time) {
             let ahead = id &- last
             if ahead == 0 { return .failure(.duplicatePacketID(id)) }
             if ahead >= 64 { return .failure(.olderPacketID(id, last: last)) }
-        } else if let id = packet.packetID, id == history.lastPacketID {
-            retransmission = true  // the same packet id after a pause: values stand, events already fired
+        } else if let id = packet.packetID, id == history.lastPacketID, sameAsLast {
+            // The same packet after a pause: values stand, events already fired. The same id
+            // with other bytes is another packet (ids restarted, or came round unheard): it fires.
+            retransmission = true
         }
-        if counter == nil, packet.packetID == nil {
-            if serviceData == history.lastAdvertisement, let first = history.sameSince, within4s(first, time) {
-                retransmission = true
-            } else if serviceData != history.lastAdvertisement || !packet.events.isEmpty {
-                history.lastAdvertisement = serviceData
-                history.sameSince = time
-            }
+        if counter == nil, packet.packetID == nil, sameAsLast, let first = history.sameSince, within4s(first, time) {
+            retransmission = true
+        }
+        if !sameAsLast || (!packet.events.isEmpty && !retransmission) {
+            history.lastAdvertisement = serviceData
+            history.sameSince = time
         }
         packet.counter = counter
         packet.isRetransmission = retransmission
