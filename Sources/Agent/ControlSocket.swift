@@ -116,6 +116,7 @@ extension HubDaemon {
                 ("lastSeenAt", h?.lastSeen.map(stamp)), ("silentForS", h?.lastSeen.map { .int((now - $0).nanoseconds / 1_000_000_000) }),
                 ("supervisionS", s.supervision.map { .int($0.nanoseconds / 1_000_000_000) }),
                 ("batteryPct", h?.batteryPercent.map { .int(Int64($0)) }), ("rssi", h?.rssi.map { .int(Int64($0)) }), ("state", h?.state.map { .string($0) }),
+                ("refused", h?.refused.map { $0.json(since: stamp($0.since)) }),
             ]
             return .object(dropping: fields)
         }

@@ -53,7 +53,8 @@ public enum DaemonReports {
         for x in list {
             rows.append([x["id"]?.stringValue ?? "?", x["role"]?.stringValue ?? "", x["room"]?.stringValue ?? "", x["transport"]?.stringValue ?? "",
                          x["lastSeenAt"]?.stringValue ?? "never", x["lastSeenAt"] == nil ? "-" : seconds(x["silentForS"]),
-                         x["batteryPct"]?.intValue.map { "\($0) %" } ?? "-", x["rssi"]?.intValue.map { "\($0) dBm" } ?? "-", x["state"]?.stringValue ?? "-"])
+                         x["batteryPct"]?.intValue.map { "\($0) %" } ?? "-", x["rssi"]?.intValue.map { "\($0) dBm" } ?? "-",
+                         x["refused"].map { "REFUSED x\($0["count"]?.intValue ?? 0): \($0["reason"]?.stringValue ?? "")" } ?? x["state"]?.stringValue ?? "-"])
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in row.indices.map { padded(row[$0], widths[$0]) }.joined(separator: "  ") }.joined(separator: "\n") + "\n"
@@ -143,6 +144,11 @@ public struct Checklist {
         for s in sensors {
             let id = s["id"]?.stringValue ?? "?"
             let detail = [s["rssi"]?.intValue.map { "RSSI \($0) dBm" }, s["batteryPct"]?.intValue.map { "battery \($0) %" }].compactMap { $0 }.joined(separator: ", ")
+            if let refused = s["refused"] {
+                add(.fail, "sensor \(id) heard: \(refused["count"]?.intValue ?? 0) packets refused since \(refused["since"]?.stringValue ?? "?") (\(refused["reason"]?.stringValue ?? ""))",
+                    "a wrong bthome_key: compare it with the sensor's; a counter gone back after a battery change: delete its entry in bthome.json beside the outbox and restart the agent; `vaktpost scan --ble` shows each packet's fate")
+                continue
+            }
             guard s["lastSeenAt"] != nil else {
                 add(.fail, "sensor \(id) heard", "nothing heard since the agent started: wake it (press its button, open the door), check its key/address and range; `vaktpost scan`")
                 continue

@@ -520,7 +520,23 @@ public final class HubDaemon: HubControl {
         core.withLock { c in
             let heard = c.ble.handle(report, at: time, decrypt: AESCCM.decrypt)
             if let reading = heard.reading { apply(reading, &c) }
+            if let sensor = heard.sensor, let rejection = heard.rejection, rejection.saysTheSensorIsNotHeard {
+                refused(sensor, rejection, at: time, &c)
+            }
         }
+    }
+
+    /// A configured sensor's packet refused for a reason its repeats never have (a wrong key, a
+    /// counter that went back): until a packet is taken again the sensor is not heard, and
+    /// `sensor.silent` would say so only after its supervision time, and not why. The journal
+    /// says it at the first refusal; `vaktpost status` and the heartbeat say it until then.
+    func refused(_ sensor: SensorID, _ rejection: BTHomeRejection, at time: WallTime, _ c: inout Core) {
+        var health = c.sensors[sensor] ?? .init(deviceID: sensor.rawValue)
+        if health.refused == nil {
+            logger.error("the packets of sensor \(sensor) are refused: \(rejection); it is not heard until one is taken. A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: delete the sensor's entry in \(historyStore.path) and restart the agent. Otherwise someone may be replaying or spoofing it")
+        }
+        health.refused = .init(reason: rejection.description, count: (health.refused?.count ?? 0) + 1, since: health.refused?.since ?? time)
+        c.sensors[sensor] = health
     }
 
     func heardSerial(_ telegram: ESP3Telegram, at time: WallTime, receiver: String) {
@@ -537,6 +553,10 @@ public final class HubDaemon: HubControl {
         health.batteryPercent = reading.values.battery ?? health.batteryPercent
         health.rssi = reading.values.rssi ?? health.rssi
         health.state = Self.describe(reading.values) ?? health.state
+        if let refusal = health.refused {
+            health.refused = nil
+            logger.notice("sensor \(reading.sensor) is heard again after \(refusal.count) refused packets")
+        }
         c.sensors[reading.sensor] = health
         engine.handle(reading, state: &c.state, events: &c.factory)
         if let sensor = sensorConfigs[reading.sensor] { c.floods.heard(sensor, at: reading.receivedAt, events: &c.factory) }

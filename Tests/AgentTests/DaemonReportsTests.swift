@@ -15,4 +15,18 @@ struct DaemonReportsTests {
                                                              ("writeFailure", .string("disk I/O error, SQLite code 778"))]))
         #expect(failing.contains("CANNOT WRITE (disk I/O error, SQLite code 778): 3 events held in memory"))
     }
+
+    /// A sensor whose packets are refused says so in `status` and fails `check`, with the reason.
+    @Test func aRefusedSensorShowsInStatusAndFailsTheCheck() throws {
+        let refused: JSONValue = .object([("reason", .string("the MIC does not verify: wrong bthome_key, wrong address, or a forged packet")),
+                                          ("count", .int(7)), ("since", .string("2026-12-07T03:10:00+01:00"))])
+        let status: JSONValue = .object([("sensors", .array([.object([("id", .string("fall")), ("role", .string("fall")), ("room", .string("bathroom")),
+                                                                         ("transport", .string("ble")), ("refused", refused)])]))])
+        #expect(DaemonReports.sensors(status).contains("REFUSED x7: the MIC does not verify"))
+        let config = try #require(ConfigReader.read("[hub]\nid = \"h\"\n[[sensors]]\nid = \"fall\"\nrole = \"fall\"\nroom = \"bathroom\"\n", scope: .replay).config)
+        var checks = Checklist()
+        checks.sensorChecks(config, status)
+        #expect(checks.text.contains("FAIL"), "\(checks.text)")
+        #expect(checks.text.contains("7 packets refused since 2026-12-07T03:10:00+01:00"), "\(checks.text)")
+    }
 }

@@ -104,6 +104,18 @@ public enum BTHomeRejection: Error, Equatable, Sendable, CustomStringConvertible
     }
 }
 
+extension BTHomeRejection {
+    /// Whether the sensor's packets stop being heard for this (a key, a counter, a format),
+    /// as opposed to a repeat of a packet already taken (`duplicatePacketID`, `olderPacketID`),
+    /// which every sensor sends.
+    public var saysTheSensorIsNotHeard: Bool {
+        switch self {
+        case .duplicatePacketID, .olderPacketID: return false
+        default: return true
+        }
+    }
+}
+
 /// What the agent remembers about one BTHome sender between packets (persisted per device, so a
 /// replayed old packet is refused after a restart too).
 public struct BTHomeHistory: Equatable, Sendable {

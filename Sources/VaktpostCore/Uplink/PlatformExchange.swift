@@ -40,12 +40,34 @@ public struct HealthSnapshot: Sendable, Equatable {
         public var batteryPercent: Int?
         public var rssi: Int?
         public var state: String?
+        /// Packets from the sensor refused since it was last heard: a wrong key, a counter that
+        /// went back (a replay, or a sensor that restarted its counter). It is not silent, and
+        /// not heard either: this says why.
+        public var refused: Refusal?
         public init(deviceID: String, lastSeen: WallTime? = nil, batteryPercent: Int? = nil, rssi: Int? = nil, state: String? = nil) {
             self.deviceID = deviceID
             self.lastSeen = lastSeen
             self.batteryPercent = batteryPercent
             self.rssi = rssi
             self.state = state
+        }
+    }
+
+    /// Why the last refused packet was refused, how many have been since the sensor was last
+    /// heard, and since when.
+    public struct Refusal: Sendable, Equatable {
+        public var reason: String
+        public var count: Int
+        public var since: WallTime
+        public init(reason: String, count: Int, since: WallTime) {
+            self.reason = reason
+            self.count = count
+            self.since = since
+        }
+
+        /// `{"reason": ..., "count": N, "since": ...}` with `since` stamped by the caller.
+        public func json(since stamped: JSONValue) -> JSONValue {
+            .object([("reason", .string(reason)), ("count", .int(Int64(count))), ("since", stamped)])
         }
     }
 
@@ -104,6 +126,7 @@ public struct HealthSnapshot: Sendable, Equatable {
             let fields: [(String, JSONValue?)] = [
                 ("deviceId", .string(s.deviceID)), ("lastSeenAt", s.lastSeen.map(stamp)), ("batteryPct", s.batteryPercent.map { .int(Int64($0)) }),
                 ("rssi", s.rssi.map { .int(Int64($0)) }), ("state", s.state.map { .string($0) }),
+                ("refused", s.refused.map { $0.json(since: stamp($0.since)) }),
             ]
             return .object(dropping: fields)
         }
