@@ -128,6 +128,20 @@ func makePlatform(_ clock: TestClock, options: Platform.Options = .init()) throw
         #expect(p.handle(unknown).response.status == 404)
     }
 
+    /// Support staff's page shows a sensor whose packets the hub refuses as refused, with why,
+    /// where its state would be: it is sending, and not heard.
+    @Test func aRefusedSensorShowsOnThePage() throws {
+        let (p, _) = try makePlatform(TestClock())
+        let body = """
+            {"sentAt":"x","outbox":{"depth":0,"oldestAgeS":0},"sensors":[{"deviceId":"fall","refused":{"reason":"the MIC does not verify","count":3,\
+            "since":"2026-12-07T03:10:00.000+01:00"}},{"deviceId":"bed","state":"occupied"}]}
+            """
+        #expect(p.handle(ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0001/heartbeat", body: Array(body.utf8), certificateHubs: ["hub-0001"])).response.status == 200)
+        let page = String(decoding: p.admin(ReceiverRequest(method: "GET", target: "/")).body, as: UTF8.self)
+        #expect(page.contains("<td>fall</td><td>REFUSED x3: the MIC does not verify</td>"), "\(page)")
+        #expect(page.contains("<td>bed</td><td>occupied</td>"))
+    }
+
     @Test func heartbeatsConfigAndCommands() throws {
         let (p, _) = try makePlatform(TestClock())
         let hb = ReceiverRequest(method: "POST", target: "/v1/hubs/hub-0001/heartbeat", body: Array("{\"sentAt\":\"x\",\"outbox\":{\"depth\":0,\"oldestAgeS\":0}}".utf8),
