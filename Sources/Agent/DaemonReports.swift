@@ -54,7 +54,7 @@ public enum DaemonReports {
             rows.append([x["id"]?.stringValue ?? "?", x["role"]?.stringValue ?? "", x["room"]?.stringValue ?? "", x["transport"]?.stringValue ?? "",
                          x["lastSeenAt"]?.stringValue ?? "never", x["lastSeenAt"] == nil ? "-" : seconds(x["silentForS"]),
                          x["batteryPct"]?.intValue.map { "\($0) %" } ?? "-", x["rssi"]?.intValue.map { "\($0) dBm" } ?? "-",
-                         x["refused"].map { "REFUSED x\($0["count"]?.intValue ?? 0): \($0["reason"]?.stringValue ?? "")" } ?? x["state"]?.stringValue ?? "-"])
+                         x["refused"].map(HealthSnapshot.Refusal.summary) ?? x["state"]?.stringValue ?? "-"])
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in row.indices.map { padded(row[$0], widths[$0]) }.joined(separator: "  ") }.joined(separator: "\n") + "\n"

@@ -47,7 +47,7 @@ extension Platform {
                 html += "<h3>Sensors</h3><table><tr><th>Sensor</th><th>State</th><th>Last seen</th><th>Battery</th><th>RSSI</th></tr>\n"
                 for s in sensors {
                     // A sensor whose packets the hub refuses is sending but not heard: say why instead of its state.
-                    let state = s["refused"].map { "REFUSED x\($0["count"]?.intValue ?? 0): \($0["reason"]?.stringValue ?? "")" } ?? s["state"]?.stringValue ?? ""
+                    let state = s["refused"].map(HealthSnapshot.Refusal.summary) ?? s["state"]?.stringValue ?? ""
                     html += "<tr><td>\(escape(s["deviceId"]?.stringValue ?? ""))</td><td>\(escape(state))</td>"
                     html += "<td>\(escape(s["lastSeenAt"]?.stringValue ?? "never"))</td><td>\(s["batteryPct"]?.intValue.map { "\($0) %" } ?? "")</td>"
                     html += "<td>\(s["rssi"]?.intValue.map { "\($0) dBm" } ?? "")</td></tr>\n"

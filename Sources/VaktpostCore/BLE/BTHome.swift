@@ -155,9 +155,10 @@ public enum BTHome {
     ///   last id again later is the same packet if its bytes are, and a new one if they are not;
     /// - from a sender with neither, a press whose advertisement is byte for byte the last one
     ///   heard from it, which it began sending less than 4 s before, is a copy: its values
-    ///   stand, its press does not fire again. Nothing in such an advertisement tells a second press from a copy; anything
-    ///   else heard between the two makes it a new press, and the 4 s count from the first
-    ///   copy, so a sender that keeps sending one press cannot hide a later one.
+    ///   stand, its press does not fire again. Nothing in such an advertisement tells a second
+    ///   press from a copy; anything else heard between the two makes it a new press, and the
+    ///   4 s count from the first copy, so a sender that keeps sending one press cannot hide a
+    ///   later one.
     ///
     /// "Within 4 s" needs the clock to have moved forward: after it was set back, a packet is
     /// taken as new, never as a copy (which would drop a press) or as old (which would refuse it).

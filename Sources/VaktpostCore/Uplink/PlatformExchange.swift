@@ -69,6 +69,12 @@ public struct HealthSnapshot: Sendable, Equatable {
         public func json(since stamped: JSONValue) -> JSONValue {
             .object([("reason", .string(reason)), ("count", .int(Int64(count))), ("since", stamped)])
         }
+
+        /// `REFUSED xN: reason`, from the JSON form: what `vaktpost status` and the reference
+        /// receiver's page show where such a sensor's state would be.
+        public static func summary(_ json: JSONValue) -> String {
+            "REFUSED x\(json["count"]?.intValue ?? 0): \(json["reason"]?.stringValue ?? "")"
+        }
     }
 
     public struct Receiver: Sendable, Equatable {
