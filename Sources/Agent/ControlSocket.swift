@@ -13,7 +13,8 @@ import VaktpostPosix
 /// Every request, allowed or refused, is written to the audit log with the caller's uid, gid
 /// and pid as the kernel reports them (SO_PEERCRED). Callers: root, the agent's own user, and
 /// members of its group (the socket's 0660 mode enforces that too; the daemon checks again in
-/// case the mode was loosened). `shutdown` is for root and the agent's user only.
+/// case the mode was loosened). `shutdown` and `reset-counter` (which lets one packet through
+/// that replay protection would refuse) are for root and the agent's user only.
 extension HubDaemon {
     func serveControl() {
         while !controlLoop.isStopped {
@@ -49,7 +50,7 @@ extension HubDaemon {
     static func mayUse(_ peer: PeerCredentials, command: String) -> Bool {
         let me = (uid: getuid(), gid: getgid())
         let trusted = peer.uid == 0 || peer.uid == me.uid
-        if command == "shutdown" { return trusted }
+        if command == "shutdown" || command == "reset-counter" { return trusted }
         return trusted || peer.gid == me.gid
     }
 
@@ -82,11 +83,38 @@ extension HubDaemon {
         case "alarm":
             guard let id = request["eventId"]?.stringValue.flatMap(EventID.init) else { return .object([("error", .string("eventId missing"))]) }
             return alarmProgress(id)
+        case "reset-counter":
+            guard let sensor = request["sensor"]?.stringValue else { return .object([("error", .string("sensor missing"))]) }
+            return resetCounter(sensor)
         case "shutdown":
             return .object([("stopping", .bool(true))])
         default:
-            return .object([("error", .string("unknown command \(command); known: status, sensors, events, test-alarm, alarm, shutdown"))])
+            return .object([("error", .string("unknown command \(command); known: status, sensors, events, test-alarm, alarm, reset-counter, shutdown"))])
         }
+    }
+
+    /// `vaktpost reset-counter`: forgets a BLE sensor's last encryption counter, packet id and
+    /// advertisement, so that the next packet it sends is taken as a first one. For a sensor
+    /// whose counter started again (a battery change) or that was re-keyed, whose packets are
+    /// refused as replays until then. Editing bthome.json does not do it while the agent runs:
+    /// the agent writes back what it holds within 10 s, and when it stops.
+    func resetCounter(_ name: String) -> JSONValue {
+        guard let id = SensorID(name), let sensor = sensorConfigs[id] else {
+            return .object([("error", .string("no sensor \(name) is configured; `vaktpost sensors` lists them"))])
+        }
+        guard let address = sensor.ble?.address else {
+            return .object([("error", .string("sensor \(name) is not a BLE sensor: only BTHome sensors keep counters"))])
+        }
+        let forgotten = core.withLock { $0.ble.forget(address) }
+        historyLoop.wake()
+        let kept = forgotten.map { h in
+            [h.lastCounter.map { "counter \($0)" }, h.lastPacketID.map { "packet id \($0)" }].compactMap { $0 }.joined(separator: ", ")
+        }
+        logger.notice("sensor \(id) (\(address)): its BTHome history (\(kept.map { $0.isEmpty ? "no counter" : $0 } ?? "none kept")) forgotten on request; its next packet is taken as a first one")
+        return .object(dropping: [
+            ("sensor", .string(id.rawValue)), ("address", .string(address)),
+            ("forgot", forgotten.map { BTHomeHistory.json([address: $0])[address] ?? .null }),
+        ])
     }
 
     /// Where a test or alarm is on its way: queued, received by the platform, acknowledged.

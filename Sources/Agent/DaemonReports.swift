@@ -60,6 +60,18 @@ public enum DaemonReports {
         return rows.map { row in row.indices.map { padded(row[$0], widths[$0]) }.joined(separator: "  ") }.joined(separator: "\n") + "\n"
     }
 
+    /// `vaktpost reset-counter`: what was forgotten, and how the technician sees that it worked.
+    public static func resetCounter(_ r: JSONValue) -> String {
+        let sensor = "sensor \(r["sensor"]?.stringValue ?? "?") (\(r["address"]?.stringValue ?? "?"))"
+        guard let forgot = r["forgot"] else {
+            return "\(sensor): nothing was kept for it, so its next packet is taken as a first one already. If `vaktpost status` still shows it REFUSED, the reason there is not its counter\n"
+        }
+        let kept = [forgot["lastCounter"]?.intValue.map { "encryption counter \($0)" }, forgot["lastPacketId"]?.intValue.map { "packet id \($0)" }]
+            .compactMap { $0 }.joined(separator: " and ")
+        return "\(sensor): forgot \(kept.isEmpty ? "its last advertisement" : "its last " + kept); its next packet is taken as a first one.\n"
+            + "Press its button (or wait for its next report), then `vaktpost status`: REFUSED goes from its STATE, and sensor.refused clears \(DurationText.format(RuleEngine.refusalQuiet)) after the last refused packet\n"
+    }
+
     public static func event(_ e: JSONValue) -> String {
         let place = [e["deviceId"]?.stringValue, e["location"]?["text"]?.stringValue].compactMap { $0 }.joined(separator: " · ")
         return "\(e["occurredAt"]?.stringValue ?? "")  #\(e["seq"]?.intValue ?? 0)  \(padded(e["class"]?.stringValue ?? "", 9))  "
@@ -146,7 +158,7 @@ public struct Checklist {
             let detail = [s["rssi"]?.intValue.map { "RSSI \($0) dBm" }, s["batteryPct"]?.intValue.map { "battery \($0) %" }].compactMap { $0 }.joined(separator: ", ")
             if let refused = s["refused"] {
                 add(.fail, "sensor \(id) heard: \(refused["count"]?.intValue ?? 0) packets refused since \(refused["since"]?.stringValue ?? "?") (\(refused["reason"]?.stringValue ?? ""))",
-                    "a wrong bthome_key: compare it with the sensor's; a counter gone back after a battery change: delete its entry in bthome.json beside the outbox and restart the agent; `vaktpost scan --ble` shows each packet's fate")
+                    "a wrong bthome_key: compare it with the sensor's; a counter gone back after a battery change: `sudo vaktpost reset-counter \(id)`; `vaktpost scan --ble` shows each packet's fate")
                 continue
             }
             guard s["lastSeenAt"] != nil else {

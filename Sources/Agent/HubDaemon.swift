@@ -528,15 +528,18 @@ public final class HubDaemon: HubControl {
 
     /// A configured sensor's packet refused for a reason its repeats never have (a wrong key, a
     /// counter that went back): until a packet is taken again the sensor is not heard, and
-    /// `sensor.silent` would say so only after its supervision time, and not why. The journal
-    /// says it at the first refusal; `vaktpost status` and the heartbeat say it until then.
+    /// `sensor.silent` would say so only after its supervision time, and not why. The rules raise
+    /// `sensor.refused` for the platform; the journal says it at the first refusal;
+    /// `vaktpost status` and the heartbeat say it until a packet is taken.
     func refused(_ sensor: SensorID, _ rejection: BTHomeRejection, at time: WallTime, _ c: inout Core) {
         var health = c.sensors[sensor] ?? .init(deviceID: sensor.rawValue)
         if health.refused == nil {
-            logger.error("the packets of sensor \(sensor) are refused: \(rejection); it is not heard until one is taken. A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: delete the sensor's entry in \(historyStore.path) and restart the agent. Otherwise someone may be replaying or spoofing it")
+            logger.error("the packets of sensor \(sensor) are refused: \(rejection); it is not heard until one is taken. A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: `vaktpost reset-counter \(sensor)`. Otherwise someone may be replaying or spoofing it")
         }
         health.refused = .init(reason: rejection.description, count: (health.refused?.count ?? 0) + 1, since: health.refused?.since ?? time)
         c.sensors[sensor] = health
+        engine.refused(sensor, reason: rejection.description, at: time, state: &c.state, events: &c.factory)
+        commit(&c)
     }
 
     func heardSerial(_ telegram: ESP3Telegram, at time: WallTime, receiver: String) {

@@ -146,6 +146,33 @@ struct TestAlarmCommand: Command {
     }
 }
 
+struct ResetCounterCommand: Command {
+    static let name = "reset-counter"
+    static let abstract = "Forget a BLE sensor's last BTHome counter and packet id, so that its next packet is taken."
+    static let discussion = """
+        For a sensor whose packets the agent refuses as replays (`vaktpost status`: REFUSED, `encryption counter N is
+        older than the last accepted M`) because its counter started again after a battery change, or after it was
+        re-keyed. Until its next packet, a replayed old packet would be taken too: run it on site, then press the
+        sensor. Root or the agent's user only; written to the audit log.
+          sudo vaktpost reset-counter fall-button
+        """
+    static let options = AgentOptions.options
+    static let arguments = [ArgumentSpec(valueName: "SENSOR", help: "The sensor's id, as `vaktpost sensors` lists it.")]
+
+    let agent: AgentOptions
+    let sensor: String
+
+    init(_ a: ParsedArguments) {
+        agent = AgentOptions(a)
+        sensor = a.positional(0)
+    }
+
+    func run() throws {
+        let answer = try agent.ask("reset-counter", [("sensor", .string(sensor))])
+        printReport(json: agent.json, answer, text: DaemonReports.resetCounter(answer))
+    }
+}
+
 func format3(_ v: Double) -> String {
     let ms = Int((v * 1000).rounded())
     let frac = String(ms % 1000)

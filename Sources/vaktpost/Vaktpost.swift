@@ -17,7 +17,7 @@ struct Vaktpost: CommandGroup {
     static let abstract = "Edge agent for digital supervision: bed, door and fall sensors to the response platform."
     static let discussion = "Configuration: \(ConfigFile.defaultPath) (see deploy/vaktpost.example.toml)."
     static var subcommands: [any Command.Type] {
-        [RunCommand.self, StatusCommand.self, CheckCommand.self, TestAlarmCommand.self, SensorsCommand.self, EventsCommand.self,
+        [RunCommand.self, StatusCommand.self, CheckCommand.self, TestAlarmCommand.self, SensorsCommand.self, ResetCounterCommand.self, EventsCommand.self,
          WipeCommand.self, ConfigCommand.self, DecodeCommand.self, QueueCommand.self, ReplayCommand.self, ScanCommand.self, VersionCommand.self]
     }
 

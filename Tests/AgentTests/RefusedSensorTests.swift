@@ -1,39 +1,49 @@
 import Foundation
+import Synchronization
+@testable import VaktpostPosix
 import Testing
 @testable import Agent
 @testable import VaktpostCore
 
+/// A daemon (not started) with an encrypted fall button at the bthome.io example's address and
+/// key, and `more` config; `advert` hands it the button's service data at t0 + seconds.
+func fallButtonHub(_ dir: String, more: String = "") throws -> (HubDaemon, Journal, (String, Int64) -> Void) {
+    try write("""
+        [hub]
+        id = "hub-0001"
+        [[sensors]]
+        id = "fall"
+        role = "fall"
+        room = "bathroom"
+        transport = "ble"
+        address = "54:48:E6:8F:80:A5"
+        field = "button"
+        bthome_key = "231d39c1d7cc1ab1aee224cd096db932"
+        \(more)
+        [outbox]
+        path = "\(dir)/outbox.sqlite"
+        """, to: dir + "/vaktpost.toml")
+    let journal = Journal()
+    let d = try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log"),
+                          logger: journal.logger)
+    return (d, journal, { serviceData, seconds in
+        let bytes = Hex.bytes(serviceData)!
+        d.heardBLE(AdvertisingReport(address: "54:48:E6:8F:80:A5", addressType: .public, rssi: -60, extended: false,
+                                     data: [UInt8(bytes.count + 3), 0x16, 0xD2, 0xFC] + bytes),
+                   at: WallTime(secondsSinceEpoch: 1_790_000_000 + seconds))
+    })
+}
+
 /// A configured BLE sensor whose packets are all refused (a wrong key, a counter gone back
 /// after a battery change) is not heard, and used to be reported only as `sensor.silent`, after
-/// its supervision time and without the reason. The journal, `status` and the heartbeat say it.
+/// its supervision time and without the reason. The journal, `status`, the heartbeat and a
+/// `sensor.refused` event say it.
 @Test func aSensorWhosePacketsAreRefusedSaysWhy() throws {
     try withTemporaryDirectory { dir in
-        try write("""
-            [hub]
-            id = "hub-0001"
-            [[sensors]]
-            id = "fall"
-            role = "fall"
-            room = "bathroom"
-            transport = "ble"
-            address = "54:48:E6:8F:80:A5"
-            field = "button"
-            bthome_key = "231d39c1d7cc1ab1aee224cd096db932"
-            [outbox]
-            path = "\(dir)/outbox.sqlite"
-            """, to: dir + "/vaktpost.toml")
-        let journal = Journal()
-        let d = try HubDaemon(options: RunOptions(configPath: dir + "/vaktpost.toml", socketPath: dir + "/ctl.sock", auditLog: dir + "/audit.log"),
-                              logger: journal.logger)
+        let (d, journal, advert) = try fallButtonHub(dir)
         defer { d.stop(.rules) }
-        func advert(_ serviceData: String, at seconds: Int64) {
-            let bytes = Hex.bytes(serviceData)!
-            d.heardBLE(AdvertisingReport(address: "54:48:E6:8F:80:A5", addressType: .public, rssi: -60, extended: false,
-                                         data: [UInt8(bytes.count + 3), 0x16, 0xD2, 0xFC] + bytes),
-                       at: WallTime(secondsSinceEpoch: 1_790_000_000 + seconds))
-        }
-        advert("4001643a01", at: 0)  // plaintext from a sensor that has a key
-        advert("4001643a02", at: 5)
+        advert("4001643a01", 0)  // plaintext from a sensor that has a key
+        advert("4001643a02", 5)
         let refused = try #require(d.health().sensors.first?.refused)
         #expect(refused.count == 2)
         #expect(refused.since == WallTime(secondsSinceEpoch: 1_790_000_000))
@@ -43,11 +53,77 @@ import Testing
         #expect(heartbeat.heartbeat(hubID: "h", bootID: "b", boottimeNanoseconds: 0, now: WallTime(secondsSinceEpoch: 1_790_000_010), zone: .utc)
             .serialized.contains("\"refused\":{\"reason\":"))
 
-        advert("41e445f3c9962b332211006c7c4519", at: 10)  // the bthome.io example, under the key
+        // The platform is told at the first refusal, with the reason: the sensor is not heard.
+        func refusals() -> [JSONValue] { d.core.withLock { $0.recent.map(\.json) }.filter { $0["type"]?.stringValue == "sensor.refused" } }
+        let raised = refusals()
+        #expect(raised.map { $0["state"]?.stringValue } == ["active"])
+        #expect(raised.first?["data"]?["reason"]?.stringValue?.contains("plaintext from a sensor that has a key") == true)
+        #expect(raised.first?["deviceId"]?.stringValue == "fall")
+
+        advert("41e445f3c9962b332211006c7c4519", 10)  // the bthome.io example, under the key
         #expect(d.health().sensors.first?.refused == nil, "heard again")
         #expect(journal.text.contains("sensor fall is heard again after 2 refused packets"))
         // A repeat of the packet just taken is no refusal of the sensor.
-        advert("41e445f3c9962b332211006c7c4519", at: 11)
+        advert("41e445f3c9962b332211006c7c4519", 11)
         #expect(d.health().sensors.first?.refused == nil)
+        #expect(refusals().count == 1, "cleared a minute after the last refusal, not at the first packet taken")
+        d.core.withLock { c in
+            d.engine.advance(&c.state, to: WallTime(secondsSinceEpoch: 1_790_000_065), events: &c.factory)
+            d.commit(&c)
+        }
+        let cleared = refusals().dropFirst()
+        #expect(cleared.map { $0["state"]?.stringValue } == ["cleared"])
+        #expect(cleared.first?["correlationId"] == raised.first?["eventId"])
+        #expect(cleared.first?["data"]?["refusedPackets"]?.intValue == 2)
     }
+}
+
+/// `vaktpost reset-counter`: a sensor whose counter went back (a battery change) is refused
+/// as a replay until the agent forgets the counter it kept; then its next packet is taken.
+/// Deleting the entry in bthome.json did not do it while the agent ran: it writes back what it holds.
+@Test func resetCounterLetsTheNextPacketThrough() throws {
+    try withTemporaryDirectory { dir in
+        let (d, journal, advert) = try fallButtonHub(dir, more: """
+            [[sensors]]
+            id = "door"
+            role = "door"
+            room = "hallway"
+            transport = "enocean"
+            sender = "0180A5D2"
+            eep = "D5-00-01"
+            """)
+        defer { d.stop(.rules) }
+        advert("41e445f3c9962b332211006c7c4519", 0)  // counter 1,122,867
+        advert("41723d3035fb88322211009e7414c0", 5)  // counter 1,122,866: gone back
+        #expect(d.health().sensors.first { $0.deviceID == "fall" }?.refused?.reason.contains("older than the last accepted") == true)
+
+        let answer = d.handle("reset-counter", .object([("command", .string("reset-counter")), ("sensor", .string("fall"))]))
+        #expect(answer["error"] == nil)
+        #expect(answer["address"]?.stringValue == "54:48:E6:8F:80:A5")
+        #expect(answer["forgot"]?["lastCounter"]?.intValue == 1_122_867)
+        #expect(DaemonReports.resetCounter(answer).hasPrefix("sensor fall (54:48:E6:8F:80:A5): forgot its last encryption counter 1122867; its next packet is taken"))
+        #expect(journal.text.contains("sensor fall (54:48:E6:8F:80:A5): its BTHome history (counter 1122867) forgotten on request"))
+
+        advert("41723d3035fb88322211009e7414c0", 70)
+        #expect(d.health().sensors.first { $0.deviceID == "fall" }?.refused == nil, "taken")
+        #expect(d.core.withLock { $0.ble.histories["54:48:E6:8F:80:A5"]?.lastCounter } == 1_122_866)
+        // Once more: nothing kept, said so.
+        _ = d.core.withLock { $0.ble.forget("54:48:E6:8F:80:A5") }
+        let again = d.handle("reset-counter", .object([("sensor", .string("fall"))]))
+        #expect(again["forgot"] == nil)
+        #expect(DaemonReports.resetCounter(again).contains("nothing was kept for it"))
+
+        #expect(d.handle("reset-counter", .object([("sensor", .string("bed"))]))["error"]?.stringValue?.contains("no sensor bed is configured") == true)
+        #expect(d.handle("reset-counter", .object([("sensor", .string("door"))]))["error"]?.stringValue?.contains("not a BLE sensor") == true)
+        #expect(d.handle("reset-counter", .object([]))["error"]?.stringValue == "sensor missing")
+    }
+}
+
+/// Forgetting a counter lets one replayed packet through: root and the agent's user only, as
+/// for `shutdown`; the vaktpost group may look and test, not this.
+@Test func resetCounterIsForRootAndTheAgentsUserOnly() {
+    let group = PeerCredentials(pid: 1, uid: 4242, gid: getgid())
+    #expect(HubDaemon.mayUse(group, command: "status"))
+    #expect(!HubDaemon.mayUse(group, command: "reset-counter"))
+    #expect(HubDaemon.mayUse(PeerCredentials(pid: 1, uid: 0, gid: 0), command: "reset-counter"))
 }

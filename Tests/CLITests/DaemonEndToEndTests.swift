@@ -290,6 +290,30 @@ final class NightHub {
         hub.stopAgent()
     }
 
+    /// `vaktpost reset-counter`: the running agent forgets the sensor's counters, says what it
+    /// forgot, and writes the file without them when it stops (deleting the entry by hand was
+    /// undone by that same write).
+    @Test func resetCounterForgetsASensorsCountersForGood() throws {
+        let hub = try NightHub()
+        try hub.startAgent()
+        let counters = hub.dir + "/state/bthome.json"
+        // The fall detector sends once, at 02:55 (14 s from the start at this speed); saved within 10 s.
+        #expect(try waitUntil(40) { (try? String(contentsOfFile: counters, encoding: .utf8))?.contains("3C:2E:F5:AB:CD:EF") == true },
+                "the fall sensor's history is saved once it is heard")
+        let reset = try hub.vaktpost(["reset-counter", "fall", "--socket", hub.socket])
+        #expect(reset.status == 0, "\(reset.out)")
+        #expect(reset.out.contains("sensor fall (3C:2E:F5:AB:CD:EF): forgot its last packet id 4;"), "\(reset.out)")
+        let unknown = try hub.vaktpost(["reset-counter", "nobody", "--socket", hub.socket])
+        #expect(unknown.status == 1)
+        #expect(unknown.out.contains("no sensor nobody is configured"), "\(unknown.out)")
+        hub.stopAgent()
+        let saved = try String(contentsOfFile: counters, encoding: .utf8)
+        #expect(!saved.contains("3C:2E:F5:AB:CD:EF"), "\(saved)")
+        #expect(saved.contains("3C:2E:F5:12:34:56"), "the door's history stays: \(saved)")
+        let audit = try String(contentsOfFile: hub.dir + "/audit.log", encoding: .utf8)
+        #expect(audit.contains("\"command\":\"reset-counter\",\"outcome\":\"ok\""), "\(audit)")
+    }
+
     @Test func wipeRefusesWithUndeliveredAlarmsAndLeavesAReceipt() throws {
         let hub = try NightHub(receiverArguments: ["--down-for", "3600"])
         try hub.startAgent()

@@ -41,6 +41,12 @@ public struct BLERouter: Sendable {
         }
         return heard
     }
+
+    /// Forgets what is kept of the sender at `address` (counter, packet id, last advertisement),
+    /// so that its next packet is taken as a first one; returns what was kept.
+    public mutating func forget(_ address: String) -> BTHomeHistory? {
+        histories.removeValue(forKey: address)
+    }
 }
 
 extension BTHomeHistory {

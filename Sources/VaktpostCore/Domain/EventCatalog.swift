@@ -25,6 +25,7 @@ public struct EventType: Hashable, Comparable, Sendable, CustomStringConvertible
     public static let sensorBatteryLow = EventType("sensor.battery_low")
     public static let sensorTamper = EventType("sensor.tamper")
     public static let sensorFlooding = EventType("sensor.flooding")
+    public static let sensorRefused = EventType("sensor.refused")
 
     // Technical alarms of the hub itself.
     public static let bleAdapterUnavailable = EventType("ble.adapter_unavailable")
@@ -105,6 +106,8 @@ public enum EventCatalog {
                   meaning: "The sensor was opened or moved."),
         EventKind(type: .sensorFlooding, eventClass: .technical, priority: Priority(3), deviceType: nil, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The sensor sends far more readings than a real one (over 20 a second): broken, stuck, or its frames replayed. Its readings are still handled; check it on site."),
+        EventKind(type: .sensorRefused, eventClass: .technical, priority: Priority(5), deviceType: nil, activeStatus: "0066", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
+                  meaning: "The sensor is sending, but the hub refuses its packets (data.reason), so it is not heard and its presses raise nothing. A wrong bthome_key: set the sensor's. A counter that went back after a battery change: `vaktpost reset-counter SENSOR` on the hub. Otherwise someone may be replaying or spoofing it. Cleared once its packets are taken again."),
 
         // Technical alarms of the hub.
         EventKind(type: .bleAdapterUnavailable, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,

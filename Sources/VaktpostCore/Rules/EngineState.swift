@@ -69,6 +69,11 @@ struct SensorState: Equatable, Sendable {
     var silent: EventID?
     var batteryLow: EventID?
     var tamper: EventID?
+    /// The open `sensor.refused`, the last refused packet's time, and how many were refused
+    /// since it was raised.
+    var refused: EventID?
+    var lastRefused: WallTime?
+    var refusedPackets = 0
     var battery: Int?
 }
 
@@ -102,6 +107,9 @@ extension EngineState {
                     ("silent", id(s.silent)),
                     ("batteryLow", id(s.batteryLow)),
                     ("tamper", id(s.tamper)),
+                    ("refused", id(s.refused)),
+                    ("lastRefused", t(s.lastRefused)),
+                    ("refusedPackets", s.refusedPackets == 0 ? nil : .int(Int64(s.refusedPackets))),
                     ("battery", s.battery.map { .int(Int64($0)) }),
                     ("channels", .object(s.channels.sorted { $0.key < $1.key }.map { ch, c in
                         (ch.rawValue, .object(dropping: [
@@ -154,6 +162,9 @@ extension EngineState {
             state.silent = try id(s["silent"])
             state.batteryLow = try id(s["batteryLow"])
             state.tamper = try id(s["tamper"])
+            state.refused = try id(s["refused"])
+            state.lastRefused = try t(s["lastRefused"])
+            state.refusedPackets = Int(s["refusedPackets"]?.intValue ?? 0)
             state.battery = s["battery"]?.intValue.map { Int($0) }
             for (name, c) in s["channels"]?.objectFields ?? [] {
                 guard let channel = Channel(rawValue: name) else { throw fail("channel \(name)") }

@@ -57,6 +57,31 @@ public struct RuleEngine: Sendable {
         rules.first { state.rules[$0.id]?.active == alarm }
     }
 
+    /// A packet of `sensor` refused at `time` for a reason its repeats never have (a wrong key,
+    /// a counter that went back: `BTHomeRejection.saysTheSensorIsNotHeard`). The sensor is
+    /// sending but not heard, so a press raises nothing; `sensor.silent` would say so only after
+    /// its supervision time, and not why, and a fall button is heard only when pressed. So the
+    /// first refusal raises `sensor.refused` at once.
+    ///
+    /// It clears once a packet is taken again and none has been refused for `refusalQuiet`, so
+    /// that refused packets mixed with taken ones (someone replaying the sensor's old packets
+    /// beside it) keep one condition open instead of raising and clearing it at every packet.
+    public func refused(_ id: SensorID, reason: String, at time: WallTime, state: inout EngineState, events: inout EventFactory) {
+        advance(&state, to: time, events: &events)
+        guard let sensor = sensors[id] else { return }
+        var s = state.sensors[id] ?? SensorState()
+        if s.refused == nil {
+            s.refusedPackets = 0
+            s.refused = events.emit(.sensorRefused, .active, at: time, sensor: sensor, rule: nil, data: [("reason", .string(reason))])
+        }
+        s.refusedPackets += 1
+        s.lastRefused = time
+        state.sensors[id] = s
+    }
+
+    /// How long after the last refused packet a taken one clears `sensor.refused`.
+    public static let refusalQuiet: Duration = .seconds(60)
+
     /// First run: remember the start, and schedule the daily checks from it.
     func start(_ state: inout EngineState, at time: WallTime) {
         guard state.startedAt == nil else { return }
@@ -75,13 +100,14 @@ public struct RuleEngine: Sendable {
         case dailyCheck(Int)
         case inactivity(Int)
         case silent(SensorID)
+        case refusalOver(SensorID)
 
         /// At one instant: confirm state first, then rules, then supervision.
         var order: Int {
             switch self {
             case .confirm: return 0
             case .ruleTimer, .dailyCheck, .inactivity: return 1
-            case .silent: return 2
+            case .silent, .refusalOver: return 2
             }
         }
     }
@@ -103,6 +129,9 @@ public struct RuleEngine: Sendable {
             }
             if let supervision = config.supervision, s.silent == nil, let heard = s.lastHeard ?? state.startedAt {
                 offer(heard + supervision, .silent(id))
+            }
+            if s.refused != nil, let refused = s.lastRefused, let heard = s.lastHeard, heard >= refused {
+                offer(refused + Self.refusalQuiet, .refusalOver(id))
             }
         }
         for (index, rule) in rules.enumerated() {
@@ -144,6 +173,8 @@ public struct RuleEngine: Sendable {
                 .sensorSilent, .active, at: time, sensor: config, rule: nil,
                 data: [("silentFor", .string(DurationText.format(config.supervision!)))]
                     + (heard.map { [("lastHeardAt", .string(zone.format($0)))] } ?? []))
+        case .refusalOver(let id):
+            clearRefusal(of: sensors[id]!, at: time, state: &state, events: &events)
         case .ruleTimer(let index):
             let rule = rules[index]
             state.rules[rule.id, default: RuleState()].deadline = nil
@@ -177,6 +208,15 @@ public struct RuleEngine: Sendable {
 
     // MARK: Readings
 
+    func clearRefusal(of sensor: SensorConfig, at time: WallTime, state: inout EngineState, events: inout EventFactory) {
+        guard let open = state.sensors[sensor.id]?.refused else { return }
+        let packets = state.sensors[sensor.id]!.refusedPackets
+        state.sensors[sensor.id]!.refused = nil
+        state.sensors[sensor.id]!.lastRefused = nil
+        state.sensors[sensor.id]!.refusedPackets = 0
+        events.emit(.sensorRefused, .cleared, at: time, sensor: sensor, rule: nil, correlation: open, data: [("refusedPackets", .int(Int64(packets)))])
+    }
+
     func apply(_ reading: Reading, from sensor: SensorConfig, to state: inout EngineState, events: inout EventFactory) {
         let t = reading.receivedAt
         let v = reading.values
@@ -185,6 +225,11 @@ public struct RuleEngine: Sendable {
         if let silent = s.silent {
             s.silent = nil
             events.emit(.sensorSilent, .cleared, at: t, sensor: sensor, rule: nil, correlation: silent)
+        }
+        state.sensors[sensor.id] = s
+        if s.refused != nil, let refused = s.lastRefused, t - refused >= Self.refusalQuiet {
+            clearRefusal(of: sensor, at: t, state: &state, events: &events)
+            s = state.sensors[sensor.id]!
         }
         if let battery = v.battery {
             s.battery = battery

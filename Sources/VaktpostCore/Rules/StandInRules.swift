@@ -64,7 +64,12 @@ extension RuleEngine {
         for id in sensorOrder {
             guard let heard = theirs.sensors[id] else { continue }
             if let activity = heard.lastActivity { state.sensors[id, default: SensorState()].lastActivity = max(state.sensors[id]?.lastActivity ?? activity, activity) }
-            for (condition, type) in [(\SensorState.silent, EventType.sensorSilent), (\.batteryLow, .sensorBatteryLow), (\.tamper, .sensorTamper)] {
+            // The stand-in's refused packets count with the outbox's, whichever condition stays open.
+            if heard.refused != nil {
+                state.sensors[id, default: SensorState()].refusedPackets += heard.refusedPackets
+                state.sensors[id]!.lastRefused = [state.sensors[id]!.lastRefused, heard.lastRefused].compactMap { $0 }.max()
+            }
+            for (condition, type) in [(\SensorState.silent, EventType.sensorSilent), (\.batteryLow, .sensorBatteryLow), (\.tamper, .sensorTamper), (\.refused, .sensorRefused)] {
                 guard let their = heard[keyPath: condition], state.sensors[id]?[keyPath: condition] != their else { continue }
                 if let mine = state.sensors[id]?[keyPath: condition], !raisedHere.contains(mine) {
                     events.emit(type, .cleared, at: theirNow, sensor: sensors[id], rule: nil, correlation: their,
