@@ -36,7 +36,7 @@ extension HubDaemon {
             answer = .object([("error", .string("refused: uid \(peer.uid) may not use the agent's control socket; use sudo or join the vaktpost group"))])
             outcome = "refused"
         } else if let request {
-            answer = handle(command, request)
+            answer = handle(command, request, caller: "uid \(peer.uid) pid \(peer.pid)")
             outcome = answer["error"] == nil ? "ok" : "error"
         } else {
             answer = .object([("error", .string("send one JSON object per line, e.g. {\"command\":\"status\"}"))])
@@ -68,7 +68,8 @@ extension HubDaemon {
         if outcome == "refused" { logger.warning("control socket: refused \(command) from uid \(peer.uid) pid \(peer.pid)") }
     }
 
-    func handle(_ command: String, _ request: JSONValue) -> JSONValue {
+    /// `caller`: who asked, for what the journal says of a change (the audit log has every request).
+    func handle(_ command: String, _ request: JSONValue, caller: String = "the control socket") -> JSONValue {
         switch command {
         case "status": return status()
         case "sensors": return .object([("sensors", status()["sensors"] ?? .array([]))])
@@ -85,7 +86,7 @@ extension HubDaemon {
             return alarmProgress(id)
         case "reset-counter":
             guard let sensor = request["sensor"]?.stringValue else { return .object([("error", .string("sensor missing"))]) }
-            return resetCounter(sensor)
+            return resetCounter(sensor, by: "vaktpost reset-counter, \(caller)")
         case "shutdown":
             return .object([("stopping", .bool(true))])
         default:
@@ -93,12 +94,12 @@ extension HubDaemon {
         }
     }
 
-    /// `vaktpost reset-counter`: forgets a BLE sensor's last encryption counter, packet id and
+    /// `vaktpost reset-counter`, or the platform's command: forgets a BLE sensor's last encryption counter, packet id and
     /// advertisement, so that the next packet it sends is taken as a first one. For a sensor
     /// whose counter started again (a battery change) or that was re-keyed, whose packets are
     /// refused as replays until then. Editing bthome.json does not do it while the agent runs:
     /// the agent writes back what it holds within 10 s, and when it stops.
-    func resetCounter(_ name: String) -> JSONValue {
+    public func resetCounter(_ name: String, by: String) -> JSONValue {
         guard let id = SensorID(name), let sensor = sensorConfigs[id] else {
             return .object([("error", .string("no sensor \(name) is configured; `vaktpost sensors` lists them"))])
         }
@@ -110,7 +111,7 @@ extension HubDaemon {
         let kept = forgotten.map { h in
             [h.lastCounter.map { "counter \($0)" }, h.lastPacketID.map { "packet id \($0)" }].compactMap { $0 }.joined(separator: ", ")
         }
-        logger.notice("sensor \(id) (\(address)): its BTHome history (\(kept.map { $0.isEmpty ? "no counter" : $0 } ?? "none kept")) forgotten on request; its next packet is taken as a first one")
+        logger.notice("sensor \(id) (\(address)): its BTHome history (\(kept.map { $0.isEmpty ? "no counter" : $0 } ?? "none kept")) forgotten, asked by \(by); its next packet is taken as a first one")
         return .object(dropping: [
             ("sensor", .string(id.rawValue)), ("address", .string(address)),
             ("forgot", forgotten.map { BTHomeHistory.json([address: $0])[address] ?? .null }),

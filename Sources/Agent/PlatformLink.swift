@@ -23,6 +23,9 @@ public protocol HubControl: Sendable {
     /// Validates a configuration exactly as `vaktpost config check` does and, when valid, puts it
     /// in force atomically. Nil when applied; otherwise why it was refused (the old one stays).
     func applyConfig(_ text: String, version: String) -> String?
+    /// Forgets a BLE sensor's BTHome counters, so that its next packet is taken (a battery change
+    /// started them again): what was forgotten, or `error`. `by` says who asked, for the journal.
+    func resetCounter(_ sensor: String, by: String) -> JSONValue
 }
 
 /// Everything between the hub and its platform beyond the outbox: the two delivery lanes, the
@@ -592,6 +595,11 @@ public final class PlatformLink: Sendable {
             case .refused(let v, let reason): return (.refused, [("configVersion", .string(v)), ("reason", .string(reason))])
             case .failed(let reason): return (.failed, [("reason", .string(reason))])
             }
+        case .resetCounter(let sensor):
+            guard let sensor else { return (.refused, [("reason", .string("reset-counter needs args.sensor, the sensor's id"))]) }
+            let answer = hub.resetCounter(sensor, by: "the platform (command \(command.id))")
+            if let error = answer["error"]?.stringValue { return (.refused, [("reason", .string(error))]) }
+            return (.done, answer.objectFields ?? [])
         case .unknown(let kind):
             return (.refused, [("reason", .string("this hub does not know the command \(kind)"))])
         }

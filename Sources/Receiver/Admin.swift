@@ -157,8 +157,8 @@ extension Platform {
 
     func queueCommand(hub: String, _ body: [UInt8]) throws -> ReceiverResponse {
         guard let json = parseJSON(body), let kind = json["kind"]?.stringValue,
-              ["test-alarm", "diagnostics", "set-heartbeat", "reload-config"].contains(kind) else {
-            return .problem(400, "Bad Request", "send {\"kind\": \"test-alarm|diagnostics|set-heartbeat|reload-config\", \"args\": {...}}")
+              ["test-alarm", "diagnostics", "set-heartbeat", "reload-config", "reset-counter"].contains(kind) else {
+            return .problem(400, "Bad Request", "send {\"kind\": \"test-alarm|diagnostics|set-heartbeat|reload-config|reset-counter\", \"args\": {...}}")
         }
         let command: JSONValue = try store.with { db in
             try db.transaction {

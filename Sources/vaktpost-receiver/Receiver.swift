@@ -30,7 +30,7 @@ struct ReceiverCommand: AsyncParsableCommand {
               GET  /api/hubs, /api/arrivals[?hub=ID]   the same as JSON; every stored event in arrival order
               GET  /api/hubs/ID/events?limit=N
               POST /api/hubs/ID/alarms/EVENT/present|acknowledge|close     act as the operator
-              POST /api/hubs/ID/commands  {"kind": "test-alarm|diagnostics|set-heartbeat|reload-config", "args": {}}
+              POST /api/hubs/ID/commands  {"kind": "test-alarm|diagnostics|set-heartbeat|reload-config|reset-counter", "args": {}}
               GET  /api/hubs/ID/commands               commands and their results
               PUT  /api/hubs/ID/config                 the hub's TOML config (served with an ETag)
               PUT  /api/hubs/ID/heartbeat-interval     {"seconds": N}

@@ -53,6 +53,14 @@ final class TestHub: HubControl {
         return nil
     }
 
+    /// What `reset-counter` was asked for: the sensor and who asked.
+    let resets = Mutex<[(String, String)]>([])
+    func resetCounter(_ sensor: String, by: String) -> JSONValue {
+        resets.withLock { $0.append((sensor, by)) }
+        guard sensor == "fall" else { return .object([("error", .string("no sensor \(sensor) is configured"))]) }
+        return .object([("sensor", .string(sensor)), ("address", .string("54:48:E6:8F:80:A5")), ("forgot", .object([("lastCounter", .int(5000))]))])
+    }
+
     func applyConfig(_ text: String, version: String) -> String? {
         let report = ConfigReader.read(text)
         if let first = report.diagnostics.first(where: { $0.severity == .error }) { return first.message }
@@ -277,6 +285,30 @@ final class Notices: Sendable {
             let after = try receiver.arrivals().heartbeats
             Thread.sleep(forTimeInterval: 2)
             #expect(try receiver.arrivals().heartbeats == after, "no heartbeat within 2 s at 30 s")
+        }
+    }
+
+    /// Support staff let a fall button through whose counter a battery change started again
+    /// (home-care staff change batteries; no technician comes): the hub forgets its counters and
+    /// says what it forgot; a command without a sensor, or with an unknown one, is refused.
+    @Test func resetCounterFromThePlatform() throws {
+        let receiver = try ReceiverProcess()
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir)
+            s.link.start()
+            defer { s.link.stop() }
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reset-counter\", \"args\": {\"sensor\": \"fall\"}}")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reset-counter\"}")
+            try receiver.admin("POST", "/api/hubs/hub-0001/commands", "{\"kind\": \"reset-counter\", \"args\": {\"sensor\": \"nobody\"}}")
+            func results() throws -> [String] { try commands(receiver).map { $0["resultStatus"] as? String ?? "-" } }
+            #expect(try waitUntil(15) { try results() == ["done", "refused", "refused"] }, "\((try? results()) ?? [])")
+            let details = try commands(receiver).map { $0["resultDetail"] as? [String: Any] ?? [:] }
+            #expect((details[0]["forgot"] as? [String: Any])?["lastCounter"] as? Int == 5000, "\(details[0])")
+            #expect(details[1]["reason"] as? String == "reset-counter needs args.sensor, the sensor's id")
+            #expect(details[2]["reason"] as? String == "no sensor nobody is configured")
+            let resets = s.hub.resets.withLock { $0 }
+            #expect(resets.map(\.0) == ["fall", "nobody"])
+            #expect(resets.first?.1.hasPrefix("the platform (command ") == true)
         }
     }
 

@@ -102,7 +102,7 @@ func fallButtonHub(_ dir: String, more: String = "") throws -> (HubDaemon, Journ
         #expect(answer["address"]?.stringValue == "54:48:E6:8F:80:A5")
         #expect(answer["forgot"]?["lastCounter"]?.intValue == 1_122_867)
         #expect(DaemonReports.resetCounter(answer).hasPrefix("sensor fall (54:48:E6:8F:80:A5): forgot its last encryption counter 1122867; its next packet is taken"))
-        #expect(journal.text.contains("sensor fall (54:48:E6:8F:80:A5): its BTHome history (counter 1122867) forgotten on request"))
+        #expect(journal.text.contains("sensor fall (54:48:E6:8F:80:A5): its BTHome history (counter 1122867) forgotten, asked by vaktpost reset-counter, the control socket"))
 
         advert("41723d3035fb88322211009e7414c0", 70)
         #expect(d.health().sensors.first { $0.deviceID == "fall" }?.refused == nil, "taken")

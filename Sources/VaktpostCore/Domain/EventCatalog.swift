@@ -107,7 +107,7 @@ public enum EventCatalog {
         EventKind(type: .sensorFlooding, eventClass: .technical, priority: Priority(3), deviceType: nil, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The sensor sends far more readings than a real one (over 20 a second): broken, stuck, or its frames replayed. Its readings are still handled; check it on site."),
         EventKind(type: .sensorRefused, eventClass: .technical, priority: Priority(5), deviceType: nil, activeStatus: "0066", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
-                  meaning: "The sensor is sending, but the hub refuses its packets (data.reason), so it is not heard and its presses raise nothing. A wrong bthome_key: set the sensor's. A counter that went back after a battery change: `vaktpost reset-counter SENSOR` on the hub. Otherwise someone may be replaying or spoofing it. Cleared once its packets are taken again."),
+                  meaning: "The sensor is sending, but the hub refuses its packets (data.reason), so it is not heard and its presses raise nothing. A wrong bthome_key: set the sensor's. A counter that went back after a battery change: `vaktpost reset-counter SENSOR` on the hub, or the platform's `reset-counter` command, then press the sensor. Otherwise someone may be replaying or spoofing it. Cleared once its packets are taken again."),
 
         // Technical alarms of the hub.
         EventKind(type: .bleAdapterUnavailable, eventClass: .technical, priority: Priority(5), deviceType: localUnit, activeStatus: "0067", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,

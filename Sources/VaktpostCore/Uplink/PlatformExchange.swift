@@ -178,6 +178,8 @@ public struct PlatformCommand: Sendable, Equatable {
         case diagnostics
         case setHeartbeat(seconds: Int64?)
         case reloadConfig
+        /// Forget a BLE sensor's counters (`vaktpost reset-counter`); the sensor's id.
+        case resetCounter(sensor: String?)
         case unknown(String)
     }
 
@@ -201,6 +203,7 @@ public struct PlatformCommand: Sendable, Equatable {
             case "diagnostics": return PlatformCommand(id: id, seq: seq, kind: .diagnostics)
             case "set-heartbeat": return PlatformCommand(id: id, seq: seq, kind: .setHeartbeat(seconds: c["args"]?["seconds"]?.intValue))
             case "reload-config": return PlatformCommand(id: id, seq: seq, kind: .reloadConfig)
+            case "reset-counter": return PlatformCommand(id: id, seq: seq, kind: .resetCounter(sensor: c["args"]?["sensor"]?.stringValue))
             default: return PlatformCommand(id: id, seq: seq, kind: .unknown(kind))
             }
         }
