@@ -95,6 +95,9 @@ public final class HubDaemon: HubControl {
         /// What the agent restarts onto (a re-exec, same pid), when it is to: said by `vaktpost run`.
         var restartOnto: String?
         var floods = FloodWatch()
+        /// When the journal last said a sensor's packets are refused, and whether it has yet to
+        /// say it is heard again: once per run of refusals, at most every `refusalSaidEvery`.
+        var refusalSaid: [SensorID: (at: WallTime, open: Bool)] = [:]
         /// Boot time of the oldest state or log event waiting for company (see `commit`).
         var pendingSince: UInt64?
         /// A write of the outbox that hangs, as reported (`reportHang`).
@@ -529,11 +532,13 @@ public final class HubDaemon: HubControl {
     /// A configured sensor's packet refused for a reason its repeats never have (a wrong key, a
     /// counter that went back): until a packet is taken again the sensor is not heard, and
     /// `sensor.silent` would say so only after its supervision time, and not why. The rules raise
-    /// `sensor.refused` for the platform; the journal says it at the first refusal;
+    /// `sensor.refused` for the platform; the journal says it at the first refusal (at most every
+    /// 10 minutes: a sensor whose packets are taken among refused ones would otherwise fill it);
     /// `vaktpost status` and the heartbeat say it until a packet is taken.
     func refused(_ sensor: SensorID, _ rejection: BTHomeRejection, at time: WallTime, _ c: inout Core) {
         var health = c.sensors[sensor] ?? .init(deviceID: sensor.rawValue)
-        if health.refused == nil {
+        if health.refused == nil, c.refusalSaid[sensor].map({ time - $0.at >= Self.refusalSaidEvery || time < $0.at }) ?? true {
+            c.refusalSaid[sensor] = (time, true)
             logger.error("the packets of sensor \(sensor) are refused: \(rejection); it is not heard until one is taken. A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: `vaktpost reset-counter \(sensor)`. Otherwise someone may be replaying or spoofing it")
         }
         health.refused = .init(reason: rejection.description, count: (health.refused?.count ?? 0) + 1, since: health.refused?.since ?? time)
@@ -541,6 +546,8 @@ public final class HubDaemon: HubControl {
         engine.refused(sensor, reason: rejection.description, at: time, state: &c.state, events: &c.factory)
         commit(&c)
     }
+
+    static let refusalSaidEvery: Duration = .seconds(600)
 
     func heardSerial(_ telegram: ESP3Telegram, at time: WallTime, receiver: String) {
         core.withLock { c in
@@ -558,7 +565,10 @@ public final class HubDaemon: HubControl {
         health.state = Self.describe(reading.values) ?? health.state
         if let refusal = health.refused {
             health.refused = nil
-            logger.notice("sensor \(reading.sensor) is heard again after \(refusal.count) refused packets")
+            if c.refusalSaid[reading.sensor]?.open == true {
+                c.refusalSaid[reading.sensor]!.open = false
+                logger.notice("sensor \(reading.sensor) is heard again after \(refusal.count) refused packets")
+            }
         }
         c.sensors[reading.sensor] = health
         engine.handle(reading, state: &c.state, events: &c.factory)

@@ -75,6 +75,18 @@ func fallButtonHub(_ dir: String, more: String = "") throws -> (HubDaemon, Journ
         #expect(cleared.map { $0["state"]?.stringValue } == ["cleared"])
         #expect(cleared.first?["correlationId"] == raised.first?["eventId"])
         #expect(cleared.first?["data"]?["refusedPackets"]?.intValue == 2)
+
+        // Refused again soon after, then taken: the journal said it 100 s ago and does not
+        // again (packets taken among refused ones would fill it), nor that it is heard again.
+        advert("4001643a03", 100)
+        advert("41e445f3c9962b332211006c7c4519", 110)
+        func said(_ text: String) -> Int { journal.text.components(separatedBy: text).count - 1 }
+        #expect(said("the packets of sensor fall are refused") == 1)
+        #expect(said("is heard again") == 1)
+        advert("4001643a04", 700)
+        #expect(said("the packets of sensor fall are refused") == 2, "ten minutes on, said again")
+        advert("41e445f3c9962b332211006c7c4519", 710)
+        #expect(said("is heard again") == 2)
     }
 }
 

@@ -75,9 +75,43 @@ import Testing
         #expect(refusals(events.take()).map { "\($0.0) \($0.1)" } == ["active 700"], "a new episode, a new event")
     }
 
-    /// Someone replaying the sensor's old packets beside the real ones: one condition for as
-    /// long as it goes on, not an active and a cleared per packet.
-    @Test func refusalsAmongTakenPacketsKeepOneConditionOpen() {
+    /// A fall button pressed, its battery changed (its counter starts again), and pressed to
+    /// try it, within a minute: the second press is refused a moment after the first was taken.
+    /// Raised a minute after it, nothing having been taken since.
+    @Test func aRefusalJustAfterATakenPacketIsRaisedAMinuteLater() throws {
+        var state = EngineState(), events = factory()
+        take(0, &state, &events)
+        refuse(40, &state, &events)
+        refuse(41, &state, &events)
+        engine.advance(&state, to: t0 + .seconds(99), events: &events)
+        #expect(events.take().isEmpty)
+        #expect(engine.nextDeadline(state) == t0 + .seconds(100))
+        engine.advance(&state, to: t0 + .seconds(100), events: &events)
+        let raised = events.take()
+        #expect(refusals(raised).map { "\($0.0) \($0.1)" } == ["active 100"])
+        #expect(raised.first?.data.first { $0.0 == "reason" }?.1 == .string(reason))
+        #expect(raised.first?.data.first { $0.0 == "refusedPackets" }?.1 == .int(2))
+        take(300, &state, &events)
+        #expect(refusals(events.take()).map { "\($0.0) \($0.1)" } == ["cleared 300"])
+    }
+
+    /// A sensor whose packets are taken among refused ones (a second kind of packet the agent
+    /// cannot read, someone replaying its old packets beside the real ones) is heard: nothing
+    /// is raised, however long it goes on.
+    @Test func refusalsAmongTakenPacketsRaiseNothing() {
+        var state = EngineState(), events = factory()
+        take(0, &state, &events)
+        for s in stride(from: Int64(10), to: 3600, by: 30) {
+            refuse(s, &state, &events)
+            take(s + 20, &state, &events)
+        }
+        engine.advance(&state, to: t0 + .seconds(7200), events: &events)
+        #expect(refusals(events.take()).isEmpty)
+    }
+
+    /// Once raised, refused packets among taken ones keep one condition open, not an active
+    /// and a cleared per packet.
+    @Test func refusalsAmongTakenPacketsKeepARaisedConditionOpen() {
         var state = EngineState(), events = factory()
         for s in stride(from: Int64(0), to: 600, by: 20) {
             refuse(s, &state, &events)
@@ -106,6 +140,18 @@ import Testing
         #expect(cleared.first?.data.first { $0.0 == "refusedPackets" }?.1 == .int(2))
     }
 
+    /// A refusal waiting to be raised is saved too: raised after the restart, on time.
+    @Test func aWaitingRefusalSurvivesARestart() throws {
+        var state = EngineState(), events = factory()
+        take(0, &state, &events)
+        refuse(30, &state, &events)
+        #expect(events.take().filter { $0.type == .sensorRefused }.isEmpty)
+        var restored = try EngineState(json: JSONValue.parse(state.json.serialized))
+        #expect(restored == state)
+        engine.advance(&restored, to: t0 + .seconds(600), events: &events)
+        #expect(refusals(events.take()).map { "\($0.0) \($0.1)" } == ["active 90"])
+    }
+
     @Test func anUnconfiguredSensorRaisesNothing() {
         var state = EngineState(), events = factory()
         engine.refused(SensorID("stranger")!, reason: reason, at: t0, state: &state, events: &events)
@@ -127,6 +173,21 @@ import Testing
         let cleared = events.take().filter { $0.type == .sensorRefused }
         #expect(cleared.map(\.correlationID) == [theirActive.eventID])
         #expect(cleared.first?.data.first { $0.0 == "refusedPackets" }?.1 == .int(2))
+    }
+
+    /// The stand-in's refusal still waiting (a packet taken just before it) waits on after the
+    /// take-in, and is raised when its minute is up.
+    @Test func aStandInsWaitingRefusalIsRaisedOnTime() {
+        var theirs = EngineState(), theirEvents = factory()
+        take(0, &theirs, &theirEvents)
+        refuse(20, &theirs, &theirEvents)
+        var saved = EngineState(), events = factory()
+        engine.advance(&saved, to: t0 - .seconds(60), events: &events)
+        engine.takeIn(standIn: theirs, into: &saved, events: &events)
+        engine.advance(&saved, to: t0 + .seconds(79), events: &events)
+        #expect(refusals(events.take()).isEmpty)
+        engine.advance(&saved, to: t0 + .seconds(80), events: &events)
+        #expect(refusals(events.take()).map { "\($0.0) \($0.1)" } == ["active 80"])
     }
 
     /// Both had it open: one condition stays (the outbox's), the stand-in's is cleared as its

@@ -69,12 +69,21 @@ struct SensorState: Equatable, Sendable {
     var silent: EventID?
     var batteryLow: EventID?
     var tamper: EventID?
-    /// The open `sensor.refused`, the last refused packet's time, and how many were refused
-    /// since it was raised.
-    var refused: EventID?
-    var lastRefused: WallTime?
-    var refusedPackets = 0
+    /// Packets refused since the last one taken (`RuleEngine.refused`); nil while none are.
+    var refusal: Refusal?
     var battery: Int?
+}
+
+/// One run of refused packets of a sensor: raised as `sensor.refused`, or waiting to be.
+struct Refusal: Equatable, Sendable {
+    /// The open `sensor.refused`; nil while it waits (`pendingSince`).
+    var event: EventID?
+    /// The first refused packet, when a packet was taken shortly before it: raised only if
+    /// none is taken for `RuleEngine.refusalQuiet` after it.
+    var pendingSince: WallTime?
+    var reason: String
+    var last: WallTime
+    var packets: Int
 }
 
 struct RuleState: Equatable, Sendable {
@@ -107,9 +116,10 @@ extension EngineState {
                     ("silent", id(s.silent)),
                     ("batteryLow", id(s.batteryLow)),
                     ("tamper", id(s.tamper)),
-                    ("refused", id(s.refused)),
-                    ("lastRefused", t(s.lastRefused)),
-                    ("refusedPackets", s.refusedPackets == 0 ? nil : .int(Int64(s.refusedPackets))),
+                    ("refusal", s.refusal.map { r in .object(dropping: [
+                        ("event", id(r.event)), ("pendingSince", t(r.pendingSince)), ("reason", .string(r.reason)),
+                        ("last", t(r.last)), ("packets", .int(Int64(r.packets))),
+                    ]) }),
                     ("battery", s.battery.map { .int(Int64($0)) }),
                     ("channels", .object(s.channels.sorted { $0.key < $1.key }.map { ch, c in
                         (ch.rawValue, .object(dropping: [
@@ -162,9 +172,10 @@ extension EngineState {
             state.silent = try id(s["silent"])
             state.batteryLow = try id(s["batteryLow"])
             state.tamper = try id(s["tamper"])
-            state.refused = try id(s["refused"])
-            state.lastRefused = try t(s["lastRefused"])
-            state.refusedPackets = Int(s["refusedPackets"]?.intValue ?? 0)
+            if let r = s["refusal"] {
+                guard let reason = r["reason"]?.stringValue, let last = try t(r["last"]), let packets = r["packets"]?.intValue else { throw fail("a refusal is incomplete") }
+                state.refusal = Refusal(event: try id(r["event"]), pendingSince: try t(r["pendingSince"]), reason: reason, last: last, packets: Int(packets))
+            }
             state.battery = s["battery"]?.intValue.map { Int($0) }
             for (name, c) in s["channels"]?.objectFields ?? [] {
                 guard let channel = Channel(rawValue: name) else { throw fail("channel \(name)") }

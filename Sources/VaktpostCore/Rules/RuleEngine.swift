@@ -60,26 +60,37 @@ public struct RuleEngine: Sendable {
     /// A packet of `sensor` refused at `time` for a reason its repeats never have (a wrong key,
     /// a counter that went back: `BTHomeRejection.saysTheSensorIsNotHeard`). The sensor is
     /// sending but not heard, so a press raises nothing; `sensor.silent` would say so only after
-    /// its supervision time, and not why, and a fall button is heard only when pressed. So the
-    /// first refusal raises `sensor.refused` at once.
+    /// its supervision time, and not why, and a fall button is heard only when pressed.
     ///
-    /// It clears once a packet is taken again and none has been refused for `refusalQuiet`, so
-    /// that refused packets mixed with taken ones (someone replaying the sensor's old packets
-    /// beside it) keep one condition open instead of raising and clearing it at every packet.
+    /// So `sensor.refused` means "sending, and not heard":
+    /// - raised at the first refused packet, unless a packet was taken less than `refusalQuiet`
+    ///   before it. Then it is raised `refusalQuiet` after that refusal if no packet is taken
+    ///   meanwhile: a button pressed, its battery changed, and pressed again is raised a minute
+    ///   later; a sensor whose packets are taken among refused ones (a second kind of packet the
+    ///   agent cannot read, someone replaying old packets beside the real ones) is heard, and
+    ///   raises nothing;
+    /// - cleared once a packet is taken and none has been refused for `refusalQuiet`, so that
+    ///   it is not raised and cleared at every packet.
     public func refused(_ id: SensorID, reason: String, at time: WallTime, state: inout EngineState, events: inout EventFactory) {
         advance(&state, to: time, events: &events)
         guard let sensor = sensors[id] else { return }
         var s = state.sensors[id] ?? SensorState()
-        if s.refused == nil {
-            s.refusedPackets = 0
-            s.refused = events.emit(.sensorRefused, .active, at: time, sensor: sensor, rule: nil, data: [("reason", .string(reason))])
+        if var r = s.refusal {
+            r.last = time
+            r.packets += 1
+            r.reason = reason
+            s.refusal = r
+        } else if let heard = s.lastHeard, time - heard < Self.refusalQuiet, time >= heard {
+            s.refusal = Refusal(event: nil, pendingSince: time, reason: reason, last: time, packets: 1)
+        } else {
+            let event = events.emit(.sensorRefused, .active, at: time, sensor: sensor, rule: nil, data: [("reason", .string(reason))])
+            s.refusal = Refusal(event: event, pendingSince: nil, reason: reason, last: time, packets: 1)
         }
-        s.refusedPackets += 1
-        s.lastRefused = time
         state.sensors[id] = s
     }
 
-    /// How long after the last refused packet a taken one clears `sensor.refused`.
+    /// How long refused packets wait for a taken one before they are raised, when a packet was
+    /// taken just before them; and how long after the last refused packet a taken one clears.
     public static let refusalQuiet: Duration = .seconds(60)
 
     /// First run: remember the start, and schedule the daily checks from it.
@@ -101,13 +112,14 @@ public struct RuleEngine: Sendable {
         case inactivity(Int)
         case silent(SensorID)
         case refusalOver(SensorID)
+        case refusalDue(SensorID)
 
         /// At one instant: confirm state first, then rules, then supervision.
         var order: Int {
             switch self {
             case .confirm: return 0
             case .ruleTimer, .dailyCheck, .inactivity: return 1
-            case .silent, .refusalOver: return 2
+            case .silent, .refusalOver, .refusalDue: return 2
             }
         }
     }
@@ -130,8 +142,12 @@ public struct RuleEngine: Sendable {
             if let supervision = config.supervision, s.silent == nil, let heard = s.lastHeard ?? state.startedAt {
                 offer(heard + supervision, .silent(id))
             }
-            if s.refused != nil, let refused = s.lastRefused, let heard = s.lastHeard, heard >= refused {
-                offer(refused + Self.refusalQuiet, .refusalOver(id))
+            if let r = s.refusal {
+                if let since = r.pendingSince {
+                    offer(since + Self.refusalQuiet, .refusalDue(id))
+                } else if let heard = s.lastHeard, heard >= r.last {
+                    offer(r.last + Self.refusalQuiet, .refusalOver(id))
+                }
             }
         }
         for (index, rule) in rules.enumerated() {
@@ -175,6 +191,13 @@ public struct RuleEngine: Sendable {
                     + (heard.map { [("lastHeardAt", .string(zone.format($0)))] } ?? []))
         case .refusalOver(let id):
             clearRefusal(of: sensors[id]!, at: time, state: &state, events: &events)
+        case .refusalDue(let id):
+            // Nothing taken since the first refusal: a taken packet would have ended the wait.
+            guard var r = state.sensors[id]?.refusal, r.pendingSince != nil else { return }
+            r.pendingSince = nil
+            r.event = events.emit(.sensorRefused, .active, at: time, sensor: sensors[id]!, rule: nil,
+                                  data: [("reason", .string(r.reason)), ("refusedPackets", .int(Int64(r.packets)))])
+            state.sensors[id]!.refusal = r
         case .ruleTimer(let index):
             let rule = rules[index]
             state.rules[rule.id, default: RuleState()].deadline = nil
@@ -208,13 +231,14 @@ public struct RuleEngine: Sendable {
 
     // MARK: Readings
 
+    /// Ends the sensor's run of refused packets: a packet was taken (and, if it was raised, none
+    /// has been refused for `refusalQuiet`).
     func clearRefusal(of sensor: SensorConfig, at time: WallTime, state: inout EngineState, events: inout EventFactory) {
-        guard let open = state.sensors[sensor.id]?.refused else { return }
-        let packets = state.sensors[sensor.id]!.refusedPackets
-        state.sensors[sensor.id]!.refused = nil
-        state.sensors[sensor.id]!.lastRefused = nil
-        state.sensors[sensor.id]!.refusedPackets = 0
-        events.emit(.sensorRefused, .cleared, at: time, sensor: sensor, rule: nil, correlation: open, data: [("refusedPackets", .int(Int64(packets)))])
+        guard let r = state.sensors[sensor.id]?.refusal else { return }
+        state.sensors[sensor.id]!.refusal = nil
+        if let open = r.event {
+            events.emit(.sensorRefused, .cleared, at: time, sensor: sensor, rule: nil, correlation: open, data: [("refusedPackets", .int(Int64(r.packets)))])
+        }
     }
 
     func apply(_ reading: Reading, from sensor: SensorConfig, to state: inout EngineState, events: inout EventFactory) {
@@ -227,7 +251,7 @@ public struct RuleEngine: Sendable {
             events.emit(.sensorSilent, .cleared, at: t, sensor: sensor, rule: nil, correlation: silent)
         }
         state.sensors[sensor.id] = s
-        if s.refused != nil, let refused = s.lastRefused, t - refused >= Self.refusalQuiet {
+        if let r = s.refusal, r.event == nil || t - r.last >= Self.refusalQuiet {
             clearRefusal(of: sensor, at: t, state: &state, events: &events)
             s = state.sensors[sensor.id]!
         }

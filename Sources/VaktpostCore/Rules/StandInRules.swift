@@ -64,12 +64,8 @@ extension RuleEngine {
         for id in sensorOrder {
             guard let heard = theirs.sensors[id] else { continue }
             if let activity = heard.lastActivity { state.sensors[id, default: SensorState()].lastActivity = max(state.sensors[id]?.lastActivity ?? activity, activity) }
-            // The stand-in's refused packets count with the outbox's, whichever condition stays open.
-            if heard.refused != nil {
-                state.sensors[id, default: SensorState()].refusedPackets += heard.refusedPackets
-                state.sensors[id]!.lastRefused = [state.sensors[id]!.lastRefused, heard.lastRefused].compactMap { $0 }.max()
-            }
-            for (condition, type) in [(\SensorState.silent, EventType.sensorSilent), (\.batteryLow, .sensorBatteryLow), (\.tamper, .sensorTamper), (\.refused, .sensorRefused)] {
+            if let their = heard.refusal { takeIn(their, of: sensors[id]!, at: theirNow, into: &state, events: &events) }
+            for (condition, type) in [(\SensorState.silent, EventType.sensorSilent), (\.batteryLow, .sensorBatteryLow), (\.tamper, .sensorTamper)] {
                 guard let their = heard[keyPath: condition], state.sensors[id]?[keyPath: condition] != their else { continue }
                 if let mine = state.sensors[id]?[keyPath: condition], !raisedHere.contains(mine) {
                     events.emit(type, .cleared, at: theirNow, sensor: sensors[id], rule: nil, correlation: their,
@@ -90,6 +86,24 @@ extension RuleEngine {
             state.rules[rule.id, default: RuleState()].activeType = their.activeType
         }
         events.drop(dropped)
+    }
+
+    /// The stand-in's run of refused packets, joined with the outbox's: one `sensor.refused`
+    /// (the outbox's, if both raised one: the stand-in's is cleared as its duplicate), the
+    /// packets of both counted, waiting only if neither was raised.
+    func takeIn(_ their: Refusal, of sensor: SensorConfig, at theirNow: WallTime, into state: inout EngineState, events: inout EventFactory) {
+        guard let mine = state.sensors[sensor.id]?.refusal else {
+            state.sensors[sensor.id, default: SensorState()].refusal = their
+            return
+        }
+        if let theirs = their.event, let kept = mine.event, theirs != kept {
+            events.emit(.sensorRefused, .cleared, at: theirNow, sensor: sensor, rule: nil, correlation: theirs, data: [("duplicateOf", .string(kept.description))])
+        }
+        let latest = their.last > mine.last ? their : mine
+        let event = mine.event ?? their.event
+        state.sensors[sensor.id]!.refusal = Refusal(
+            event: event, pendingSince: event != nil ? nil : [mine.pendingSince, their.pendingSince].compactMap { $0 }.min(),
+            reason: latest.reason, last: latest.last, packets: mine.packets + their.packets)
     }
 
     func reading(of sensor: SensorID, _ channel: Channel, _ value: Bool, at time: WallTime) -> Reading {
