@@ -94,11 +94,11 @@ extension HubDaemon {
         }
     }
 
-    /// `vaktpost reset-counter`, or the platform's command: forgets a BLE sensor's last encryption counter, packet id and
-    /// advertisement, so that the next packet it sends is taken as a first one. For a sensor
-    /// whose counter started again (a battery change) or that was re-keyed, whose packets are
-    /// refused as replays until then. Editing bthome.json does not do it while the agent runs:
-    /// the agent writes back what it holds within 10 s, and when it stops.
+    /// `vaktpost reset-counter`, or the platform's command: forgets a BLE sensor's last
+    /// encryption counter, packet id and advertisement, so that the next packet it sends is taken
+    /// as a first one. For a sensor whose counter started again (a battery change) or that was
+    /// re-keyed, whose packets are refused as replays until then. Editing bthome.json does not do
+    /// it while the agent runs: the agent writes back what it holds within 10 s, and when it stops.
     public func resetCounter(_ name: String, by: String) -> JSONValue {
         guard let id = SensorID(name), let sensor = sensorConfigs[id] else {
             return .object([("error", .string("no sensor \(name) is configured; `vaktpost sensors` lists them"))])
