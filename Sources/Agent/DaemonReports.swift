@@ -157,8 +157,10 @@ public struct Checklist {
             let id = s["id"]?.stringValue ?? "?"
             let detail = [s["rssi"]?.intValue.map { "RSSI \($0) dBm" }, s["batteryPct"]?.intValue.map { "battery \($0) %" }].compactMap { $0 }.joined(separator: ", ")
             if let refused = s["refused"] {
-                add(.fail, "sensor \(id) heard: \(refused["count"]?.intValue ?? 0) packets refused since \(refused["since"]?.stringValue ?? "?") (\(refused["reason"]?.stringValue ?? ""))",
-                    "a wrong bthome_key: compare it with the sensor's; a counter gone back after a battery change: `sudo vaktpost reset-counter \(id)`; `vaktpost scan --ble` shows each packet's fate")
+                let hint = s["transport"]?.stringValue == "enocean"
+                    ? "set its eep to the sensor's profile (`vaktpost scan --serial` shows what it sends; a teach-in names its profile); an encrypted sensor: turn EnOcean security off on it"
+                    : "a wrong bthome_key: compare it with the sensor's; a counter gone back after a battery change: `sudo vaktpost reset-counter \(id)`; `vaktpost scan --ble` shows each packet's fate"
+                add(.fail, "sensor \(id) heard: \(refused["count"]?.intValue ?? 0) packets refused since \(refused["since"]?.stringValue ?? "?") (\(refused["reason"]?.stringValue ?? ""))", hint)
                 continue
             }
             guard s["lastSeenAt"] != nil else {

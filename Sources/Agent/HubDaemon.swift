@@ -524,26 +524,27 @@ public final class HubDaemon: HubControl {
             let heard = c.ble.handle(report, at: time, decrypt: AESCCM.decrypt)
             if let reading = heard.reading { apply(reading, &c) }
             if let sensor = heard.sensor, let rejection = heard.rejection, rejection.saysTheSensorIsNotHeard {
-                refused(sensor, rejection, at: time, &c)
+                refused(sensor, rejection.description, at: time, &c, remedy: "A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: `vaktpost reset-counter \(sensor)`. Otherwise someone may be replaying or spoofing it")
             }
         }
     }
 
     /// A configured sensor's packet refused for a reason its repeats never have (a wrong key, a
-    /// counter that went back): until a packet is taken again the sensor is not heard, and
+    /// counter that went back, an EnOcean eep that does not fit what it sends): until a packet is
+    /// taken again the sensor is not heard, and
     /// `sensor.silent` would say so only after its supervision time, and not why. The rules raise
     /// `sensor.refused` for the platform; the journal says it at the first refusal (at most every
     /// 10 minutes: a sensor whose packets are taken among refused ones would otherwise fill it);
     /// `vaktpost status` and the heartbeat say it until a packet is taken.
-    func refused(_ sensor: SensorID, _ rejection: BTHomeRejection, at time: WallTime, _ c: inout Core) {
+    func refused(_ sensor: SensorID, _ reason: String, at time: WallTime, _ c: inout Core, remedy: String) {
         var health = c.sensors[sensor] ?? .init(deviceID: sensor.rawValue)
         if health.refused == nil, c.refusalSaid[sensor].map({ time - $0.at >= Self.refusalSaidEvery || time < $0.at }) ?? true {
             c.refusalSaid[sensor] = (time, true)
-            logger.error("the packets of sensor \(sensor) are refused: \(rejection); it is not heard until one is taken. A wrong bthome_key: check it against the sensor's. A counter that went back after a battery change: `vaktpost reset-counter \(sensor)`. Otherwise someone may be replaying or spoofing it")
+            logger.error("the packets of sensor \(sensor) are refused: \(reason); it is not heard until one is taken. \(remedy)")
         }
-        health.refused = .init(reason: rejection.description, count: (health.refused?.count ?? 0) + 1, since: health.refused?.since ?? time)
+        health.refused = .init(reason: reason, count: (health.refused?.count ?? 0) + 1, since: health.refused?.since ?? time)
         c.sensors[sensor] = health
-        engine.refused(sensor, reason: rejection.description, at: time, state: &c.state, events: &c.factory)
+        engine.refused(sensor, reason: reason, at: time, state: &c.state, events: &c.factory)
         commit(&c)
     }
 
@@ -553,6 +554,9 @@ public final class HubDaemon: HubControl {
         core.withLock { c in
             let heard = c.serial.handle(telegram, at: time, receiver: receiver)
             if !heard.repeated, let reading = heard.reading { apply(reading, &c) }
+            if let sensor = heard.sensor, let misfit = heard.misfit {
+                refused(sensor, misfit, at: time, &c, remedy: "Set its eep in the config to the sensor's profile: `vaktpost scan --serial` shows what it sends (a teach-in names its profile). An encrypted sensor: turn EnOcean security off on it")
+            }
         }
     }
 

@@ -483,12 +483,14 @@ extension ScanCommand {
                     if case .object(var f) = entry {
                         f.insert(("receiver", .string(r.name)), at: 0)
                         f.append(("sensor", heard.sensor.map { .string($0.rawValue) } ?? .null))
+                        if let misfit = heard.misfit { f.append(("refused", .string(misfit))) }
                         entry = .object(f)
                     }
                     lines.withLock { $0.append(entry) }
                     if !json {
                         let teach = telegram.teachInProfile.map { " TEACH-IN \($0.eep) manufacturer \($0.manufacturer)" } ?? (telegram.isTeachIn == true ? " TEACH-IN" : "")
-                        print("\(r.name)  \(telegram.senderID ?? "-")  \(telegram.dbm.map { "\($0) dBm" } ?? "-")  \(heard.sensor?.rawValue ?? "(not configured)")\(teach)  \(entry.serialized)")
+                        let refused = heard.misfit.map { "  REFUSED: \($0)" } ?? ""
+                        print("\(r.name)  \(telegram.senderID ?? "-")  \(telegram.dbm.map { "\($0) dBm" } ?? "-")  \(heard.sensor?.rawValue ?? "(not configured)")\(teach)\(refused)  \(entry.serialized)")
                     }
                 },
                 onCondition: { condition in

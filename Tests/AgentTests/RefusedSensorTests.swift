@@ -139,3 +139,43 @@ func fallButtonHub(_ dir: String, more: String = "") throws -> (HubDaemon, Journ
     #expect(!HubDaemon.mayUse(group, command: "reset-counter"))
     #expect(HubDaemon.mayUse(PeerCredentials(pid: 1, uid: 0, gid: 0), command: "reset-counter"))
 }
+
+/// An EnOcean sensor configured with an eep of another family than it sends (a rocker
+/// configured as a bed contact) was dropped without a word: `vaktpost check` said "nothing
+/// heard: check its range" while the technician pressed it. It is refused with the reason, as a
+/// BLE sensor's packets are, and the check says which eep to look at.
+@Test func anEnOceanSensorWhoseTelegramsDoNotFitItsEEPSaysWhy() throws {
+    try withTemporaryDirectory { dir in
+        let (d, journal, _) = try fallButtonHub(dir, more: """
+            [[sensors]]
+            id = "bed"
+            role = "bed"
+            room = "bedroom"
+            transport = "enocean"
+            sender = "0180A5D2"
+            eep = "D5-00-01"
+            """)
+        defer { d.stop(.rules) }
+        func bed() -> HealthSnapshot.SensorHealth? { d.health().sensors.first { $0.deviceID == "bed" } }
+        func telegram(_ data: [UInt8], at seconds: Int64) {
+            d.heardSerial(ESP3Telegram(ESP3Packet(type: 1, data: data + [0x01, 0x80, 0xA5, 0xD2, 0x00], optional: [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 60, 0x00])),
+                          at: WallTime(secondsSinceEpoch: 1_790_000_000 + seconds), receiver: "usb300")
+        }
+        telegram([0xD5, 0x00], at: 0)  // a teach-in: sent by every contact, refused by none
+        #expect(bed()?.refused == nil)
+        telegram([0xF6, 0x50], at: 1)  // a rocker press
+        let refused = try #require(bed()?.refused)
+        #expect(refused.reason == "a rocker switch (RPS, F6) telegram does not fit its eep D5-00-01")
+        #expect(journal.text.contains("the packets of sensor bed are refused: a rocker switch (RPS, F6) telegram does not fit its eep D5-00-01; it is not heard until one is taken. Set its eep"))
+        let raised = d.core.withLock { $0.recent.map(\.json) }.filter { $0["type"]?.stringValue == "sensor.refused" }
+        #expect(raised.map { $0["state"]?.stringValue } == ["active"])
+        var list = Checklist()
+        list.sensorChecks(d.config, d.status())
+        #expect(list.text.contains("FAIL  sensor bed heard: 1 packets refused since"), "\(list.text)")
+        #expect(list.text.contains("set its eep to the sensor's profile"), "\(list.text)")
+
+        telegram([0xD5, 0x09], at: 5)  // a contact's data telegram: closed, occupied
+        #expect(bed()?.refused == nil, "heard")
+        #expect(bed()?.state == "occupied")
+    }
+}

@@ -314,7 +314,7 @@ func vaktpost(_ arguments: [String]) throws -> Run {
     }
 
     /// A technician pairing an EnOcean contact: `scan --serial` on a receiver (here a pty) prints
-    /// the telegram, with its configured sensor.
+    /// the telegram, with its configured sensor, and says when a telegram does not fit its eep.
     @Test func scanSerialShowsTelegramsAsTheyArrive() throws {
         var master: Int32 = 0, slave: Int32 = 0
         try #require(openpty(&master, &slave, nil, nil, nil) == 0)
@@ -347,14 +347,18 @@ func vaktpost(_ arguments: [String]) throws -> Run {
         try process.run()
         usleep(1_500_000)  // past the bring-up (no one answers it here)
         let frame: [UInt8] = [0x55, 0x00, 0x07, 0x07, 0x01, 0x7A, 0xD5, 0x08, 0x01, 0x82, 0x5D, 0xAB, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x36, 0x00, 0x53]
-        _ = frame.withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
+        // The same sender's rocker press: not what its eep reads, so the agent would refuse it.
+        let rocker: [UInt8] = [0x55, 0x00, 0x07, 0x07, 0x01, 0x7A, 0xF6, 0x50, 0x01, 0x82, 0x5D, 0xAB, 0x30, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x36, 0x00, 0xEE]
+        _ = (frame + rocker).withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         let heard = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
-        #expect(heard.count == 1)
+        #expect(heard.count == 2)
         #expect(heard.first?["sensor"] as? String == "front-door")
         #expect(heard.first?["receiver"] as? String == "usb300")
         #expect((heard.first?["values"] as? [String: Any])?["CO"] as? Int == 0)  // open
+        #expect(heard.first?["refused"] == nil)
+        #expect(heard.last?["refused"] as? String == "a rocker switch (RPS, F6) telegram does not fit its eep D5-00-01")
     }
 }

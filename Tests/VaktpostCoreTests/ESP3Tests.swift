@@ -79,6 +79,24 @@ func readText(_ path: String) -> String? {
         }
     }
 
+    /// A telegram of another family than the configured eep cannot be that sensor's data; an
+    /// encrypted one cannot be read; what any sender sends beside its data is no misfit.
+    @Test func aTelegramOfAnotherFamilyOrEncryptedDoesNotFit() {
+        func telegram(_ data: [UInt8]) -> ESP3Telegram {
+            ESP3Telegram(ESP3Packet(type: 1, data: data + [0x01, 0x80, 0xA5, 0xD2, 0x00], optional: []))
+        }
+        #expect(EEP.misfit(telegram([0xF6, 0x50]), eep: "D5-00-01") == "a rocker switch (RPS, F6) telegram does not fit its eep D5-00-01")
+        #expect(EEP.misfit(telegram([0xD5, 0x09]), eep: "A5-07-01") == "a contact (1BS, D5) telegram does not fit its eep A5-07-01")
+        #expect(EEP.misfit(telegram([0xA5, 0, 0, 0xFF, 0x08]), eep: "F6-02-01") == "a 4BS (A5) telegram does not fit its eep F6-02-01")
+        #expect(EEP.misfit(telegram([0x31, 1, 2, 3, 4]), eep: "F6-02-01")?.hasPrefix("an encrypted telegram (EnOcean security, RORG 31)") == true)
+        #expect(EEP.misfit(telegram([0xD5, 0x09]), eep: "D5-00-01") == nil)
+        #expect(EEP.misfit(telegram([0xD5, 0x00]), eep: "A5-07-01") == nil, "a teach-in")
+        #expect(EEP.misfit(telegram([0xA5, 0, 0, 0, 0x00]), eep: "D5-00-01") == nil, "a 4BS teach-in")
+        #expect(EEP.misfit(telegram([0xA5, 0, 0]), eep: "A5-07-01") == nil, "its own family, cut short: not surely a misfit")
+        #expect(EEP.misfit(telegram([0xD0, 0x06, 0x01]), eep: "D5-00-01") == nil, "a signal telegram")
+        #expect(EEP.misfit(telegram([0xD4, 0xA0, 0xFF, 0x00, 0x00, 0x01, 0x01, 0xD2]), eep: "D2-01-01") == nil, "a UTE teach-in")
+    }
+
     @Test func garbageAndFalseSyncsBeforeAFrameAreSkipped() {
         let contact = Hex.bytes("55000707017AD50901825DAB0001FFFFFFFF3600C7")!
         // Noise, a lone 0x55, a false sync with a bad header CRC, a valid header claiming 64 KiB.

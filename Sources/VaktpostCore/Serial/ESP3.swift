@@ -250,6 +250,23 @@ public enum EEP {
         }
     }
 
+    /// Why a telegram from a configured sender cannot be read with its `eep`, when it surely
+    /// cannot: data of another profile family (a rocker switch configured as a contact, say), or
+    /// EnOcean security, which the agent does not read. Nil when it fits, and for what any sender
+    /// may send now and then beside its data (teach-in, signal, remote management, its own
+    /// family's other telegrams): the sensor is then heard or not by its data alone.
+    public static func misfit(_ t: ESP3Telegram, eep: String) -> String? {
+        guard let rorg = t.rorg, t.isTeachIn != true else { return nil }
+        let family: [UInt8: String] = [0xF6: "rocker switch (RPS, F6)", 0xD5: "contact (1BS, D5)", 0xA5: "4BS (A5)", 0xD2: "VLD (D2)"]
+        if let name = family[rorg], let expected = UInt8(eep.prefix(2), radix: 16), expected != rorg {
+            return "a \(name) telegram does not fit its eep \(eep)"
+        }
+        if [0x30, 0x31, 0x33].contains(rorg) {
+            return "an encrypted telegram (EnOcean security, RORG \(hex2(rorg).uppercased())): the agent reads EnOcean telegrams only in the clear"
+        }
+        return nil
+    }
+
     /// What a telegram from a configured sender means for its role: the values the rule engine sees.
     /// nil for a teach-in or a telegram that says nothing about the role's state.
     public static func reading(_ t: ESP3Telegram, eep: String, role: SensorRole) -> ReadingValues? {

@@ -17,6 +17,8 @@ public struct SerialRouter: Sendable {
         public var sensor: SensorID?
         public var reading: Reading?
         public var repeated: Bool
+        /// Why the configured sensor's telegram cannot be read with its eep (`EEP.misfit`).
+        public var misfit: String?
     }
 
     /// A copy is the same telegram within a second of the one it copies, come through a repeater
@@ -41,8 +43,12 @@ public struct SerialRouter: Sendable {
         if recent.count > 512 { recent = recent.filter { time - $0.value.time < .seconds(1) } }
         let sensor = sensors[sender]
         var heard = Heard(telegram: t, sensor: sensor?.id, reading: nil, repeated: repeated)
-        if !repeated, let sensor, let binding = sensor.enocean, let values = EEP.reading(t, eep: binding.eep, role: sensor.role) {
-            heard.reading = Reading(sensor: sensor.id, receivedAt: time, values: values)
+        if !repeated, let sensor, let binding = sensor.enocean {
+            if let values = EEP.reading(t, eep: binding.eep, role: sensor.role) {
+                heard.reading = Reading(sensor: sensor.id, receivedAt: time, values: values)
+            } else {
+                heard.misfit = EEP.misfit(t, eep: binding.eep)
+            }
         }
         return heard
     }
