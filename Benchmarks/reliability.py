@@ -43,7 +43,9 @@ status is 1 when anything failed.
                                            while the platform is away (the alarms stored before the hang
                                            go from memory when it is back), and the agent stopped while a write
                                            hangs (the stop waits for it, asking systemd for time,
-                                           and loses nothing); and the wall clock jumping an hour forward and
+                                           and loses nothing); an EnOcean sensor whose telegrams
+                                           do not fit its eep (sensor.refused raised and cleared);
+                                           and the wall clock jumping an hour forward and
                                            back (in-process: swift test --filter ClockStepTests).
                                            The agent stays up, its memory stays bounded, each
                                            condition arrives as its technical event, and every
@@ -53,7 +55,7 @@ Needs root for `faults` (a small tmpfs for the full disk, iptables for the dead 
 attaching to the agent for the failing disk).
 """
 import datetime, json, os, random, re, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
-from bench_platform import (ROOT as root, DescriptorStore, build, motion, MOTION_SENDERS, SENSORS, platform_config, rss_kib, start_agent,
+from bench_platform import (ROOT as root, DescriptorStore, build, esp3, motion, rocker, MOTION_SENDERS, SENSORS, platform_config, rss_kib, start_agent,
                             start_fake_usb300, start_receiver, stop, stream, stream_config)
 
 results = []
@@ -919,6 +921,30 @@ class Flood(Scenario):
         growth = (max(self.rss, default=0) - self.before) / 1024
         check(growth < 16, f"{self.name}: memory stayed bounded (RSS {self.before / 1024:.1f} MiB before, peak {max(self.rss) / 1024:.1f} MiB)")
 
+class Misfit(Scenario):
+    """A bed contact of its own configured as `D5-00-01` sends three rocker presses (F6: another
+    family than its eep, as when a technician picked the wrong profile), then two contact
+    telegrams that fit. The rocker presses are refused, not dropped without a word:
+    `sensor.refused` is raised at the first, with the reason, and cleared a minute after the
+    last once a telegram is taken, with the count."""
+    SENDER = "0577BBBB"
+
+    def __init__(self, name, bindir, base):
+        super().__init__(name, bindir, base)
+        t = now() + datetime.timedelta(seconds=20)
+        self.extra_config = f'[[sensors]]\nid = "bed-misfit"\nrole = "bed"\nroom = "bedroom"\ntransport = "enocean"\nsender = "{self.SENDER}"\neep = "D5-00-01"\n'
+        contact = esp3(0x01, bytes([0xD5, 0x09]) + bytes.fromhex(self.SENDER) + bytes([0x00]), bytes([1, 255, 255, 255, 255, 60, 0]))
+        self.extra_schedule = [{"at": (t + datetime.timedelta(seconds=s)).isoformat(), "hex": rocker(self.SENDER, 0x50, 0x30).hex()} for s in (0, 5, 10)] + [
+            {"at": (t + datetime.timedelta(seconds=s)).isoformat(), "hex": contact.hex()} for s in (20, 90)]
+        self.extra_may_go = True  # none of its telegrams makes a stream event
+
+    def verify(self, events):
+        said = [(r[1], json.loads(r[3])) for r in events if r[0] == "sensor.refused"]
+        check([s[0] for s in said] == ["active", "cleared"] and "does not fit its eep D5-00-01" in said[0][1].get("data", {}).get("reason", "")
+              and said[1][1].get("data", {}).get("refusedPackets") == 3 and said[1][1].get("correlationId") == said[0][1].get("eventId"),
+              f"{self.name}: sensor.refused raised with the reason and cleared with the count "
+              f"({[(s[0], s[1].get('occurredAt'), s[1].get('data')) for s in said]})")
+
 class DiskHangs(DiskFails):
     """From second HANG[0] to HANG[1] every write of the outbox's WAL hangs (strace holds each
     pwrite64 until HANG[1]), as on a card busy in its firmware or a USB disk the kernel retries.
@@ -1146,6 +1172,7 @@ def faults():
         DiskStalls("disk-stalls", bindir, base),
         DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),
+        Misfit("misfit", bindir, base),
         DiskHangsFlooding("disk-hangs-flooding", bindir, base),
         DiskHangsOffline("disk-hangs-offline", bindir, base),
         DiskHangsStopped("disk-hangs-stopped", bindir, base),
