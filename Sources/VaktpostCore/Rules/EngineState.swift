@@ -70,12 +70,12 @@ struct SensorState: Equatable, Sendable {
     var batteryLow: EventID?
     var tamper: EventID?
     /// Packets refused since the last one taken (`RuleEngine.refused`); nil while none are.
-    var refusal: Refusal?
+    var refusal: RefusedRun?
     var battery: Int?
 }
 
 /// One run of refused packets of a sensor: raised as `sensor.refused`, or waiting to be.
-struct Refusal: Equatable, Sendable {
+struct RefusedRun: Equatable, Sendable {
     /// The open `sensor.refused`; nil while it waits (`pendingSince`).
     var event: EventID?
     /// The first refused packet, when a packet was taken shortly before it: raised only if
@@ -174,7 +174,7 @@ extension EngineState {
             state.tamper = try id(s["tamper"])
             if let r = s["refusal"] {
                 guard let reason = r["reason"]?.stringValue, let last = try t(r["last"]), let packets = r["packets"]?.intValue else { throw fail("a refusal is incomplete") }
-                state.refusal = Refusal(event: try id(r["event"]), pendingSince: try t(r["pendingSince"]), reason: reason, last: last, packets: Int(packets))
+                state.refusal = RefusedRun(event: try id(r["event"]), pendingSince: try t(r["pendingSince"]), reason: reason, last: last, packets: Int(packets))
             }
             state.battery = s["battery"]?.intValue.map { Int($0) }
             for (name, c) in s["channels"]?.objectFields ?? [] {

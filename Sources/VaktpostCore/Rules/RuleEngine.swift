@@ -81,10 +81,10 @@ public struct RuleEngine: Sendable {
             r.reason = reason
             s.refusal = r
         } else if let heard = s.lastHeard, time - heard < Self.refusalQuiet, time >= heard {
-            s.refusal = Refusal(event: nil, pendingSince: time, reason: reason, last: time, packets: 1)
+            s.refusal = RefusedRun(event: nil, pendingSince: time, reason: reason, last: time, packets: 1)
         } else {
             let event = events.emit(.sensorRefused, .active, at: time, sensor: sensor, rule: nil, data: [("reason", .string(reason))])
-            s.refusal = Refusal(event: event, pendingSince: nil, reason: reason, last: time, packets: 1)
+            s.refusal = RefusedRun(event: event, pendingSince: nil, reason: reason, last: time, packets: 1)
         }
         state.sensors[id] = s
     }

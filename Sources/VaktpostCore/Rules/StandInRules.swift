@@ -91,7 +91,7 @@ extension RuleEngine {
     /// The stand-in's run of refused packets, joined with the outbox's: one `sensor.refused`
     /// (the outbox's, if both raised one: the stand-in's is cleared as its duplicate), the
     /// packets of both counted, waiting only if neither was raised.
-    func takeIn(_ their: Refusal, of sensor: SensorConfig, at theirNow: WallTime, into state: inout EngineState, events: inout EventFactory) {
+    func takeIn(_ their: RefusedRun, of sensor: SensorConfig, at theirNow: WallTime, into state: inout EngineState, events: inout EventFactory) {
         guard let mine = state.sensors[sensor.id]?.refusal else {
             state.sensors[sensor.id, default: SensorState()].refusal = their
             return
@@ -101,7 +101,7 @@ extension RuleEngine {
         }
         let latest = their.last > mine.last ? their : mine
         let event = mine.event ?? their.event
-        state.sensors[sensor.id]!.refusal = Refusal(
+        state.sensors[sensor.id]!.refusal = RefusedRun(
             event: event, pendingSince: event != nil ? nil : [mine.pendingSince, their.pendingSince].compactMap { $0 }.min(),
             reason: latest.reason, last: latest.last, packets: mine.packets + their.packets)
     }
