@@ -54,7 +54,8 @@ public struct UplinkSettings: Sendable {
 /// alarm lane has undelivered events (up to `alarmsFirstGrace`).
 ///
 /// Alarm lane: one event per `POST .../alarms`, backoff 0.25-1 s, never gives up; after 10 s
-/// without acceptance it alternates with the secondary URL. Bulk lane: stored batches to
+/// without acceptance it alternates with the secondary URL; an alarm the platform keeps failing
+/// while it works is passed over in turns (`AlarmTurns`). Bulk lane: stored batches to
 /// `POST .../events:batch` with their Idempotency-Key, backoff 2-300 s. Both honour Retry-After
 /// (the alarm lane at most 30 s of it); 400/422 dead-letter; 401/403 are reported and retried slowly.
 public final class DeliveryLanes: Sendable {
@@ -71,6 +72,9 @@ public final class DeliveryLanes: Sendable {
         /// An alarm had no answer on its connection within `after`, went again on a new one
         /// (`AlarmHedge`), and the platform answered that one with `status`.
         case sentAgain(after: Duration, status: Int)
+        /// The platform works, yet keeps failing this alarm (`AlarmTurns`): the alarms behind it
+        /// go first, and it is tried again in turn (`alarm.undelivered`).
+        case alarmUndelivered(StoredEvent, lastError: String)
     }
 
     let settings: UplinkSettings
@@ -186,6 +190,10 @@ public final class DeliveryLanes: Sendable {
         // on its way (`BulkAhead`).
         var unsettled: (batch: OutboxBatch, outcomes: [EventID: DeliveryOutcome])? = nil
         var madeAhead: OutboxBatch? = nil
+        // The alarm lane's order past an alarm the platform keeps failing, and the platform's
+        // successes seen so far (any request's: a heartbeat tells that it works too).
+        var turns = AlarmTurns()
+        var answeredSeen = platformAnswered.load(ordering: .acquiring)
         defer { if let u = unsettled { try? settle(u.batch, outcomes: u.outcomes) } }
         while !loop.isStopped {
             if lane == .bulk {
@@ -207,16 +215,20 @@ public final class DeliveryLanes: Sendable {
                 loop.sleep(wait)
                 continue
             }
+            if lane == .alarm, platformAnswered.load(ordering: .acquiring) != answeredSeen {
+                answeredSeen = platformAnswered.load(ordering: .acquiring)
+                for f in turns.platformWorks() { report(.alarmUndelivered(f.event, lastError: f.lastError)) }
+            }
             let batch: OutboxBatch
             do {
                 // The alarm lane writes nothing on an alarm's way out: it reads the next alarm, or,
                 // while a write of the outbox hangs (whoever's), takes it from memory; it never
                 // waits for the outbox's lock, or for a read that hangs, longer than a moment.
                 let next: OutboxBatch??
-                if lane == .alarm, let alarm = outbox.alarmToExpress() {
+                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: { turns.pick($0) }) {
                     next = .alarm(alarm)
                 } else if lane == .alarm {
-                    next = try outbox.nextAlarm(within: .milliseconds(200)).map { $0.map(OutboxBatch.alarm) }
+                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: { turns.pick($0) }).map { $0.map(OutboxBatch.alarm) }
                 } else if let ahead = madeAhead {
                     next = .some(ahead)
                     madeAhead = nil
@@ -263,8 +275,10 @@ public final class DeliveryLanes: Sendable {
                 case .delivered:
                     guard let outcomes = outcomes(of: batch, lane: lane, response: response) else {
                         report(.failed(reason: Self.unreadable(response)))
+                        if lane == .alarm { turns.failed(batch.events[0], Self.unreadable(response)) }
                         break
                     }
+                    if lane == .alarm { turns.done(batch.events[0]) }
                     if lane == .bulk && !batch.inMemory {
                         unsettled = (batch, outcomes)
                     } else {
@@ -284,7 +298,10 @@ public final class DeliveryLanes: Sendable {
                 case .reject:
                     let (outcomes, reason) = Self.rejection(of: batch, "HTTP \(response.status): \(problemText(response))")
                     try settle(batch, outcomes: outcomes)
-                    if lane == .alarm { alarmDone(progress: true) }
+                    if lane == .alarm {
+                        turns.done(batch.events[0])
+                        alarmDone(progress: true)
+                    }
                     report(.rejected(count: outcomes.count, reason: reason, damagedAlarms: Self.damagedAlarms(batch.events.filter { outcomes[$0.eventID] != nil })))
                     report(.exchanged(at: now()))
                     attempt = 0
@@ -294,7 +311,9 @@ public final class DeliveryLanes: Sendable {
                     report(.unauthorized(status: response.status))
                     retryAfter = .seconds(60)  // the certificate may be renewed; no point hammering
                 case .retry:
-                    report(.failed(reason: "HTTP \(response.status): \(problemText(response))"))
+                    let reason = "HTTP \(response.status): \(problemText(response))"
+                    report(.failed(reason: reason))
+                    if lane == .alarm { turns.failed(batch.events[0], reason) }
                     retryAfter = response.header("Retry-After").flatMap { RetryAfter.parse($0, now: now()) }
                     if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
                 }

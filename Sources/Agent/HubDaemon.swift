@@ -927,6 +927,8 @@ public final class HubDaemon: HubControl {
             // Said every time: alarms are rare, and each of these is a connection that died, or
             // a platform node that hangs, with an alarm on it.
             logger.warning("an alarm had no answer \(after.nanoseconds / 1_000_000) ms after it went out; sent again on a new connection, the platform answered HTTP \(status), and the first connection is given up (it died without a word, or leads to a platform node that hangs)")
+        case .alarmUndelivered(let id, let type, let lastError):
+            logger.critical("the platform keeps failing alarm \(id) (\(type)) while it takes the hub's other requests: \(lastError); the alarms behind it go first and it is tried again in turn. Its operators have not seen it: tell the response centre, and the platform's integrator (the eventId is in their logs)")
         case .heartbeat, .command, .clockCorrected: break
         }
     }

@@ -433,7 +433,8 @@ public final class LockedOutbox: @unchecked Sendable {
         }
     }
 
-    /// The alarm lane's next alarm, read from the outbox: nil when it was not read within `limit`
+    /// The alarm lane's next alarm, read from the outbox (`pick` chooses among those waiting, in
+    /// send order; `AlarmTurns`): nil when it was not read within `limit`
     /// (the outbox busy with a write that hangs, or this read hanging: `alarmToExpress` has the
     /// alarms once the outbox has been busy `expressAfter`), .some(nil) when none waits. A read only,
     /// on a thread of its own, and it keeps what it read for `alarmToExpress`.
@@ -441,7 +442,7 @@ public final class LockedOutbox: @unchecked Sendable {
     /// A read not done within `limit` is not given up: the next call waits for it again (no
     /// second read queued behind one that hangs; on a loaded machine a slow read is still used).
     /// Its answer is dropped, and a fresh read made, only if alarms were delivered since it read.
-    public func nextAlarm(within limit: Duration) throws -> StoredEvent?? {
+    public func nextAlarm(within limit: Duration, pick: ([StoredEvent]) -> StoredEvent? = { $0.first }) throws -> StoredEvent?? {
         for _ in 0..<2 {
             let read = alarmRead.withLock { pending in
                 if let pending { return pending }
@@ -456,7 +457,7 @@ public final class LockedOutbox: @unchecked Sendable {
             guard read.done.wait(timeout: .now() + .nanoseconds(Int(limit.nanoseconds))) == .success else { return nil }
             alarmRead.withLock { $0 = nil }
             guard let answer = try read.result.withLock({ $0 })?.get() else { return nil }  // the outbox stayed busy
-            if answer.deliveries == handover.withLock({ $0.deliveryCount }) { return .some(answer.next) }
+            if answer.deliveries == handover.withLock({ $0.deliveryCount }) { return .some(pick(answer.queued)) }
         }
         return nil
     }
@@ -467,29 +468,30 @@ public final class LockedOutbox: @unchecked Sendable {
     /// One read of the alarm lane's, on `alarmReads`.
     final class AlarmRead: Sendable {
         let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<(next: StoredEvent?, deliveries: Int)?, any Error>?>(nil)
+        let result = Mutex<Result<(queued: [StoredEvent], deliveries: Int)?, any Error>?>(nil)
     }
 
-    func readNextAlarm(within limit: Duration) throws -> (next: StoredEvent?, deliveries: Int)? {
+    func readNextAlarm(within limit: Duration) throws -> (queued: [StoredEvent], deliveries: Int)? {
         try with(within: limit) { o in
             let (skipping, deliveries) = handover.withLock { (Set($0.delivered.keys), $0.deliveryCount) }
             let queued = try readAlarms(o, skipping)
             handover.withLock { $0.alarmsAsRead = queued }
-            return (queued.first, deliveries)
+            return (queued, deliveries)
         }
     }
 
     /// While the outbox is slow or hangs (busy `expressAfter`): the first alarm-lane event, among
     /// those waiting for the write and those read or written last, that the alarm lane has not
-    /// delivered yet (highest priority, then oldest), for the alarm lane to send from here.
-    public func alarmToExpress() -> StoredEvent? {
+    /// delivered yet (highest priority, then oldest, as `pick` takes them), for the alarm lane
+    /// to send from here.
+    public func alarmToExpress(pick: ([StoredEvent]) -> StoredEvent? = { $0.first }) -> StoredEvent? {
         let now = SystemClock.boottime()
         return handover.withLock { h in
             guard busy(h, at: now) >= Self.expressAfter else { return nil }
             let unwritten = (h.writing + h.queue).filter { $0.lane == .alarm }.map(StoredEvent.init)
-            return (unwritten + h.alarmsAsRead)
+            return pick((unwritten + h.alarmsAsRead)
                 .filter { h.delivered[$0.eventID] == nil }
-                .min(by: Outbox.sendOrder)
+                .sorted(by: Outbox.sendOrder))
         }
     }
 

@@ -76,6 +76,8 @@ public final class PlatformLink: Sendable {
         case attemptFailed(reason: String)
         /// An alarm went again on a new connection, its first having no answer (`AlarmHedge`).
         case alarmSentAgain(after: Duration, status: Int)
+        /// The platform works, yet keeps failing an alarm; the ones behind it go first.
+        case alarmUndelivered(EventID, type: String, lastError: String)
     }
 
     let settings: Settings
@@ -208,6 +210,10 @@ public final class PlatformLink: Sendable {
             if fresh { notice(.attemptFailed(reason: reason)) }
         case .sentAgain(let after, let status):
             notice(.alarmSentAgain(after: after, status: status))
+        case .alarmUndelivered(let alarm, let lastError):
+            raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
+                                            ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError))
         }
     }
 
@@ -553,6 +559,7 @@ public final class PlatformLink: Sendable {
             _ = response
             failures = 0
             exchanged(at: clock.elapsed())
+            lanes.platformIsBack()
             for command in commands where command.seq > after {
                 let (outcome, detail) = run(command, client: client)
                 postResult(command, outcome, detail, client: client)

@@ -26,6 +26,9 @@ public struct Faults: Sendable, Equatable {
     /// a hub sees of a connection that died without a word, or of a load balancer that keeps
     /// sending a kept connection to a node that hangs.
     public var hangKept: Bool
+    /// Answer every `POST .../alarms` of an event of this type with 500, whatever else holds: a
+    /// platform whose handler breaks on one kind of alarm while it takes everything else.
+    public var breakOnType: String?
 
     public enum Scope: String, Sendable, Equatable {
         case all
@@ -35,8 +38,9 @@ public struct Faults: Sendable, Equatable {
         case alarms
     }
 
-    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0, hangKept: Bool = false) {
+    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0, hangKept: Bool = false, breakOnType: String? = nil) {
         self.hangKept = hangKept
+        self.breakOnType = breakOnType
         self.scope = scope
         self.dropEvery = dropEvery
         self.downUntil = downUntil
@@ -103,6 +107,9 @@ public final class Platform: Sendable {
         let hub = parts[3]
         let rest = Array(parts[4...])
         if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil, peer: request.peer) { return fault }
+        if request.method == "POST", rest == ["alarms"], let type = faults.breakOnType, parseJSON(request.body)?["type"]?.stringValue == type {
+            return .respond(.problem(500, "Internal Server Error", "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
+        }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))
         }

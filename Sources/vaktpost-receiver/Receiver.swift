@@ -35,7 +35,8 @@ struct ReceiverCommand: AsyncParsableCommand {
               PUT  /api/hubs/ID/config                 the hub's TOML config (served with an ETag)
               PUT  /api/hubs/ID/heartbeat-interval     {"seconds": N}
               GET|POST /api/faults {"downForSec", "failRate", "delayMs", "retryAfterSec", "failStatus",
-                                  "scope": "all|batches|alarms", "dropEvery", "hangKept"}
+                                  "scope": "all|batches|alarms", "dropEvery", "hangKept",
+                                  "breakOnType": "fall.detected" (500 to every alarm of that type)}
 
             GET https://HOST:PORT/v1/whoami shows what the receiver sees of a client: the hub ids its
             certificate names, its address, the HTTP version.

@@ -148,6 +148,58 @@ final class Notices: Sendable {
         }
     }
 
+    /// A platform that breaks on one alarm (500 to every fall, while it takes everything else)
+    /// must not hold the alarms behind it: they go, the hub raises `alarm.undelivered` naming it
+    /// (once), and the fall goes as soon as the platform takes it, before its own `cleared`.
+    @Test func anAlarmThePlatformKeepsFailingHoldsNoneBehindIt() throws {
+        let receiver = try ReceiverProcess()
+        try receiver.faults(["breakOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1))
+            let fall = try #require(s.hub.events.raise(.fallDetected))
+            let ended = try #require(s.hub.events.raise(.fallDetected, .cleared, correlation: fall))
+            let bed = try #require(s.hub.events.raise(.bedNotReturned))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(bed.description) }, "the alarm behind the fall went")
+            #expect(try waitUntil(15) { try types(receiver).contains("alarm.undelivered/active") })
+            let data = s.hub.raisedData(.alarmUndelivered)
+            #expect(data?["alarmEventId"] == .string(fall.description))
+            #expect(data?["alarmType"] == .string("fall.detected"))
+            #expect(data?["lastError"]?.stringValue?.hasPrefix("HTTP 500: ") == true, "\(String(describing: data))")
+            #expect(s.notices.contains { if case .alarmUndelivered(fall, "fall.detected", _) = $0 { true } else { false } })
+            #expect(try !receiver.arrivedIDs().contains(fall.description))
+            #expect(try !receiver.arrivedIDs().contains(ended.description), "its cleared never goes before it")
+            Thread.sleep(forTimeInterval: 3)
+            #expect(try types(receiver).filter { $0 == "alarm.undelivered/active" }.count == 1, "reported once")
+            try receiver.faults(["breakOnType": NSNull()])
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(ended.description) })
+            let ids = try receiver.arrivedIDs()
+            #expect(ids.firstIndex(of: fall.description).map { $0 < ids.firstIndex(of: ended.description)! } == true, "\(ids)")
+            #expect(try receiver.arrivals().duplicates == 0)
+        }
+    }
+
+    /// A platform down for everything (503 to every request, heartbeats too) passes no alarm over
+    /// and reports none: when it is back, the alarms arrive in order.
+    @Test func aPlatformThatFailsEverythingKeepsTheAlarmsInOrder() throws {
+        let receiver = try ReceiverProcess()
+        try receiver.faults(["downForSec": 3600, "failStatus": 500])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1))
+            let fall = try #require(s.hub.events.raise(.fallDetected))
+            let button = try #require(s.hub.events.raise(.buttonPressed))
+            s.link.start()
+            defer { s.link.stop() }
+            Thread.sleep(forTimeInterval: 3)
+            try receiver.faults(["downForSec": 0])
+            #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(button.description) })
+            let ids = try receiver.arrivedIDs()
+            #expect(Array(ids.prefix(2)) == [fall.description, button.description], "\(ids)")
+            #expect(s.hub.raisedData(.alarmUndelivered) == nil)
+        }
+    }
+
     /// No operator within `acknowledgeWithin`: the alarm also goes to the secondary platform and
     /// `alarm.unacknowledged` is raised, once; when an operator takes it, that ends too.
     @Test func anUnacknowledgedAlarmIsEscalatedOnce() throws {

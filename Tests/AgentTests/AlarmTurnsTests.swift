@@ -1,0 +1,96 @@
+@testable import Agent
+@testable import Outbox
+import Testing
+import VaktpostCore
+
+/// The alarm lane's order past an alarm the platform keeps failing (`AlarmTurns`).
+struct AlarmTurnsTests {
+    var rng = SplitMix64(seed: 21)
+    var seq: UInt64 = 0
+
+    mutating func alarm(_ type: EventType, sensor: String? = "bed") -> StoredEvent {
+        seq += 1
+        let kind = EventCatalog.kind(of: type)!
+        return StoredEvent(seq: seq, eventID: EventID.v7(unixMilliseconds: 1_800_000_000_000 + Int64(seq), using: &rng), lane: .alarm,
+                           eventClass: kind.eventClass, type: type.rawValue, priority: kind.priority.value, sensor: sensor,
+                           occurredAt: WallTime(secondsSinceEpoch: 1_800_000_000 + Int64(seq), nanoseconds: 0), payload: [])
+    }
+
+    static func fail(_ turns: inout AlarmTurns, _ e: StoredEvent, times: Int) {
+        for _ in 0..<times { turns.failed(e, "HTTP 500: boom") }
+    }
+
+    @Test mutating func inOrderWhileNothingFails() {
+        let fall = alarm(.fallDetected), bed = alarm(.bedNotReturned)
+        let turns = AlarmTurns()
+        #expect(turns.pick([]) == nil)
+        #expect(turns.pick([fall, bed]) == fall)
+    }
+
+    /// A platform failing every request (never seen to work meanwhile) passes nothing over:
+    /// an outage keeps the order.
+    @Test mutating func anOutagePassesNothingOver() {
+        let fall = alarm(.fallDetected), bed = alarm(.bedNotReturned)
+        var turns = AlarmTurns()
+        Self.fail(&turns, fall, times: 50)
+        #expect(turns.pick([fall, bed]) == fall)
+        #expect(turns.platformWorks().isEmpty)
+        #expect(turns.pick([fall, bed]) == fall, "owed a try once the platform works")
+    }
+
+    @Test mutating func failingWhileThePlatformWorksIsPassedOverAndTriedAfterEachSuccess() {
+        let fall = alarm(.fallDetected), button = alarm(.buttonPressed), bed = alarm(.bedNotReturned)
+        var turns = AlarmTurns()
+        Self.fail(&turns, fall, times: 1)
+        _ = turns.platformWorks()
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall, button, bed]) == fall, "fewer than `patience` failures: still first")
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall, button, bed]) == button)
+        turns.done(button)
+        #expect(turns.platformWorks().isEmpty, "four failures: not reported yet")
+        #expect(turns.pick([fall, bed]) == fall, "tried again once the platform took another")
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall, bed]) == bed)
+        turns.done(bed)
+        _ = turns.platformWorks()
+        #expect(turns.pick([fall]) == fall)
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall]) == fall, "alone: tried all the same")
+        turns.done(fall)
+        #expect(turns.failing.isEmpty)
+    }
+
+    /// A `cleared` or an update never reaches the platform before the alarm it ends, whatever
+    /// is passed over; another sensor's alarm of the same type may go.
+    @Test mutating func noEventOvertakesAnEarlierOneOfItsSensorAndType() {
+        let fall = alarm(.fallDetected), update = alarm(.fallDetected), otherFall = alarm(.fallDetected, sensor: "hall"), bed = alarm(.bedNotReturned)
+        var turns = AlarmTurns()
+        Self.fail(&turns, fall, times: 3)
+        _ = turns.platformWorks()
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall, update, otherFall, bed]) == otherFall)
+        #expect(turns.pick([fall, update, bed]) == bed)
+        #expect(turns.pick([fall, update]) == fall, "nothing else may go: the head is tried")
+    }
+
+    @Test mutating func reportedOnceAfterSixFailuresPassedOverNeverItself() {
+        let fall = alarm(.fallDetected), bed = alarm(.bedNotReturned)
+        var turns = AlarmTurns()
+        Self.fail(&turns, fall, times: 5)
+        _ = turns.platformWorks()
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.pick([fall, bed]) == bed)
+        let report = turns.platformWorks()
+        #expect(report.map(\.event) == [fall])
+        #expect(report.first?.lastError == "HTTP 500: boom")
+        Self.fail(&turns, fall, times: 1)
+        #expect(turns.platformWorks().isEmpty, "reported once")
+        let note = alarm(.alarmUndelivered, sensor: nil)
+        Self.fail(&turns, note, times: 6)
+        _ = turns.platformWorks()
+        Self.fail(&turns, note, times: 1)
+        #expect(turns.pick([note, bed]) == bed)
+        #expect(turns.platformWorks().isEmpty, "an alarm.undelivered is never reported itself")
+    }
+}
