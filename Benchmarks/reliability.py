@@ -945,6 +945,51 @@ class Misfit(Scenario):
               f"{self.name}: sensor.refused raised with the reason and cleared with the count "
               f"({[(s[0], s[1].get('occurredAt'), s[1].get('data')) for s in said]})")
 
+class PoisonAlarm(Scenario):
+    """A platform that breaks on one alarm: from the start it answers 500 to every
+    `fall.detected` and takes everything else. A fall button of its own is pressed 20 s in; the
+    platform is mended 80 s into the run. The fall must not hold the stream's button alarms
+    behind it, must be reported (`alarm.undelivered`, once, naming it), and must arrive once
+    the platform takes it."""
+    SENDER = "0588CCCC"
+
+    def start(self):
+        self.extra_config = (f'[[sensors]]\nid = "fall-1"\nrole = "fall"\nroom = "bathroom"\ntransport = "enocean"\nsender = "{self.SENDER}"\n'
+                             f'eep = "F6-02-02"\n[[rules]]\nid = "fall-1"\nkind = "fall"\nsensor = "fall-1"\n')
+        self.pressed = now() + datetime.timedelta(seconds=20)
+        self.extra_schedule = [{"at": self.pressed.isoformat(), "hex": rocker(self.SENDER, 0x50, 0x30).hex()}]
+        super().start()
+        self.fault({"breakOnType": "fall.detected"})
+
+    def at(self, second):
+        if second == 80:
+            self.fault({"breakOnType": None})
+
+    def verify(self, events):
+        falls = [(i, r) for i, r in enumerate(events) if r[0] == "fall.detected" and r[1] == "active"]
+        said = [(i, json.loads(r[3]).get("data", {})) for i, r in enumerate(events) if r[0] == "alarm.undelivered"]
+        fall_id = falls[0][1][4] if len(falls) == 1 else None
+        check(fall_id is not None and [d.get("alarmEventId") for _, d in said] == [fall_id] and said[0][1].get("alarmType") == "fall.detected"
+              and said[0][1].get("lastError", "").startswith("HTTP 500") and said[0][0] < falls[0][0],
+              f"{self.name}: the fall arrived once, after alarm.undelivered named it ({len(falls)} falls; said {[d for _, d in said]})")
+        if fall_id is None:
+            return
+        at = lambda r: datetime.datetime.fromisoformat(json.loads(r[3])["occurredAt"])
+        fall_at, fall_index = at(falls[0][1]), falls[0][0]
+        # Pressed from 15 s after the fall until 60 s after it (the platform still broken).
+        behind = [(i, r) for i, r in enumerate(events) if r[0] == "button.pressed"
+                  and fall_at + datetime.timedelta(seconds=15) <= at(r) <= fall_at + datetime.timedelta(seconds=60)]
+        first = [i for i, _ in behind if i < fall_index]
+        delays = {round(o): (r - o) * 1000 for o, r in alarm_arrivals(self.work, type="button.pressed")}
+        worst = max((delays.get(round(at(r).timestamp()), 0) for _, r in behind), default=0)
+        # Pressed in the first 15 s: they wait until the platform is seen to work (a batch after
+        # the alarms-first grace of 10 s, a heartbeat or a command poll), said, not checked.
+        early = max((delays.get(round(at(r).timestamp()), 0) for r in events if r[0] == "button.pressed"
+                     and fall_at <= at(r) < fall_at + datetime.timedelta(seconds=15)), default=0)
+        check(behind and len(first) == len(behind),
+              f"{self.name}: the {len(behind)} button alarms pressed 15-60 s after the fall arrived before it ({len(first)} did; "
+              f"the slowest {worst:.0f} ms after its press; pressed in the fall's first 15 s, the slowest {early / 1000:.1f} s)")
+
 class DiskHangs(DiskFails):
     """From second HANG[0] to HANG[1] every write of the outbox's WAL hangs (strace holds each
     pwrite64 until HANG[1]), as on a card busy in its firmware or a USB disk the kernel retries.
@@ -1173,6 +1218,7 @@ def faults():
         DiskDiesRestarted("disk-dies-restarted", bindir, base),
         Flood("flooding", bindir, base),
         Misfit("misfit", bindir, base),
+        PoisonAlarm("poison-alarm", bindir, base),
         DiskHangsFlooding("disk-hangs-flooding", bindir, base),
         DiskHangsOffline("disk-hangs-offline", bindir, base),
         DiskHangsStopped("disk-hangs-stopped", bindir, base),
