@@ -88,8 +88,13 @@ public final class DeliveryLanes: Sendable {
     let bootID: String
     let boottime: @Sendable () -> UInt64
     /// Bumped by every successful exchange: a lane backing off retries at once, because the
-    /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff).
+    /// platform is evidently back (after an outage the backlog need not wait out a 5-minute backoff);
+    /// and by the bulk lane asking the alarm lane to try once more now (`alarmsFirst`).
     let platformAnswered = Atomic<Int>(0)
+    /// Bumped by every successful exchange only (not by the bulk lane cutting the alarm lane's
+    /// backoff short): the platform seen to work, for `AlarmTurns`. A nudge counted as a success
+    /// would have alarms passed over, and reported, in an outage.
+    let platformWorked = Atomic<Int>(0)
     /// The alarm lane's attempts begun and finished (one at a time: the attempt begun as the
     /// nth finishes as the nth), and its settled events, for the bulk lane's alarms-first rule.
     let alarmBegun = Atomic<Int>(0)
@@ -140,6 +145,7 @@ public final class DeliveryLanes: Sendable {
 
     /// Something reached the platform (a heartbeat, say): lanes backing off try again now.
     public func platformIsBack() {
+        platformWorked.add(1, ordering: .releasing)
         platformAnswered.add(1, ordering: .releasing)
     }
 
@@ -193,7 +199,8 @@ public final class DeliveryLanes: Sendable {
         // The alarm lane's order past an alarm the platform keeps failing, and the platform's
         // successes seen so far (any request's: a heartbeat tells that it works too).
         var turns = AlarmTurns()
-        var answeredSeen = platformAnswered.load(ordering: .acquiring)
+        var waitingSeen: [StoredEvent] = []
+        var workedSeen = platformWorked.load(ordering: .acquiring)
         defer { if let u = unsettled { try? settle(u.batch, outcomes: u.outcomes) } }
         while !loop.isStopped {
             if lane == .bulk {
@@ -215,8 +222,8 @@ public final class DeliveryLanes: Sendable {
                 loop.sleep(wait)
                 continue
             }
-            if lane == .alarm, platformAnswered.load(ordering: .acquiring) != answeredSeen {
-                answeredSeen = platformAnswered.load(ordering: .acquiring)
+            if lane == .alarm, platformWorked.load(ordering: .acquiring) != workedSeen {
+                workedSeen = platformWorked.load(ordering: .acquiring)
                 for f in turns.platformWorks() { report(.alarmUndelivered(f.event, lastError: f.lastError)) }
             }
             let batch: OutboxBatch
@@ -225,10 +232,10 @@ public final class DeliveryLanes: Sendable {
                 // while a write of the outbox hangs (whoever's), takes it from memory; it never
                 // waits for the outbox's lock, or for a read that hangs, longer than a moment.
                 let next: OutboxBatch??
-                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: { turns.pick($0) }) {
+                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: { waitingSeen = $0; return turns.pick($0) }) {
                     next = .alarm(alarm)
                 } else if lane == .alarm {
-                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: { turns.pick($0) }).map { $0.map(OutboxBatch.alarm) }
+                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: { waitingSeen = $0; return turns.pick($0) }).map { $0.map(OutboxBatch.alarm) }
                 } else if let ahead = madeAhead {
                     next = .some(ahead)
                     madeAhead = nil
@@ -328,6 +335,12 @@ public final class DeliveryLanes: Sendable {
                 madeAhead = nil
             }
             if lane == .alarm { alarmDone(progress: false) }
+            // An alarm passed over just now: the next one goes at once, not after a backoff (the
+            // platform failed that alarm, not the hub's requests).
+            if lane == .alarm, retryAfter == nil, turns.passedOver(batch.events[0]),
+               let next = turns.pick(waitingSeen), next.eventID != batch.events[0].eventID {
+                continue
+            }
             let answered = platformAnswered.load(ordering: .acquiring)
             if backOff(loop, backoff.delay(attempt: attempt, retryAfter: retryAfter, using: &rng), until: answered, retryAfter: retryAfter) {
                 attempt = 0
@@ -411,7 +424,7 @@ public final class DeliveryLanes: Sendable {
         // Any alarm getting through ends the wait: the one in flight may have been the last, and
         // then no attempt follows it.
         let asked = alarmBegun.load(ordering: .acquiring)
-        platformIsBack()  // cuts the alarm lane's backoff short (not a Retry-After)
+        platformAnswered.add(1, ordering: .releasing)  // cuts the alarm lane's backoff short (not a Retry-After); no success
         let clock = ContinuousClock()
         let deadline = clock.now + Self.alarmAttempt * 2 + .seconds(2)  // the one in flight, then ours
         while !loop.isStopped, alarmAttempts.load(ordering: .acquiring) <= asked,

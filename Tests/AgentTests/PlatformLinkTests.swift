@@ -180,8 +180,9 @@ final class Notices: Sendable {
         }
     }
 
-    /// A platform down for everything (503 to every request, heartbeats too) passes no alarm over
-    /// and reports none: when it is back, the alarms arrive in order.
+    /// A platform down for everything (500 to every request, heartbeats too) passes no alarm over
+    /// and reports none, also past the alarms-first grace, when the bulk lane asks the alarm lane
+    /// to try again before each batch: when it is back, the alarms arrive in order.
     @Test func aPlatformThatFailsEverythingKeepsTheAlarmsInOrder() throws {
         let receiver = try ReceiverProcess()
         try receiver.faults(["downForSec": 3600, "failStatus": 500])
@@ -189,9 +190,10 @@ final class Notices: Sendable {
             let s = try setUp(receiver, dir: dir, heartbeat: .seconds(1))
             let fall = try #require(s.hub.events.raise(.fallDetected))
             let button = try #require(s.hub.events.raise(.buttonPressed))
+            for _ in 0..<20 { _ = s.hub.events.raise(.bedState, .update) }
             s.link.start()
             defer { s.link.stop() }
-            Thread.sleep(forTimeInterval: 3)
+            Thread.sleep(forTimeInterval: 8)  // past the grace of 3 s
             try receiver.faults(["downForSec": 0])
             #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(button.description) })
             let ids = try receiver.arrivedIDs()
