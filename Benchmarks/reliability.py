@@ -470,6 +470,8 @@ class ReceiverFault(Scenario):
         why = lost[0].get("data", {}).get("lastError", "") if lost else ""
         check(lost and self.expect in why, f"{self.name}: uplink.lost names the cause: {why[:100]!r}")
         check(any(r[0] == "uplink.restored" for r in events), f"{self.name}: uplink.restored when the receiver recovered")
+        # Every request failed alike: an outage, in which no alarm is passed over or reported.
+        check(not any(r[0] == "alarm.undelivered" for r in events), f"{self.name}: no alarm.undelivered (an outage, not one alarm failing)")
 
 class SlowReceiver(ReceiverFault):
     def at(self, second):
