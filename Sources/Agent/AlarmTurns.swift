@@ -10,11 +10,14 @@ import VaktpostCore
 /// included, for as long as the platform's bug lasts.
 ///
 /// So an alarm the platform failed `patience` times in a row (answered failures: a 5xx, 408,
-/// 425, 429, or a 2xx that is not its answer), and failed again after the platform was seen to
-/// work (it took an alarm, a batch, a heartbeat or a command poll), is passed over: the next
-/// one in order goes. Each time the platform is seen to work, the alarm is owed one more try
-/// before it is passed over again, so it goes as soon as the platform takes it. Once it has
-/// failed `reportAfter` times in a row, passed over, it is reported (`alarm.undelivered`).
+/// 425, 429, or a 2xx that is not its answer), and failed again after the platform was first
+/// seen to work (it took an alarm, a batch, a heartbeat or a command poll), is passed over: the
+/// next one in order goes. Each time the lane gets another alarm through, the one passed over
+/// is owed one more try, so it goes as soon as the platform takes it, and the alarms behind it
+/// each wait for one failed try of it at most. (Not each time the platform is seen to work:
+/// a backlog's batches succeed every few milliseconds, and a try owed for each would leave the
+/// alarms behind it waiting as before.) Once it has failed `reportAfter` times in a row, passed
+/// over, it is reported (`alarm.undelivered`).
 ///
 /// Nothing is passed over in a plain outage: failures without an answer (the link is down, a
 /// request timed out) are not counted, and a platform that fails every request, heartbeats
@@ -71,15 +74,17 @@ struct AlarmTurns {
         failing[event.eventID] = f
     }
 
-    /// The platform took `event`, or dead-lettered it: done with.
+    /// The platform took `event`, or dead-lettered it: done with. Those passed over are owed a
+    /// try each.
     mutating func done(_ event: StoredEvent) {
         failing[event.eventID] = nil
         reported.remove(event.eventID)
+        for (id, f) in failing where f.worksMeanwhile { failing[id]!.owed = 1 }
     }
 
-    /// The platform was seen to work. Returns, in send order, the alarms to report now: passed
-    /// over after `reportAfter` failures, not reported before, and never an `alarm.undelivered`
-    /// itself (which would report itself).
+    /// The platform was seen to work (any request of the hub's succeeded). Returns, in send
+    /// order, the alarms to report now: passed over after `reportAfter` failures, not reported
+    /// before, and never an `alarm.undelivered` itself (which would report itself).
     mutating func platformWorks() -> [Failing] {
         var report: [Failing] = []
         for (id, var f) in failing {
@@ -87,8 +92,12 @@ struct AlarmTurns {
                reported.insert(id).inserted {
                 report.append(f)
             }
-            f.worksMeanwhile = true
-            f.owed = 1
+            if !f.worksMeanwhile {
+                // The first sign since its failures began (an outage over, say): tried before
+                // the next in order.
+                f.worksMeanwhile = true
+                f.owed = 1
+            }
             failing[id] = f
         }
         if reported.count > 256 { reported.removeAll() }

@@ -206,6 +206,7 @@ extension Platform {
             ("retryAfterSec", f.retryAfterSeconds.map { .int(Int64($0)) }), ("failStatus", .int(Int64(f.failStatus))), ("scope", .string(f.scope.rawValue)),
             ("dropEvery", .int(Int64(f.dropEvery))), ("dropped", .int(Int64(droppedConnections))),
             ("hangKept", .bool(f.hangKept)), ("hung", .int(Int64(hungRequests))), ("breakOnType", f.breakOnType.map { .string($0) }),
+            ("broken", .int(Int64(brokenAlarms))),
         ])
     }
 

@@ -108,6 +108,7 @@ public final class Platform: Sendable {
         let rest = Array(parts[4...])
         if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil, peer: request.peer) { return fault }
         if request.method == "POST", rest == ["alarms"], let type = faults.breakOnType, parseJSON(request.body)?["type"]?.stringValue == type {
+            brokenAnswers.add(1, ordering: .relaxed)
             return .respond(.problem(500, "Internal Server Error", "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
         }
         guard !request.certificateHubs.isEmpty else {
@@ -140,6 +141,10 @@ public final class Platform: Sendable {
 
     /// The configured delay before answering a hub request.
     public var delay: Duration { faults.delay }
+
+    /// Alarms answered 500 by `breakOnType` since the start.
+    let brokenAnswers = Atomic<Int>(0)
+    var brokenAlarms: Int { brokenAnswers.load(ordering: .relaxed) }
 
     /// Requests left unanswered by `hangKept` since the start.
     var hungRequests: Int { connectionsSeen.withLock { $0.hung } }

@@ -202,6 +202,38 @@ final class Reports: Sendable {
         }
     }
 
+    /// The platform takes everything but falls, and is seen to work all the time (a batch or a
+    /// heartbeat every few milliseconds, each owing the fall a try): once the fall is passed over
+    /// the next alarm goes at once. Waiting out the backoff after the fall's failure instead, a
+    /// success came meanwhile and owed the fall another try, and so on: the alarm behind it
+    /// went only when a backoff happened to end before the next success.
+    @Test mutating func anAlarmPassedOverHandsOnAtOnceWhileThePlatformWorks() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["breakOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports())
+            let fall = event(.fallDetected), bed = event(.bedNotReturned)
+            try l.withOutbox { try $0.append([fall, bed]) }
+            let working = Atomic<Bool>(true)
+            let signals = Thread {
+                while working.load(ordering: .relaxed) {
+                    l.platformIsBack()
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+            }
+            signals.start()
+            l.start()
+            defer {
+                working.store(false, ordering: .relaxed)
+                l.stop()
+            }
+            #expect(try waitUntil(10) { try stub.arrivedIDs().contains(bed.eventID.description) })
+            let broken = try #require((try stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int)
+            #expect(broken <= 8, "the fall was failed \(broken) times before the bed alarm went")
+            #expect(try !stub.arrivedIDs().contains(fall.eventID.description))
+        }
+    }
+
     /// A slow platform: the last alarm's POST is still in flight when the grace ends and the bulk
     /// lane asks the alarm lane to try again. That POST getting through is the answer: the
     /// batches go once it is stored, not after waiting for an attempt no alarm is left to make.
