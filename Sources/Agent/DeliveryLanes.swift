@@ -337,8 +337,11 @@ public final class DeliveryLanes: Sendable {
             if lane == .alarm { alarmDone(progress: false) }
             // An alarm passed over just now: the next one goes at once, not after a backoff (the
             // platform failed that alarm, not the hub's requests).
-            if lane == .alarm, retryAfter == nil, turns.passedOver(batch.events[0]),
-               let next = turns.pick(waitingSeen), next.eventID != batch.events[0].eventID {
+            if lane == .alarm, retryAfter == nil, turns.passedOver(batch.events[0]) {
+                if let next = turns.pick(waitingSeen), next.eventID != batch.events[0].eventID { continue }
+                // The only alarm waiting: its backoff, but an alarm stored meanwhile goes at once.
+                awaitAnotherAlarm(than: batch.events[0], upTo: backoff.delay(attempt: attempt, using: &rng), loop: loop) { turns.pick($0) }
+                attempt += 1
                 continue
             }
             let answered = platformAnswered.load(ordering: .acquiring)
@@ -399,6 +402,17 @@ public final class DeliveryLanes: Sendable {
         if progress { alarmProgress.add(1, ordering: .releasing) }
         alarmAttempts.add(1, ordering: .releasing)
         alarmSettled.signal()
+    }
+
+    /// Waits up to `delay`, or until an alarm other than `alarm` is the one to send (`pick`),
+    /// looking each time events are stored.
+    func awaitAnotherAlarm(than alarm: StoredEvent, upTo delay: Duration, loop: BackgroundLoop, pick: ([StoredEvent]) -> StoredEvent?) {
+        let clock = ContinuousClock()
+        let end = clock.now + delay
+        while !loop.isStopped, clock.now < end {
+            waitForWork(.alarm, upTo: end - clock.now)
+            if case let next?? = try? outbox.nextAlarm(within: .milliseconds(200), pick: pick), next.eventID != alarm.eventID { return }
+        }
     }
 
     /// Alarms first: while alarm-lane events wait, the bulk lane holds back (true: look again).

@@ -47,10 +47,11 @@ final class Reports: Sendable {
 
     func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports,
                bulkBackoff: Backoff = Backoff(base: .milliseconds(200), cap: .seconds(1)),
-               outboxEvents: TechnicalEventMaker? = nil, afterUnreadable: Duration = .seconds(1)) throws -> DeliveryLanes {
+               outboxEvents: TechnicalEventMaker? = nil, afterUnreadable: Duration = .seconds(1),
+               alarmBackoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200))) throws -> DeliveryLanes {
         let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow, makeEvent: outboxEvents ?? { _, _, _, _ in fatalError("no outbox events expected") })
         let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(hub: hub),
-                                      alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+                                      alarmBackoff: alarmBackoff,
                                       bulkBackoff: bulkBackoff, idle: .milliseconds(100), alarmsFirstGrace: .seconds(3),
                                       afterUnreadable: afterUnreadable)
         return DeliveryLanes(settings: settings, outbox: LockedOutbox(outbox), bootID: "b", now: wallNow) { r in reports.all.withLock { $0.append(r) } }
@@ -230,6 +231,38 @@ final class Reports: Sendable {
             #expect(try waitUntil(10) { try stub.arrivedIDs().contains(bed.eventID.description) })
             let broken = try #require((try stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int)
             #expect(broken <= 8, "the fall was failed \(broken) times before the bed alarm went")
+            #expect(try !stub.arrivedIDs().contains(fall.eventID.description))
+        }
+    }
+
+    /// A fall passed over and the only alarm waiting is tried with its backoff (here up to 5 s);
+    /// an alarm raised meanwhile goes at once, not when that backoff ends.
+    @Test mutating func anAlarmRaisedWhileOnePassedOverBacksOffGoesAtOnce() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["breakOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let l = try lanes(stub, dir: dir, reports: Reports(), alarmBackoff: Backoff(base: .seconds(5), cap: .seconds(5)))
+            let fall = event(.fallDetected)
+            try l.withOutbox { try $0.append([fall]) }
+            l.start()
+            defer { l.stop() }
+            let broken = { (try? stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int ?? 0 }
+            // The platform seen to work (a heartbeat, say), each cutting the backoff short,
+            // until the fall is passed over.
+            #expect(waitUntil(20) {
+                l.platformIsBack()
+                return broken() >= AlarmTurns.patience + 1
+            })
+            for _ in 0..<3 {
+                Thread.sleep(forTimeInterval: 0.3)
+                let bed = event(.bedNotReturned)
+                try l.withOutbox { try $0.append([bed]) }
+                l.wake()
+                let clock = ContinuousClock()
+                let began = clock.now
+                #expect(try waitUntil(5) { try stub.arrivedIDs().contains(bed.eventID.description) })
+                #expect(clock.now - began < .seconds(1), "arrived after \(clock.now - began)")
+            }
             #expect(try !stub.arrivedIDs().contains(fall.eventID.description))
         }
     }
