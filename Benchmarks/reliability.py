@@ -1171,11 +1171,17 @@ class DiskHangsFlooding(DiskHangs):
     with `data.hanging`, cleared when the write returns. The flood's events are counted apart."""
     def __init__(self, name, bindir, base):
         super().__init__(name, bindir, base)
-        t = now() + datetime.timedelta(seconds=32)
         self.extra_config = f'[[sensors]]\nid = "flood"\nrole = "motion"\nroom = "hallway"\ntransport = "enocean"\nsender = "{Flood.SENDER}"\neep = "A5-07-01"\n'
+        self.extra_may_go = True  # the flood's events are what the full queue drops
+
+    def start(self):
+        # Timed from this agent's start, not from when the scenarios were made: the hang is timed
+        # from the common start after every scenario has started (tens of seconds with all of
+        # them), and a flood timed from before that had ended before the hang began.
+        t = now() + datetime.timedelta(seconds=32)
         self.extra_schedule = [{"at": (t - datetime.timedelta(seconds=5)).isoformat(), "hex": motion(Flood.SENDER, False, 255).hex()}] + [
             {"at": (t + datetime.timedelta(milliseconds=i)).isoformat(), "hex": motion(Flood.SENDER, i % 2 == 0, i).hex()} for i in range(20_000)]
-        self.extra_may_go = True  # the flood's events are what the full queue drops
+        super().start()
 
     def verify(self, events):
         if not check(shutil.which("strace"), f"{self.name}: strace is there to hang the writes (apt-get install -y strace)"):
