@@ -201,6 +201,11 @@ public final class DeliveryLanes: Sendable {
         var turns = AlarmTurns()
         var waitingSeen: [StoredEvent] = []
         var workedSeen = platformWorked.load(ordering: .acquiring)
+        /// The alarm to send of those waiting; what waited is kept for after a failure.
+        func pickAlarm(_ waiting: [StoredEvent]) -> StoredEvent? {
+            waitingSeen = waiting
+            return turns.pick(waiting)
+        }
         defer { if let u = unsettled { try? settle(u.batch, outcomes: u.outcomes) } }
         while !loop.isStopped {
             if lane == .bulk {
@@ -222,8 +227,9 @@ public final class DeliveryLanes: Sendable {
                 loop.sleep(wait)
                 continue
             }
-            if lane == .alarm, platformWorked.load(ordering: .acquiring) != workedSeen {
-                workedSeen = platformWorked.load(ordering: .acquiring)
+            let worked = platformWorked.load(ordering: .acquiring)
+            if lane == .alarm, worked != workedSeen {
+                workedSeen = worked
                 for f in turns.platformWorks() { report(.alarmUndelivered(f.event, lastError: f.lastError)) }
             }
             let batch: OutboxBatch
@@ -232,10 +238,10 @@ public final class DeliveryLanes: Sendable {
                 // while a write of the outbox hangs (whoever's), takes it from memory; it never
                 // waits for the outbox's lock, or for a read that hangs, longer than a moment.
                 let next: OutboxBatch??
-                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: { waitingSeen = $0; return turns.pick($0) }) {
+                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: pickAlarm) {
                     next = .alarm(alarm)
                 } else if lane == .alarm {
-                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: { waitingSeen = $0; return turns.pick($0) }).map { $0.map(OutboxBatch.alarm) }
+                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: pickAlarm).map { $0.map(OutboxBatch.alarm) }
                 } else if let ahead = madeAhead {
                     next = .some(ahead)
                     madeAhead = nil
@@ -281,8 +287,9 @@ public final class DeliveryLanes: Sendable {
                 switch DeliveryVerdict(status: response.status) {
                 case .delivered:
                     guard let outcomes = outcomes(of: batch, lane: lane, response: response) else {
-                        report(.failed(reason: Self.unreadable(response)))
-                        if lane == .alarm { turns.failed(batch.events[0], Self.unreadable(response)) }
+                        let reason = Self.unreadable(response)
+                        report(.failed(reason: reason))
+                        if lane == .alarm { turns.failed(batch.events[0], reason) }
                         break
                     }
                     if lane == .alarm { turns.done(batch.events[0]) }
@@ -340,7 +347,7 @@ public final class DeliveryLanes: Sendable {
             if lane == .alarm, retryAfter == nil, turns.passedOver(batch.events[0]) {
                 if let next = turns.pick(waitingSeen), next.eventID != batch.events[0].eventID { continue }
                 // The only alarm waiting: its backoff, but an alarm stored meanwhile goes at once.
-                awaitAnotherAlarm(than: batch.events[0], upTo: backoff.delay(attempt: attempt, using: &rng), loop: loop) { turns.pick($0) }
+                awaitAnotherAlarm(than: batch.events[0], upTo: backoff.delay(attempt: attempt, using: &rng), loop: loop, pick: pickAlarm)
                 attempt += 1
                 continue
             }
