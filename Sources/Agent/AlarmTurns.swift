@@ -19,9 +19,18 @@ import VaktpostCore
 /// alarms behind it waiting as before.) Once it has failed `reportAfter` times in a row, passed
 /// over, it is reported (`alarm.undelivered`).
 ///
+/// An alarm the platform leaves unanswered (its handler waits on something that never comes,
+/// behind a gateway whose own timeout is longer than the hub's attempt) while it answers other
+/// requests of the hub's during that wait counts as `reportAfter` failures at once: passed
+/// over and reported. An attempt takes 10 s; the alarms behind it must not wait for three, and
+/// the platform's staff should not wait for six. Such an alarm `hangs`: it is owed no tries
+/// (each would hold the lane for a whole attempt), and is tried only when no other alarm
+/// waits, a try the lane gives up as soon as another alarm is stored.
+///
 /// Nothing is passed over in a plain outage: failures without an answer (the link is down, a
-/// request timed out) are not counted, and a platform that fails every request, heartbeats
-/// too, is never seen to work meanwhile. The order is kept, and nothing is reported.
+/// request timed out) are not counted unless the platform answered another request meanwhile,
+/// and a platform that fails every request, heartbeats too, is never seen to work meanwhile.
+/// The order is kept, and nothing is reported.
 ///
 /// An event never overtakes an earlier one of its sensor and type: a `cleared` must not reach
 /// the platform before its `active`, nor an update before the alarm it updates.
@@ -33,7 +42,7 @@ struct AlarmTurns {
 
     struct Failing {
         var event: StoredEvent
-        /// Answered failures in a row.
+        /// Answered failures in a row (an unanswered one counts `reportAfter`).
         var count = 0
         /// The platform's last answer to it, for the report.
         var lastError: String
@@ -41,6 +50,8 @@ struct AlarmTurns {
         var worksMeanwhile = false
         /// Tries owed to it before it is passed over again.
         var owed = 0
+        /// The platform left it unanswered while it answered others: tried only alone.
+        var hangs = false
     }
 
     /// The events the platform answered with a failure since they were last taken.
@@ -74,12 +85,26 @@ struct AlarmTurns {
         failing[event.eventID] = f
     }
 
+    /// The platform left `event` unanswered for the better part of an attempt while it answered
+    /// another request of the hub's: as telling as `reportAfter` answered failures, and the
+    /// platform seen to work meanwhile.
+    mutating func unanswered(_ event: StoredEvent, _ error: String) {
+        failed(event, error)
+        failing[event.eventID]!.count = max(failing[event.eventID]!.count, Self.reportAfter)
+        failing[event.eventID]!.worksMeanwhile = true
+        failing[event.eventID]!.hangs = true
+    }
+
+    /// Whether `event` is passed over because the platform leaves it unanswered: a try of it,
+    /// alone, is given up for another alarm.
+    func hangs(_ event: StoredEvent) -> Bool { failing[event.eventID]?.hangs == true }
+
     /// The platform took `event`, or dead-lettered it: done with. Those passed over are owed a
     /// try each.
     mutating func done(_ event: StoredEvent) {
         failing[event.eventID] = nil
         reported.remove(event.eventID)
-        for (id, f) in failing where f.worksMeanwhile { failing[id]!.owed = 1 }
+        for (id, f) in failing where f.worksMeanwhile && !f.hangs { failing[id]!.owed = 1 }
     }
 
     /// The platform was seen to work (any request of the hub's succeeded). Returns, in send

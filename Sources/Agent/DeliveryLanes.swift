@@ -95,6 +95,16 @@ public final class DeliveryLanes: Sendable {
     /// backoff short): the platform seen to work, for `AlarmTurns`. A nudge counted as a success
     /// would have alarms passed over, and reported, in an outage.
     let platformWorked = Atomic<Int>(0)
+    /// When the platform was last seen to work (boot clock, ns): an alarm it left unanswered
+    /// while it answered something else meanwhile is one it hangs on (`AlarmTurns.unanswered`).
+    let platformWorkedAt = Atomic<UInt64>(0)
+    /// Set while every alarm the alarm lane could send is one the platform keeps failing
+    /// (passed over, tried alone): the bulk lane does not hold back for it (`alarmsFirst`).
+    let alarmsPassedOverOnly = Atomic<Bool>(false)
+    /// Set to give up the alarm lane's try of an alarm the platform hangs on, for another alarm
+    /// stored meanwhile (`watchForAnotherAlarm`).
+    let giveUpTry = Atomic<Bool>(false)
+    let alarmWatch = DispatchQueue(label: "vaktpost.uplink.alarm-watch")
     /// The alarm lane's attempts begun and finished (one at a time: the attempt begun as the
     /// nth finishes as the nth), and its settled events, for the bulk lane's alarms-first rule.
     let alarmBegun = Atomic<Int>(0)
@@ -145,6 +155,7 @@ public final class DeliveryLanes: Sendable {
 
     /// Something reached the platform (a heartbeat, say): lanes backing off try again now.
     public func platformIsBack() {
+        platformWorkedAt.store(boottime(), ordering: .releasing)
         platformWorked.add(1, ordering: .releasing)
         platformAnswered.add(1, ordering: .releasing)
     }
@@ -182,7 +193,9 @@ public final class DeliveryLanes: Sendable {
         // The alarm lane's request is also given up once the same alarm, sent again on a new
         // connection, has been answered.
         let hedge = lane == .alarm ? hedge : nil
-        guard let client = try? HTTPClient(tls: tls, abandon: { loop.isStopped || hedge?.answeredAgain == true }) else {
+        guard let client = try? HTTPClient(tls: tls, abandon: { [self] in
+            loop.isStopped || hedge?.answeredAgain == true || (lane == .alarm && giveUpTry.load(ordering: .acquiring))
+        }) else {
             report(.rejected(count: 0, reason: "libcurl could not start; the uplink cannot send"))
             return
         }
@@ -274,6 +287,12 @@ public final class DeliveryLanes: Sendable {
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
+            let sentAt = boottime()
+            // Only alarms the platform keeps failing left to send: no reason for the bulk lane to wait.
+            if lane == .alarm { alarmsPassedOverOnly.store(turns.passedOver(batch.events[0]), ordering: .releasing) }
+            // One the platform hangs on, tried alone: given up for another alarm stored meanwhile.
+            let hangs = lane == .alarm && turns.hangs(batch.events[0])
+            let watch = hangs ? watchForAnotherAlarm(than: batch.events[0], turns: turns, cutting: client.cutter, loop: loop) : nil
             // The last batch's settle and, draining a backlog, the next batch's making go on
             // beside this request (`BulkAhead`).
             let aside = lane == .bulk && !batch.inMemory
@@ -282,7 +301,8 @@ public final class DeliveryLanes: Sendable {
                 unsettled = nil
             }
             do {
-                let response = try send(batch, lane: lane, base: base, client: client, recentAnswers: &recentAnswers)
+                let response = try send(batch, lane: lane, base: base, client: client, hedged: !hangs, recentAnswers: &recentAnswers)
+                _ = watch?.end()
                 if aside { madeAhead = collectAhead(sending: batch) }
                 switch DeliveryVerdict(status: response.status) {
                 case .delivered:
@@ -332,9 +352,19 @@ public final class DeliveryLanes: Sendable {
                     if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
                 }
             } catch {
+                // Given up for another alarm: no failure of anything, and that one goes now.
+                if watch?.end() == true {
+                    alarmDone(progress: false)
+                    continue
+                }
                 // Network or TLS failure: the error says what to do; the lane keeps trying. A
                 // request given up because the agent stops is no failure of the link.
-                if !loop.isStopped { report(.failed(reason: "\(error)")) }
+                if !loop.isStopped {
+                    report(.failed(reason: "\(error)"))
+                    if lane == .alarm, let unanswered = unansweredWhileThePlatformWorked(sentAt: sentAt) {
+                        turns.unanswered(batch.events[0], "no answer in \(unanswered) s while the platform answered the hub's other requests: \(error)")
+                    }
+                }
             }
             if aside {
                 // Not answered: the batch made ahead stays stored, and is found again in turn.
@@ -411,6 +441,40 @@ public final class DeliveryLanes: Sendable {
         alarmSettled.signal()
     }
 
+    /// The seconds an alarm's request sent at `sentAt` (boot clock, ns) went unanswered, if the
+    /// platform left it so for at least half an attempt and answered another request of the
+    /// hub's after that half (so not one that an outage beginning meanwhile left unanswered):
+    /// a platform that hangs on this alarm.
+    func unansweredWhileThePlatformWorked(sentAt: UInt64) -> Int? {
+        let half = UInt64(Self.alarmTLS(settings.tls).totalTimeout.nanoseconds / 2)
+        let waited = boottime() &- sentAt
+        guard waited >= half, platformWorkedAt.load(ordering: .acquiring) >= sentAt + half else { return nil }
+        return Int(waited / 1_000_000_000)
+    }
+
+    /// Beside the alarm lane's try of `alarm`, which the platform hangs on: looks, each time
+    /// events are stored, for another alarm to send (`turns`' pick), and gives the try up for it
+    /// (`giveUpTry`, then its connections cut).
+    func watchForAnotherAlarm(than alarm: StoredEvent, turns: AlarmTurns, cutting cutter: ConnectionCutter,
+                              loop: BackgroundLoop) -> AlarmTryWatch {
+        giveUpTry.store(false, ordering: .releasing)
+        let watch = AlarmTryWatch(lanes: self)
+        alarmWatch.async { [self] in
+            defer { watch.ended.signal() }
+            while watch.trying.load(ordering: .acquiring), !loop.isStopped {
+                waitForWork(.alarm, upTo: Self.alarmAttempt)
+                guard watch.trying.load(ordering: .acquiring) else { return }
+                let other = outbox.alarmToExpress(pick: turns.pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: turns.pick)) ?? nil
+                if let other, other.eventID != alarm.eventID {
+                    giveUpTry.store(true, ordering: .releasing)
+                    cutter.cut()
+                    return
+                }
+            }
+        }
+        return watch
+    }
+
     /// Waits up to `delay`, or until an alarm other than `alarm` is the one to send (`pick`),
     /// looking each time events are stored.
     func awaitAnotherAlarm(than alarm: StoredEvent, upTo delay: Duration, loop: BackgroundLoop, pick: ([StoredEvent]) -> StoredEvent?) {
@@ -428,7 +492,9 @@ public final class DeliveryLanes: Sendable {
     /// must not stop everything else, but no batch may slip ahead of the alarms just because
     /// its backoff happened to end first when the platform came back.
     func alarmsFirst(since: inout WallTime?, loop: BackgroundLoop) -> Bool {
-        guard (try? outbox.with({ try $0.hasQueued(.alarm) })) ?? false else {
+        // Those the platform keeps failing while it works hold nothing back: not alarms behind
+        // them (`AlarmTurns`), nor the batches.
+        guard !alarmsPassedOverOnly.load(ordering: .acquiring), (try? outbox.with({ try $0.hasQueued(.alarm) })) ?? false else {
             since = nil
             return false
         }
@@ -481,8 +547,12 @@ public final class DeliveryLanes: Sendable {
 
     /// `recentAnswers`: how long the platform took to answer the last few alarms, for when to
     /// send an alarm again (`AlarmHedge.delay`).
-    func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient, recentAnswers: inout [Duration]) throws -> HTTPResponse {
+    func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient, hedged: Bool = true, recentAnswers: inout [Duration]) throws -> HTTPResponse {
         let prefix = base + "/v1/hubs/" + settings.hubID
+        if lane == .alarm, !hedged {
+            // An alarm the platform hangs on: sent again on a new connection, it would hang there too.
+            return try client.send("POST", prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
+        }
         if lane == .alarm {
             let request = AlarmHedge.Request(url: prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
             let sent = try hedge.send(request, on: client, after: AlarmHedge.delay(recentAnswers: recentAnswers))
@@ -560,5 +630,27 @@ public final class DeliveryLanes: Sendable {
     func problemText(_ response: HTTPResponse) -> String {
         let json = try? JSONValue.parse(bytes: response.body)
         return json?["detail"]?.stringValue ?? json?["title"]?.stringValue ?? "no reason given"
+    }
+}
+
+/// A watch beside the alarm lane's try of an alarm the platform hangs on
+/// (`DeliveryLanes.watchForAnotherAlarm`).
+final class AlarmTryWatch: Sendable {
+    let trying = Atomic<Bool>(true)
+    let ended = DispatchSemaphore(value: 0)
+    let lanes: DeliveryLanes
+    init(lanes: DeliveryLanes) { self.lanes = lanes }
+
+    let givenUp = Atomic<Bool>(false)
+
+    /// The try has ended: ends the watch (once; later calls only answer) and says whether the
+    /// try was given up for another alarm. The lane's next request is not.
+    func end() -> Bool {
+        if trying.exchange(false, ordering: .acquiringAndReleasing) {
+            lanes.work[.alarm]!.signal()
+            ended.wait()
+            givenUp.store(lanes.giveUpTry.exchange(false, ordering: .acquiringAndReleasing), ordering: .releasing)
+        }
+        return givenUp.load(ordering: .acquiring)
     }
 }

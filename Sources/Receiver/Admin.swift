@@ -206,12 +206,13 @@ extension Platform {
             ("retryAfterSec", f.retryAfterSeconds.map { .int(Int64($0)) }), ("failStatus", .int(Int64(f.failStatus))), ("scope", .string(f.scope.rawValue)),
             ("dropEvery", .int(Int64(f.dropEvery))), ("dropped", .int(Int64(droppedConnections))),
             ("hangKept", .bool(f.hangKept)), ("hung", .int(Int64(hungRequests))), ("breakOnType", f.breakOnType.map { .string($0) }),
-            ("broken", .int(Int64(brokenAlarms))),
+            ("hangOnType", f.hangOnType.map { .string($0) }), ("broken", .int(Int64(brokenAlarms))),
         ])
     }
 
     /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429, "dropEvery": 50, "hangKept": true,
-    /// "breakOnType": "fall.detected"}`; absent fields stay ("breakOnType": null or "" ends that fault).
+    /// "breakOnType": "fall.detected", "hangOnType": "fall.detected"}`; absent fields stay ("breakOnType" or
+    /// "hangOnType": null or "" ends that fault).
     func setFaults(_ body: [UInt8]) throws -> ReceiverResponse {
         guard let json = parseJSON(body), case .object = json else { return .problem(400, "Bad Request", "send a JSON object of fault switches") }
         var f = faults
@@ -228,11 +229,12 @@ extension Platform {
             guard case .bool(let hang) = h else { return .problem(400, "Bad Request", "hangKept is true or false") }
             f.hangKept = hang
         }
-        if let b = json["breakOnType"] {
+        for (name, path) in [("breakOnType", \Faults.breakOnType), ("hangOnType", \Faults.hangOnType)] {
+            guard let b = json[name] else { continue }
             switch b {
-            case .null: f.breakOnType = nil
-            case .string(let t): f.breakOnType = t.isEmpty ? nil : t
-            default: return .problem(400, "Bad Request", "breakOnType is an event type (\"fall.detected\"), or null to end it")
+            case .null: f[keyPath: path] = nil
+            case .string(let t): f[keyPath: path] = t.isEmpty ? nil : t
+            default: return .problem(400, "Bad Request", "\(name) is an event type (\"fall.detected\"), or null to end it")
             }
         }
         if let sc = json["scope"]?.stringValue {

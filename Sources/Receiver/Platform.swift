@@ -29,6 +29,10 @@ public struct Faults: Sendable, Equatable {
     /// Answer every `POST .../alarms` of an event of this type with 500, whatever else holds: a
     /// platform whose handler breaks on one kind of alarm while it takes everything else.
     public var breakOnType: String?
+    /// Never answer a `POST .../alarms` of an event of this type (it waits until the hub gives
+    /// the request up), while answering everything else: a platform whose handler for one kind
+    /// of alarm waits on something that never comes.
+    public var hangOnType: String?
 
     public enum Scope: String, Sendable, Equatable {
         case all
@@ -38,8 +42,9 @@ public struct Faults: Sendable, Equatable {
         case alarms
     }
 
-    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0, hangKept: Bool = false, breakOnType: String? = nil) {
+    public init(downUntil: WallTime? = nil, failRate: Double = 0, delay: Duration = .zero, retryAfterSeconds: Int? = nil, failStatus: Int = 503, scope: Scope = .all, dropEvery: Int = 0, hangKept: Bool = false, breakOnType: String? = nil, hangOnType: String? = nil) {
         self.hangKept = hangKept
+        self.hangOnType = hangOnType
         self.breakOnType = breakOnType
         self.scope = scope
         self.dropEvery = dropEvery
@@ -111,6 +116,10 @@ public final class Platform: Sendable {
             brokenAnswers.add(1, ordering: .relaxed)
             return .respond(.problem(500, "Internal Server Error", "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
         }
+        if request.method == "POST", rest == ["alarms"], let type = faults.hangOnType, parseJSON(request.body)?["type"]?.stringValue == type {
+            brokenAnswers.add(1, ordering: .relaxed)
+            return .hang
+        }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))
         }
@@ -142,7 +151,7 @@ public final class Platform: Sendable {
     /// The configured delay before answering a hub request.
     public var delay: Duration { faults.delay }
 
-    /// Alarms answered 500 by `breakOnType` since the start.
+    /// Alarms answered 500 by `breakOnType`, or left unanswered by `hangOnType`, since the start.
     let brokenAnswers = Atomic<Int>(0)
     var brokenAlarms: Int { brokenAnswers.load(ordering: .relaxed) }
 

@@ -36,7 +36,8 @@ struct ReceiverCommand: AsyncParsableCommand {
               PUT  /api/hubs/ID/heartbeat-interval     {"seconds": N}
               GET|POST /api/faults {"downForSec", "failRate", "delayMs", "retryAfterSec", "failStatus",
                                   "scope": "all|batches|alarms", "dropEvery", "hangKept",
-                                  "breakOnType": "fall.detected" (500 to every alarm of that type)}
+                                  "breakOnType": "fall.detected" (500 to every alarm of that type),
+                                  "hangOnType": "fall.detected" (no answer to any alarm of that type)}
 
             GET https://HOST:PORT/v1/whoami shows what the receiver sees of a client: the hub ids its
             certificate names, its address, the HTTP version.
@@ -175,7 +176,8 @@ struct ReceiverCommand: AsyncParsableCommand {
                 try? await connection.close()
                 throw ConnectionDropped()
             case .hang:
-                while connection.isActive { try await Task.sleep(for: .milliseconds(200)) }
+                // Until the hub gives the request up: it closes the connection, or (HTTP/2) resets the stream.
+                while connection.isActive && context.channel.isActive { try await Task.sleep(for: .milliseconds(200)) }
                 throw ConnectionDropped()
             case .pollAgain(let wait):
                 let end = deadline ?? .now + wait

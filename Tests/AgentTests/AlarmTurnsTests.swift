@@ -94,4 +94,29 @@ struct AlarmTurnsTests {
         #expect(turns.pick([note, bed]) == bed)
         #expect(turns.platformWorks().isEmpty, "an alarm.undelivered is never reported itself")
     }
+
+    /// Left unanswered while the platform answered others: passed over and reported at once,
+    /// owed no tries (each would hold the lane for a whole attempt), tried when alone.
+    @Test mutating func anAlarmThePlatformHangsOnIsPassedOverAtOnceAndTriedOnlyAlone() {
+        let fall = alarm(.fallDetected), button = alarm(.buttonPressed), bed = alarm(.bedNotReturned)
+        var turns = AlarmTurns()
+        turns.unanswered(fall, "no answer in 10 s")
+        #expect(turns.hangs(fall))
+        #expect(turns.pick([fall, button, bed]) == button)
+        let report = turns.platformWorks()
+        #expect(report.map(\.event) == [fall])
+        #expect(report.first?.lastError == "no answer in 10 s")
+        #expect(turns.pick([fall, button, bed]) == button, "the platform working owes it nothing")
+        turns.done(button)
+        #expect(turns.pick([fall, bed]) == bed, "nor another alarm getting through")
+        turns.done(bed)
+        #expect(turns.pick([fall]) == fall, "alone: tried")
+        turns.unanswered(fall, "no answer in 10 s again")
+        #expect(turns.platformWorks().isEmpty, "reported once")
+        turns.failed(fall, "HTTP 500: boom")
+        #expect(turns.hangs(fall), "an answer later does not make it owed tries")
+        #expect(!turns.hangs(bed))
+        turns.done(fall)
+        #expect(!turns.hangs(fall))
+    }
 }

@@ -48,9 +48,12 @@ final class Reports: Sendable {
     func lanes(_ stub: ReceiverProcess, dir: String, hub: String = "hub-0001", reports: Reports,
                bulkBackoff: Backoff = Backoff(base: .milliseconds(200), cap: .seconds(1)),
                outboxEvents: TechnicalEventMaker? = nil, afterUnreadable: Duration = .seconds(1),
-               alarmBackoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200))) throws -> DeliveryLanes {
+               alarmBackoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+               attempt: Duration? = nil) throws -> DeliveryLanes {
         let outbox = try Outbox(path: dir + "/outbox.sqlite", now: wallNow, makeEvent: outboxEvents ?? { _, _, _, _ in fatalError("no outbox events expected") })
-        let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(hub: hub),
+        var tls = stub.tls(hub: hub)
+        if let attempt { tls.totalTimeout = attempt }
+        let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: tls,
                                       alarmBackoff: alarmBackoff,
                                       bulkBackoff: bulkBackoff, idle: .milliseconds(100), alarmsFirstGrace: .seconds(3),
                                       afterUnreadable: afterUnreadable)
@@ -235,6 +238,17 @@ final class Reports: Sendable {
         }
     }
 
+    /// Stores an alarm of `type` and wakes the lanes: how long it took to arrive (at most 6 s).
+    mutating func arrival(of type: EventType, _ l: DeliveryLanes, _ stub: ReceiverProcess) throws -> Duration {
+        let alarm = event(type)
+        try l.withOutbox { try $0.append([alarm]) }
+        l.wake()
+        let clock = ContinuousClock()
+        let began = clock.now
+        #expect(try waitUntil(6) { try stub.arrivedIDs().contains(alarm.eventID.description) }, "\(type) arrived")
+        return clock.now - began
+    }
+
     /// A fall passed over and the only alarm waiting is tried with its backoff (here up to 5 s);
     /// an alarm raised meanwhile goes at once, not when that backoff ends.
     @Test mutating func anAlarmRaisedWhileOnePassedOverBacksOffGoesAtOnce() throws {
@@ -255,15 +269,59 @@ final class Reports: Sendable {
             })
             for _ in 0..<3 {
                 Thread.sleep(forTimeInterval: 0.3)
-                let bed = event(.bedNotReturned)
-                try l.withOutbox { try $0.append([bed]) }
-                l.wake()
-                let clock = ContinuousClock()
-                let began = clock.now
-                #expect(try waitUntil(5) { try stub.arrivedIDs().contains(bed.eventID.description) })
-                #expect(clock.now - began < .seconds(1), "arrived after \(clock.now - began)")
+                let took = try arrival(of: .bedNotReturned, l, stub)
+                #expect(took < .seconds(1), "arrived after \(took)")
             }
             #expect(try !stub.arrivedIDs().contains(fall.eventID.description))
+        }
+    }
+
+    /// A platform that never answers one fall alarm (here within the 4 s attempt) while it answers
+    /// everything else. Unanswered while it was not seen to work (an outage, a slow link), the
+    /// fall keeps its place; unanswered while it answered others after half the attempt, it is
+    /// passed over at once. Then tried alone, and that try is given up for an alarm raised
+    /// meanwhile, which arrives at once, not when the try ends. Reported, once.
+    @Test mutating func anAlarmThePlatformHangsOnHoldsNoneBehindIt() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["hangOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports, attempt: .seconds(4))
+            let fall = event(.fallDetected), bed = event(.bedNotReturned)
+            try l.withOutbox { try $0.append([fall, bed]) }
+            l.start()
+            let working = Atomic<Bool>(true)
+            let signals = Thread {
+                while working.load(ordering: .relaxed) {
+                    l.platformIsBack()
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }
+            defer {
+                working.store(false, ordering: .relaxed)
+                l.stop()
+            }
+            let hung = { (try? stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int ?? 0 }
+            // The first try and its second request on a new connection, then the second try's first.
+            #expect(waitUntil(15) { hung() >= 3 })
+            #expect(try !stub.arrivedIDs().contains(bed.eventID.description), "not seen to work: the fall keeps its place")
+            signals.start()
+            #expect(try waitUntil(10) { try stub.arrivedIDs().contains(bed.eventID.description) })
+            let undelivered = { reports.all.withLock { $0.filter { if case .alarmUndelivered(let e, let error) = $0 { e.eventID == fall.eventID && error.hasPrefix("no answer in ") } else { false } } }.count }
+            #expect(waitUntil(2) { undelivered() == 1 }, "reported")
+            let tries = hung()
+            #expect(waitUntil(10) { hung() > tries }, "tried again, alone")
+            let took = try arrival(of: .buttonPressed, l, stub)
+            #expect(took < .seconds(2), "arrived after \(took), not at once")
+            // Nor does it hold the batches back (alarms first), each for one of its tries.
+            let states = (0..<250).map { _ in event(.bedState, .update) }
+            try l.withOutbox { try $0.append(states) }
+            l.wake()
+            #expect(try waitUntil(5) { try Set(stub.arrivedIDs()).isSuperset(of: states.map(\.eventID.description)) })
+            try stub.faults(["hangOnType": NSNull()])
+            #expect(try waitUntil(10) { try stub.arrivedIDs().contains(fall.eventID.description) })
+            #expect(undelivered() == 1, "reported once")
+            #expect(try stub.arrivals().duplicates == 0)
         }
     }
 
