@@ -21,9 +21,13 @@ import VaktpostCore
 ///
 /// An alarm the platform leaves unanswered (its handler waits on something that never comes,
 /// behind a gateway whose own timeout is longer than the hub's attempt) while it answers other
-/// requests of the hub's during that wait counts as `reportAfter` failures at once: passed
-/// over and reported. An attempt takes 10 s; the alarms behind it must not wait for three, and
-/// the platform's staff should not wait for six. Such an alarm `hangs`: it is owed no tries
+/// requests of the hub's sent during that wait (`DeliveryLanes.unansweredWhileThePlatformWorked`,
+/// a heartbeat sent out of turn to find out) counts as `patience` failures at once: passed
+/// over, since an attempt takes 10 s and the alarms behind it must not wait for three. Not yet
+/// reported: an alarm sent into a platform that was slow for everything, which recovered during
+/// the attempt, looks the same once, and goes at its next try. It is reported at a second
+/// such attempt, or once it has been passed over for `reportHungAfter` without getting
+/// through (its tries alone given up for other alarms). Such an alarm `hangs`: it is owed no tries
 /// (each would hold the lane for a whole attempt), and is tried only when no other alarm
 /// waits, a try the lane gives up as soon as another alarm is stored.
 ///
@@ -39,10 +43,12 @@ struct AlarmTurns {
     static let patience = 3
     /// Answered failures in a row, passed over, before it is reported.
     static let reportAfter = 6
+    /// Passed over for this long (boot clock, ns), an alarm the platform hangs on is reported.
+    static let reportHungAfter: UInt64 = 30_000_000_000
 
     struct Failing {
         var event: StoredEvent
-        /// Answered failures in a row (an unanswered one counts `reportAfter`).
+        /// Answered failures in a row (an unanswered one counts `patience`).
         var count = 0
         /// The platform's last answer to it, for the report.
         var lastError: String
@@ -52,6 +58,8 @@ struct AlarmTurns {
         var owed = 0
         /// The platform left it unanswered while it answered others: tried only alone.
         var hangs = false
+        /// When it was first found so (boot clock, ns).
+        var hungSince: UInt64 = 0
     }
 
     /// The events the platform answered with a failure since they were last taken.
@@ -86,13 +94,16 @@ struct AlarmTurns {
     }
 
     /// The platform left `event` unanswered for the better part of an attempt while it answered
-    /// another request of the hub's: as telling as `reportAfter` answered failures, and the
-    /// platform seen to work meanwhile.
-    mutating func unanswered(_ event: StoredEvent, _ error: String) {
+    /// another request of the hub's (at `now`, boot clock ns): as telling as `patience`
+    /// answered failures, and the platform seen to work meanwhile.
+    mutating func unanswered(_ event: StoredEvent, _ error: String, at now: UInt64) {
         failed(event, error)
-        failing[event.eventID]!.count = max(failing[event.eventID]!.count, Self.reportAfter)
-        failing[event.eventID]!.worksMeanwhile = true
-        failing[event.eventID]!.hangs = true
+        var f = failing[event.eventID]!
+        f.count += Self.patience - 1
+        f.worksMeanwhile = true
+        if !f.hangs { f.hungSince = now }
+        f.hangs = true
+        failing[event.eventID] = f
     }
 
     /// Whether `event` is passed over because the platform leaves it unanswered: a try of it,
@@ -108,12 +119,14 @@ struct AlarmTurns {
     }
 
     /// The platform was seen to work (any request of the hub's succeeded). Returns, in send
-    /// order, the alarms to report now: passed over after `reportAfter` failures, not reported
-    /// before, and never an `alarm.undelivered` itself (which would report itself).
-    mutating func platformWorks() -> [Failing] {
+    /// order, the alarms to report now (`now`: boot clock, ns): passed over after `reportAfter`
+    /// failures, or hung on for `reportHungAfter`, not reported before, and never an
+    /// `alarm.undelivered` itself (which would report itself).
+    mutating func platformWorks(at now: UInt64) -> [Failing] {
         var report: [Failing] = []
         for (id, var f) in failing {
-            if passedOver(f.event), f.count >= Self.reportAfter, f.event.type != EventType.alarmUndelivered.rawValue,
+            let due = f.count >= Self.reportAfter || (f.hangs && now &- f.hungSince >= Self.reportHungAfter)
+            if passedOver(f.event), due, f.event.type != EventType.alarmUndelivered.rawValue,
                reported.insert(id).inserted {
                 report.append(f)
             }

@@ -95,9 +95,15 @@ public final class DeliveryLanes: Sendable {
     /// backoff short): the platform seen to work, for `AlarmTurns`. A nudge counted as a success
     /// would have alarms passed over, and reported, in an outage.
     let platformWorked = Atomic<Int>(0)
-    /// When the platform was last seen to work (boot clock, ns): an alarm it left unanswered
-    /// while it answered something else meanwhile is one it hangs on (`AlarmTurns.unanswered`).
-    let platformWorkedAt = Atomic<UInt64>(0)
+    /// When the latest-sent of the hub's requests the platform answered with success was sent
+    /// (boot clock, ns): an alarm left unanswered while the platform answered a request sent
+    /// after it is one the platform hangs on (`AlarmTurns.unanswered`). Not when it was
+    /// answered: a long poll sent before a platform slowed down still answers in time.
+    let answeredSentAt = Atomic<UInt64>(0)
+    /// Asks for a request of the hub's own to go now (the heartbeat), to tell a platform that
+    /// hangs on an alarm from one that is slow or away (`probeAtHalf`).
+    let probe: @Sendable () -> Void
+    let alarmProbes = DispatchQueue(label: "vaktpost.uplink.alarm-probe")
     /// Set while every alarm the alarm lane could send is one the platform keeps failing
     /// (passed over, tried alone): the bulk lane does not hold back for it (`alarmsFirst`).
     let alarmsPassedOverOnly = Atomic<Bool>(false)
@@ -119,8 +125,10 @@ public final class DeliveryLanes: Sendable {
     let ahead = BulkAhead()
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
-                boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, report: @escaping @Sendable (Report) -> Void) {
+                boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, probe: @escaping @Sendable () -> Void = {},
+                report: @escaping @Sendable (Report) -> Void) {
         self.settings = settings
+        self.probe = probe
         self.outbox = outbox
         self.bootID = bootID
         self.now = now
@@ -154,8 +162,15 @@ public final class DeliveryLanes: Sendable {
     }
 
     /// Something reached the platform (a heartbeat, say): lanes backing off try again now.
-    public func platformIsBack() {
-        platformWorkedAt.store(boottime(), ordering: .releasing)
+    /// `sentAt`: when the request that succeeded was sent (boot clock, ns; now if not given).
+    public func platformIsBack(sentAt: UInt64? = nil) {
+        let sent = sentAt ?? boottime()
+        var seen = answeredSentAt.load(ordering: .acquiring)
+        while seen < sent {
+            let (exchanged, original) = answeredSentAt.compareExchange(expected: seen, desired: sent, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            seen = original
+        }
         platformWorked.add(1, ordering: .releasing)
         platformAnswered.add(1, ordering: .releasing)
     }
@@ -243,7 +258,7 @@ public final class DeliveryLanes: Sendable {
             let worked = platformWorked.load(ordering: .acquiring)
             if lane == .alarm, worked != workedSeen {
                 workedSeen = worked
-                for f in turns.platformWorks() { report(.alarmUndelivered(f.event, lastError: f.lastError)) }
+                for f in turns.platformWorks(at: boottime()) { report(.alarmUndelivered(f.event, lastError: f.lastError)) }
             }
             let batch: OutboxBatch
             do {
@@ -283,7 +298,10 @@ public final class DeliveryLanes: Sendable {
             }
             let started = firstTry ?? now()
             firstTry = started
-            if lane == .alarm { alarmBegun.add(1, ordering: .releasing) }
+            if lane == .alarm {
+                alarmBegun.add(1, ordering: .releasing)
+                probeAtHalf()
+            }
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
@@ -325,7 +343,7 @@ public final class DeliveryLanes: Sendable {
                         report(.rejected(count: rejected, reason: "the platform rejected \(rejected) event(s) of batch \(batch.id)", damagedAlarms: Self.damagedAlarms(dead)))
                     }
                     report(.exchanged(at: now()))
-                    platformIsBack()
+                    platformIsBack(sentAt: sentAt)
                     attempt = 0
                     firstTry = nil
                     continue
@@ -362,7 +380,7 @@ public final class DeliveryLanes: Sendable {
                 if !loop.isStopped {
                     report(.failed(reason: "\(error)"))
                     if lane == .alarm, let unanswered = unansweredWhileThePlatformWorked(sentAt: sentAt) {
-                        turns.unanswered(batch.events[0], "no answer in \(unanswered) s while the platform answered the hub's other requests: \(error)")
+                        turns.unanswered(batch.events[0], "no answer in \(unanswered) s while the platform answered the hub's other requests: \(error)", at: boottime())
                     }
                 }
             }
@@ -441,15 +459,29 @@ public final class DeliveryLanes: Sendable {
         alarmSettled.signal()
     }
 
+    /// Half the alarm lane's attempt (boot clock, ns).
+    var halfAttempt: UInt64 { UInt64(Self.alarmTLS(settings.tls).totalTimeout.nanoseconds / 2) }
+
     /// The seconds an alarm's request sent at `sentAt` (boot clock, ns) went unanswered, if the
-    /// platform left it so for at least half an attempt and answered another request of the
-    /// hub's after that half (so not one that an outage beginning meanwhile left unanswered):
-    /// a platform that hangs on this alarm.
+    /// platform left it so for at least half an attempt and meanwhile answered another request
+    /// of the hub's sent after that half (not one sent before, which a platform slowing down or
+    /// going away as the alarm went still answers): a platform that hangs on this alarm.
     func unansweredWhileThePlatformWorked(sentAt: UInt64) -> Int? {
-        let half = UInt64(Self.alarmTLS(settings.tls).totalTimeout.nanoseconds / 2)
         let waited = boottime() &- sentAt
-        guard waited >= half, platformWorkedAt.load(ordering: .acquiring) >= sentAt + half else { return nil }
+        guard waited >= halfAttempt, answeredSentAt.load(ordering: .acquiring) >= sentAt + halfAttempt else { return nil }
         return Int(waited / 1_000_000_000)
+    }
+
+    /// The alarm attempt just begun still unanswered half an attempt on: the heartbeat goes now
+    /// (`probe`), so that whether the platform answers it tells, by the attempt's end, a
+    /// platform that hangs on this alarm from one that is slow or away. Without it that waits
+    /// for a heartbeat that happens to fall in the attempt (a minute apart), or for batches,
+    /// which alarms first holds back.
+    func probeAtHalf() {
+        let attempt = alarmBegun.load(ordering: .acquiring)
+        alarmProbes.asyncAfter(deadline: .now() + .nanoseconds(Int(halfAttempt))) { [self] in
+            if alarmBegun.load(ordering: .acquiring) == attempt, alarmAttempts.load(ordering: .acquiring) == attempt - 1 { probe() }
+        }
     }
 
     /// Beside the alarm lane's try of `alarm`, which the platform hangs on: looks, each time

@@ -119,7 +119,7 @@ public final class PlatformLink: Sendable {
     let configReload = Mutex(())
     let loops = (follow: BackgroundLoop(label: "vaktpost.uplink.follow"), heartbeat: BackgroundLoop(label: "vaktpost.uplink.heartbeat"),
                  commands: BackgroundLoop(label: "vaktpost.uplink.commands"), supervise: BackgroundLoop(label: "vaktpost.uplink.supervise"))
-    let heartbeatNow = DispatchSemaphore(value: 0)
+    let heartbeatNow: DispatchSemaphore
     let commandsNow = DispatchSemaphore(value: 0)
     let startedAt: WallTime
 
@@ -142,8 +142,11 @@ public final class PlatformLink: Sendable {
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
+        let heartbeatNow = DispatchSemaphore(value: 0)
+        self.heartbeatNow = heartbeatNow
+        // An alarm unanswered half its attempt: the heartbeat goes now, to see whether the platform answers.
         let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.elapsed, boottime: clock.boottime,
-                                  report: { relay.forward($0) })
+                                  probe: { heartbeatNow.signal() }, report: { relay.forward($0) })
         self.lanes = lanes
         relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
     }
@@ -433,6 +436,9 @@ public final class PlatformLink: Sendable {
             if let client { sendHeartbeat(client) }
             let interval = heartbeatInterval
             _ = heartbeatNow.wait(timeout: .now() + .nanoseconds(Int(interval.nanoseconds)))
+            // Asked for more than once meanwhile (an alarm lane's probes while a heartbeat waited
+            // out a dead link): one heartbeat, not a burst of them.
+            while heartbeatNow.wait(timeout: .now()) == .success {}
         }
     }
 
@@ -458,6 +464,7 @@ public final class PlatformLink: Sendable {
         let now = clock.now()
         let body = health().heartbeat(hubID: settings.uplink.hubID, bootID: clock.bootID, boottimeNanoseconds: clock.boottime(), now: now, zone: clock.zone)
         let response: HTTPResponse
+        let sentAt = clock.boottime()
         do {
             response = try client.send("POST", settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/heartbeat",
                                        headers: ["Content-Type: application/json"], body: body.serializedBytes)
@@ -471,7 +478,7 @@ public final class PlatformLink: Sendable {
             return
         }
         exchanged(at: clock.elapsed())
-        lanes.platformIsBack()
+        lanes.platformIsBack(sentAt: sentAt)
         let (interval, fetchConfig) = state.withLock { s -> (Duration, Bool) in
             if let next = reply.nextInterval {
                 s.heartbeat = next
@@ -548,6 +555,7 @@ public final class PlatformLink: Sendable {
             let url = settings.uplink.baseURL + "/v1/hubs/\(settings.uplink.hubID)/commands?after=\(after)&wait=\(settings.commandWait)"
             // 204: nothing new; 200 must carry the command list (a captive portal's page is not an
             // answer, and must not count as contact nor make this loop spin).
+            let sentAt = clock.boottime()
             let response = try? client.send("GET", url, headers: ["Accept: application/json"])
             let commands = response.flatMap { $0.status == 204 ? [] : $0.status == 200 ? PlatformCommand.list($0.body) : nil }
             guard let response, let commands else {
@@ -559,7 +567,7 @@ public final class PlatformLink: Sendable {
             _ = response
             failures = 0
             exchanged(at: clock.elapsed())
-            lanes.platformIsBack()
+            lanes.platformIsBack(sentAt: sentAt)
             for command in commands where command.seq > after {
                 let (outcome, detail) = run(command, client: client)
                 postResult(command, outcome, detail, client: client)

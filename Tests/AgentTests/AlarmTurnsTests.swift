@@ -34,7 +34,7 @@ struct AlarmTurnsTests {
         var turns = AlarmTurns()
         Self.fail(&turns, fall, times: 50)
         #expect(turns.pick([fall, bed]) == fall)
-        #expect(turns.platformWorks().isEmpty)
+        #expect(turns.platformWorks(at: 0).isEmpty)
         #expect(turns.pick([fall, bed]) == fall, "owed a try once the platform works")
     }
 
@@ -42,15 +42,15 @@ struct AlarmTurnsTests {
         let fall = alarm(.fallDetected), button = alarm(.buttonPressed), bed = alarm(.bedNotReturned)
         var turns = AlarmTurns()
         Self.fail(&turns, fall, times: 1)
-        _ = turns.platformWorks()
+        _ = turns.platformWorks(at: 0)
         Self.fail(&turns, fall, times: 1)
         #expect(turns.pick([fall, button, bed]) == fall, "fewer than `patience` failures: still first")
         Self.fail(&turns, fall, times: 1)
         #expect(turns.pick([fall, button, bed]) == button)
-        for _ in 0..<5 { _ = turns.platformWorks() }
+        for _ in 0..<5 { _ = turns.platformWorks(at: 0) }
         #expect(turns.pick([fall, button, bed]) == button, "the platform working owes it nothing more (a backlog's batches)")
         turns.done(button)
-        #expect(turns.platformWorks().isEmpty, "three failures: not reported")
+        #expect(turns.platformWorks(at: 0).isEmpty, "three failures: not reported")
         #expect(turns.pick([fall, bed]) == fall, "tried again once the lane got another alarm through")
         Self.fail(&turns, fall, times: 1)
         #expect(turns.pick([fall, bed]) == bed)
@@ -68,7 +68,7 @@ struct AlarmTurnsTests {
         let fall = alarm(.fallDetected), update = alarm(.fallDetected), otherFall = alarm(.fallDetected, sensor: "hall"), bed = alarm(.bedNotReturned)
         var turns = AlarmTurns()
         Self.fail(&turns, fall, times: 3)
-        _ = turns.platformWorks()
+        _ = turns.platformWorks(at: 0)
         Self.fail(&turns, fall, times: 1)
         #expect(turns.pick([fall, update, otherFall, bed]) == otherFall)
         #expect(turns.pick([fall, update, bed]) == bed)
@@ -79,44 +79,52 @@ struct AlarmTurnsTests {
         let fall = alarm(.fallDetected), bed = alarm(.bedNotReturned)
         var turns = AlarmTurns()
         Self.fail(&turns, fall, times: 5)
-        _ = turns.platformWorks()
+        _ = turns.platformWorks(at: 0)
         Self.fail(&turns, fall, times: 1)
         #expect(turns.pick([fall, bed]) == bed)
-        let report = turns.platformWorks()
+        let report = turns.platformWorks(at: 0)
         #expect(report.map(\.event) == [fall])
         #expect(report.first?.lastError == "HTTP 500: boom")
         Self.fail(&turns, fall, times: 1)
-        #expect(turns.platformWorks().isEmpty, "reported once")
+        #expect(turns.platformWorks(at: 0).isEmpty, "reported once")
         let note = alarm(.alarmUndelivered, sensor: nil)
         Self.fail(&turns, note, times: 6)
-        _ = turns.platformWorks()
+        _ = turns.platformWorks(at: 0)
         Self.fail(&turns, note, times: 1)
         #expect(turns.pick([note, bed]) == bed)
-        #expect(turns.platformWorks().isEmpty, "an alarm.undelivered is never reported itself")
+        #expect(turns.platformWorks(at: 0).isEmpty, "an alarm.undelivered is never reported itself")
     }
 
-    /// Left unanswered while the platform answered others: passed over and reported at once,
-    /// owed no tries (each would hold the lane for a whole attempt), tried when alone.
+    /// Left unanswered while the platform answered others: passed over at once, owed no tries
+    /// (each would hold the lane for a whole attempt), tried when alone; reported at the second
+    /// such attempt, or once passed over for 30 s (its tries alone given up for other alarms).
     @Test mutating func anAlarmThePlatformHangsOnIsPassedOverAtOnceAndTriedOnlyAlone() {
         let fall = alarm(.fallDetected), button = alarm(.buttonPressed), bed = alarm(.bedNotReturned)
+        let s: UInt64 = 1_000_000_000
         var turns = AlarmTurns()
-        turns.unanswered(fall, "no answer in 10 s")
+        turns.unanswered(fall, "no answer in 10 s", at: 100 * s)
         #expect(turns.hangs(fall))
         #expect(turns.pick([fall, button, bed]) == button)
-        let report = turns.platformWorks()
-        #expect(report.map(\.event) == [fall])
-        #expect(report.first?.lastError == "no answer in 10 s")
+        #expect(turns.platformWorks(at: 101 * s).isEmpty, "once: not reported (a platform recovering as it went looks the same)")
         #expect(turns.pick([fall, button, bed]) == button, "the platform working owes it nothing")
         turns.done(button)
         #expect(turns.pick([fall, bed]) == bed, "nor another alarm getting through")
         turns.done(bed)
         #expect(turns.pick([fall]) == fall, "alone: tried")
-        turns.unanswered(fall, "no answer in 10 s again")
-        #expect(turns.platformWorks().isEmpty, "reported once")
+        turns.unanswered(fall, "no answer in 10 s again", at: 112 * s)
+        let report = turns.platformWorks(at: 113 * s)
+        #expect(report.map(\.event) == [fall], "the second: reported")
+        #expect(report.first?.lastError == "no answer in 10 s again")
+        #expect(turns.platformWorks(at: 200 * s).isEmpty, "reported once")
         turns.failed(fall, "HTTP 500: boom")
         #expect(turns.hangs(fall), "an answer later does not make it owed tries")
         #expect(!turns.hangs(bed))
         turns.done(fall)
         #expect(!turns.hangs(fall))
+
+        let other = alarm(.fallDetected, sensor: "hall")
+        turns.unanswered(other, "no answer in 10 s", at: 300 * s)
+        #expect(turns.platformWorks(at: 329 * s).isEmpty)
+        #expect(turns.platformWorks(at: 330 * s).map(\.event) == [other], "passed over for 30 s: reported")
     }
 }

@@ -180,6 +180,29 @@ final class Notices: Sendable {
         }
     }
 
+    /// A platform that never answers the fall (its handler hangs) and answers the rest: half an
+    /// attempt into the fall's try the hub sends a heartbeat out of turn (here, a minute before
+    /// the next); answered, the fall is passed over at the try's end, and named when its next
+    /// try, alone, goes the same way.
+    @Test func anAlarmThePlatformHangsOnIsFoundOutByAHeartbeatOutOfTurn() throws {
+        let receiver = try ReceiverProcess()
+        try receiver.faults(["hangOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(60))
+            let fall = try #require(s.hub.events.raise(.fallDetected))
+            let bed = try #require(s.hub.events.raise(.bedNotReturned))
+            s.link.start()
+            defer { s.link.stop() }
+            #expect(try waitUntil(5) { try receiver.arrivals().heartbeats == 1 }, "the heartbeat at the start")
+            #expect(try waitUntil(8) { try receiver.arrivals().heartbeats >= 2 }, "and one half an attempt into the fall's")
+            #expect(try waitUntil(15) { try receiver.arrivedIDs().contains(bed.description) }, "the alarm behind the fall went")
+            #expect(try waitUntil(15) { try types(receiver).contains("alarm.undelivered/active") })
+            #expect(s.hub.raisedData(.alarmUndelivered)?["lastError"]?.stringValue?.hasPrefix("no answer in ") == true)
+            try receiver.faults(["hangOnType": NSNull()])
+            #expect(try waitUntil(15) { try receiver.arrivedIDs().contains(fall.description) })
+        }
+    }
+
     /// A platform down for everything (500 to every request, heartbeats too) passes no alarm over
     /// and reports none, also past the alarms-first grace, when the bulk lane asks the alarm lane
     /// to try again before each batch: when it is back, the alarms arrive in order.

@@ -144,7 +144,7 @@ public enum EventCatalog {
                   meaning: "The platform received an alarm but no operator acknowledged it in time; the hub also sent it to the secondary platform. Call the response centre."),
 
         EventKind(type: .alarmUndelivered, eventClass: .technical, priority: Priority(8), deviceType: linkMonitor, activeStatus: "0023", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
-                  meaning: "The platform answers the hub, and takes its other events, but keeps failing one alarm (data.alarmEventId, data.alarmType, data.lastError: a 5xx, 429 or a reply that is not its answer). The hub keeps sending it and sends the alarms behind it meanwhile. The alarm arrives once the platform takes it; until then its operators have not seen it: call the resident, and look up the eventId in the platform's logs."),
+                  meaning: "The platform answers the hub, and takes its other events, but keeps failing one alarm (data.alarmEventId, data.alarmType, data.lastError: a 5xx, 429 or a reply that is not its answer, or no answer within the hub's attempt while the platform answered its other requests). The hub keeps sending it and sends the alarms behind it meanwhile. The alarm arrives once the platform takes it; until then its operators have not seen it: call the resident, and look up the eventId in the platform's logs."),
 
         EventKind(type: .testAlarm, eventClass: .test, priority: Priority(5), deviceType: localUnit, activeStatus: "0102", clearedStatus: nil, vkpReason: nil, vkpAlert: nil,
                   meaning: "The periodic alarm test (periodisk alarmkontroll)."),
