@@ -203,6 +203,23 @@ final class Notices: Sendable {
         }
     }
 
+    /// Heartbeats asked for out of turn while one is on its way (an alarm lane's probes while a
+    /// heartbeat waits out a slow or dead link) make one more heartbeat, not one each.
+    @Test func heartbeatsAskedForMeanwhileGoAsOne() throws {
+        let receiver = try ReceiverProcess()
+        try receiver.faults(["delayMs": 2000])
+        try withTemporaryDirectory { dir in
+            let s = try setUp(receiver, dir: dir, heartbeat: .seconds(60))
+            s.link.start()
+            defer { s.link.stop() }
+            Thread.sleep(forTimeInterval: 0.5)  // the first heartbeat is on its way
+            for _ in 0..<5 { s.link.heartbeatNow.signal() }
+            #expect(try waitUntil(8) { try receiver.arrivals().heartbeats == 2 })
+            Thread.sleep(forTimeInterval: 4)
+            #expect(try receiver.arrivals().heartbeats == 2, "one heartbeat for the five asks")
+        }
+    }
+
     /// A platform down for everything (500 to every request, heartbeats too) passes no alarm over
     /// and reports none, also past the alarms-first grace, when the bulk lane asks the alarm lane
     /// to try again before each batch: when it is back, the alarms arrive in order.
