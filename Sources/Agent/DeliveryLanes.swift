@@ -581,12 +581,10 @@ public final class DeliveryLanes: Sendable {
     /// send an alarm again (`AlarmHedge.delay`).
     func send(_ batch: OutboxBatch, lane: Lane, base: String, client: HTTPClient, hedged: Bool = true, recentAnswers: inout [Duration]) throws -> HTTPResponse {
         let prefix = base + "/v1/hubs/" + settings.hubID
-        if lane == .alarm, !hedged {
-            // An alarm the platform hangs on: sent again on a new connection, it would hang there too.
-            return try client.send("POST", prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
-        }
         if lane == .alarm {
             let request = AlarmHedge.Request(url: prefix + "/alarms", headers: ["Content-Type: application/json"], body: batch.body)
+            // An alarm the platform hangs on: sent again on a new connection, it would hang there too.
+            guard hedged else { return try client.send("POST", request.url, headers: request.headers, body: request.body) }
             let sent = try hedge.send(request, on: client, after: AlarmHedge.delay(recentAnswers: recentAnswers))
             recentAnswers = Array((recentAnswers + [sent.response.answeredIn]).suffix(8))
             if let after = sent.sentAgainAfter { report(.sentAgain(after: after, status: sent.response.status)) }

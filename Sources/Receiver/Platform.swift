@@ -112,13 +112,12 @@ public final class Platform: Sendable {
         let hub = parts[3]
         let rest = Array(parts[4...])
         if let fault = injectedFault(for: request.method == "POST" ? rest.first : nil, peer: request.peer) { return fault }
-        if request.method == "POST", rest == ["alarms"], let type = faults.breakOnType, parseJSON(request.body)?["type"]?.stringValue == type {
+        let f = faults
+        if request.method == "POST", rest == ["alarms"], f.breakOnType != nil || f.hangOnType != nil,
+           let type = parseJSON(request.body)?["type"]?.stringValue, type == f.breakOnType || type == f.hangOnType {
             brokenAnswers.add(1, ordering: .relaxed)
+            guard type == f.breakOnType else { return .hang }
             return .respond(.problem(500, "Internal Server Error", "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
-        }
-        if request.method == "POST", rest == ["alarms"], let type = faults.hangOnType, parseJSON(request.body)?["type"]?.stringValue == type {
-            brokenAnswers.add(1, ordering: .relaxed)
-            return .hang
         }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))

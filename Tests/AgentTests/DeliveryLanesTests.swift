@@ -219,24 +219,37 @@ final class Reports: Sendable {
             let l = try lanes(stub, dir: dir, reports: Reports())
             let fall = event(.fallDetected), bed = event(.bedNotReturned)
             try l.withOutbox { try $0.append([fall, bed]) }
-            let working = Atomic<Bool>(true)
-            let signals = Thread {
-                while working.load(ordering: .relaxed) {
-                    l.platformIsBack()
-                    Thread.sleep(forTimeInterval: 0.005)
-                }
-            }
-            signals.start()
+            let stopAnswering = answering(l, every: 0.005)
             l.start()
             defer {
-                working.store(false, ordering: .relaxed)
+                stopAnswering()
                 l.stop()
             }
             #expect(try waitUntil(10) { try stub.arrivedIDs().contains(bed.eventID.description) })
-            let broken = try #require((try stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int)
+            let broken = try #require(Self.broken(stub))
             #expect(broken <= 8, "the fall was failed \(broken) times before the bed alarm went")
             #expect(try !stub.arrivedIDs().contains(fall.eventID.description))
         }
+    }
+
+    /// Tells the lanes every `interval` seconds that the platform answered a request sent at
+    /// `sentAt` (boot clock, ns; each time now if nil), as heartbeats or a long poll begun
+    /// before do, until the returned function is called.
+    func answering(_ l: DeliveryLanes, every interval: Double, sentAt: UInt64? = nil) -> () -> Void {
+        let going = Atomic<Bool>(true)
+        let thread = Thread {
+            while going.load(ordering: .relaxed) {
+                l.platformIsBack(sentAt: sentAt)
+                Thread.sleep(forTimeInterval: interval)
+            }
+        }
+        thread.start()
+        return { going.store(false, ordering: .relaxed) }
+    }
+
+    /// The alarms the stub answered 500 (`breakOnType`) or left unanswered (`hangOnType`).
+    static func broken(_ stub: ReceiverProcess) -> Int? {
+        (try? stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int
     }
 
     /// Stores an alarm of `type` and wakes the lanes: how long it took to arrive (at most 6 s).
@@ -261,7 +274,7 @@ final class Reports: Sendable {
             try l.withOutbox { try $0.append([fall]) }
             l.start()
             defer { l.stop() }
-            let broken = { (try? stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int ?? 0 }
+            let broken = { Self.broken(stub) ?? 0 }
             // The platform seen to work (a heartbeat, say), each cutting the backoff short,
             // until the fall is passed over.
             #expect(waitUntil(20) {
@@ -302,21 +315,13 @@ final class Reports: Sendable {
             heartbeats.lanes.withLock { $0 = l }
             let fall = event(.fallDetected), bed = event(.bedNotReturned)
             try l.withOutbox { try $0.append([fall, bed]) }
-            let polling = Atomic<Bool>(true)
-            let sentBefore = SystemClock.boottime()
-            let longPoll = Thread {
-                while polling.load(ordering: .relaxed) {
-                    l.platformIsBack(sentAt: sentBefore)
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
-            }
-            longPoll.start()
+            let stopPolling = answering(l, every: 0.05, sentAt: SystemClock.boottime())
             l.start()
             defer {
-                polling.store(false, ordering: .relaxed)
+                stopPolling()
                 l.stop()
             }
-            let hung = { (try? stub.admin("GET", "/api/faults") as? [String: Any])?["broken"] as? Int ?? 0 }
+            let hung = { Self.broken(stub) ?? 0 }
             // The first try and its second request on a new connection, then the second try's first.
             #expect(waitUntil(15) { hung() >= 3 })
             #expect(try !stub.arrivedIDs().contains(bed.eventID.description), "only requests sent before it answered: the fall keeps its place")
