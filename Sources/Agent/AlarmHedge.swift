@@ -32,6 +32,8 @@ final class AlarmHedge: Sendable {
         var firstEnded = false
         /// The first request was answered: a second one in flight is given up.
         var firstAnswered = false
+        /// The lane gave the try up (`giveUp`): the second is given up too, and not waited for.
+        var givenUp = false
         /// The job the second request is running for, nil when none runs.
         var running: Int?
         var second: Ending?
@@ -70,6 +72,15 @@ final class AlarmHedge: Sendable {
         return min(max(slowest * 2, .seconds(1)), .seconds(4))
     }
 
+    /// The lane gave its try of the current job up (`DeliveryLanes.watchTry`): the second request,
+    /// running or not yet begun, is given up too (cut off at once), and `send` does not wait for it.
+    func giveUp() {
+        state.withLock { s in
+            s.givenUp = true
+            if s.running == s.job { s.secondCutter?.cut() }
+        }
+    }
+
     /// What `send` came to.
     struct Sent {
         var response: HTTPResponse
@@ -91,6 +102,7 @@ final class AlarmHedge: Sendable {
             s.due = begun + delay
             s.firstEnded = false
             s.firstAnswered = false
+            s.givenUp = false
             s.second = nil
             s.firstCutter = client.cutter
             return s.job
@@ -122,7 +134,7 @@ final class AlarmHedge: Sendable {
             switch state.withLock({ $0.second }) {
             case .success(let response): return Sent(response: response, sentAgainAfter: delay)
             case .failure: throw error
-            case nil: continue
+            case nil: if state.withLock({ $0.givenUp }) { throw error }
             }
         }
         throw error
@@ -147,14 +159,14 @@ final class AlarmHedge: Sendable {
                 continue  // look again: the first may have ended, or a new job begun
             }
             let go = state.withLock { s in
-                guard s.job == waiting.job, !s.firstEnded else { return false }
+                guard s.job == waiting.job, !s.firstEnded, !s.givenUp else { return false }
                 s.running = waiting.job
                 return true
             }
             guard go else { continue }
             if client == nil {
                 client = try? HTTPClient(tls: tls, abandon: { [self] in
-                    loop.isStopped || state.withLock { s in s.running != s.job || s.firstAnswered }
+                    loop.isStopped || state.withLock { s in s.running != s.job || s.firstAnswered || s.givenUp }
                 })
                 state.withLock { $0.secondCutter = client?.cutter }
             }

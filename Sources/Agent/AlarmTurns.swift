@@ -23,7 +23,8 @@ import VaktpostCore
 /// behind a gateway whose own timeout is longer than the hub's attempt) while it answers other
 /// requests of the hub's sent during that wait (`DeliveryLanes.unansweredWhileThePlatformWorked`,
 /// a heartbeat sent out of turn to find out) counts as `patience` failures at once: passed
-/// over, since an attempt takes 10 s and the alarms behind it must not wait for three. Not yet
+/// over, since an attempt takes 10 s and the alarms behind it must not wait for three (nor for
+/// the rest of the first: `DeliveryLanes.watchTry` gives it up once that is known). Not yet
 /// reported: an alarm sent into a platform that was slow for everything, which recovered during
 /// the attempt, looks the same once, and goes at its next try. It is reported at a second
 /// such attempt, or once it has been passed over for `reportHungAfter` without getting

@@ -107,9 +107,11 @@ public final class DeliveryLanes: Sendable {
     /// Set while every alarm the alarm lane could send is one the platform keeps failing
     /// (passed over, tried alone): the bulk lane does not hold back for it (`alarmsFirst`).
     let alarmsPassedOverOnly = Atomic<Bool>(false)
-    /// Set to give up the alarm lane's try of an alarm the platform hangs on, for another alarm
-    /// stored meanwhile (`watchForAnotherAlarm`).
+    /// Set to give up the alarm lane's try of an alarm, for another alarm waiting (`watchTry`).
     let giveUpTry = Atomic<Bool>(false)
+    /// Set while a watch waits for the platform to answer a request sent after half an alarm's
+    /// attempt (`watchTry`): each such answer wakes it.
+    let watchingAnswers = Atomic<Bool>(false)
     let alarmWatch = DispatchQueue(label: "vaktpost.uplink.alarm-watch")
     /// The alarm lane's attempts begun and finished (one at a time: the attempt begun as the
     /// nth finishes as the nth), and its settled events, for the bulk lane's alarms-first rule.
@@ -173,6 +175,7 @@ public final class DeliveryLanes: Sendable {
         }
         platformWorked.add(1, ordering: .releasing)
         platformAnswered.add(1, ordering: .releasing)
+        if watchingAnswers.load(ordering: .acquiring) { work[.alarm]!.signal() }
     }
 
     /// New events are in the outbox: look now instead of at the next idle check.
@@ -308,9 +311,10 @@ public final class DeliveryLanes: Sendable {
             let sentAt = boottime()
             // Only alarms the platform keeps failing left to send: no reason for the bulk lane to wait.
             if lane == .alarm { alarmsPassedOverOnly.store(turns.passedOver(batch.events[0]), ordering: .releasing) }
-            // One the platform hangs on, tried alone: given up for another alarm stored meanwhile.
+            // One the platform hangs on, tried alone: given up for another alarm stored meanwhile;
+            // any other, given up for one waiting once the platform is seen to hang on it.
             let hangs = lane == .alarm && turns.hangs(batch.events[0])
-            let watch = hangs ? watchForAnotherAlarm(than: batch.events[0], turns: turns, cutting: client.cutter, loop: loop) : nil
+            let watch = lane == .alarm ? watchTry(of: batch.events[0], sentAt: sentAt, turns: turns, cutting: client.cutter, loop: loop) : nil
             // The last batch's settle and, draining a backlog, the next batch's making go on
             // beside this request (`BulkAhead`).
             let aside = lane == .bulk && !batch.inMemory
@@ -370,17 +374,20 @@ public final class DeliveryLanes: Sendable {
                     if lane == .alarm, let r = retryAfter { retryAfter = min(r, .seconds(30)) }
                 }
             } catch {
-                // Given up for another alarm: no failure of anything, and that one goes now.
-                if watch?.end() == true {
+                let givenUp = watch?.end() == true
+                // A try alone of an alarm the platform hangs on, given up for another alarm: no
+                // failure of anything, and that one goes now.
+                if givenUp && hangs {
                     alarmDone(progress: false)
                     continue
                 }
                 // Network or TLS failure: the error says what to do; the lane keeps trying. A
                 // request given up because the agent stops is no failure of the link.
                 if !loop.isStopped {
-                    report(.failed(reason: "\(error)"))
+                    let why = givenUp ? "given up for the alarm behind it" : "\(error)"
+                    report(.failed(reason: why))
                     if lane == .alarm, let unanswered = unansweredWhileThePlatformWorked(sentAt: sentAt) {
-                        turns.unanswered(batch.events[0], "no answer in \(unanswered) s while the platform answered the hub's other requests: \(error)", at: boottime())
+                        turns.unanswered(batch.events[0], "no answer in \(unanswered) s while the platform answered the hub's other requests: \(why)", at: boottime())
                     }
                 }
             }
@@ -484,22 +491,45 @@ public final class DeliveryLanes: Sendable {
         }
     }
 
-    /// Beside the alarm lane's try of `alarm`, which the platform hangs on: looks, each time
-    /// events are stored, for another alarm to send (`turns`' pick), and gives the try up for it
-    /// (`giveUpTry`, then its connections cut).
-    func watchForAnotherAlarm(than alarm: StoredEvent, turns: AlarmTurns, cutting cutter: ConnectionCutter,
-                              loop: BackgroundLoop) -> AlarmTryWatch {
+    /// Beside the alarm lane's try of `alarm`, sent at `sentAt` (boot clock, ns): gives the try up
+    /// (`giveUpTry`, then its connections cut, the hedge's second request's too) for another alarm
+    /// waiting, once the try holds that one back for nothing. For an alarm the platform hangs on
+    /// (tried alone), at once, looking each time events are stored. For any other, once the
+    /// platform has left it unanswered half an attempt while it answered a request of the hub's
+    /// sent since (the heartbeat `probeAtHalf` sends): the rest of the attempt would change
+    /// nothing but the wait of the alarms behind it (5 s more), since the lane passes it over
+    /// at the attempt's end anyway (`AlarmTurns.unanswered`).
+    func watchTry(of alarm: StoredEvent, sentAt: UInt64, turns: AlarmTurns, cutting cutter: ConnectionCutter,
+                  loop: BackgroundLoop) -> AlarmTryWatch {
         giveUpTry.store(false, ordering: .releasing)
         let watch = AlarmTryWatch(lanes: self)
+        let hangs = turns.hangs(alarm)
+        // The order once this alarm is passed over: who would go instead.
+        let passing = {
+            var t = turns
+            t.unanswered(alarm, "", at: 0)
+            return t
+        }()
         alarmWatch.async { [self] in
-            defer { watch.ended.signal() }
+            defer {
+                watchingAnswers.store(false, ordering: .releasing)
+                watch.ended.signal()
+            }
             while watch.trying.load(ordering: .acquiring), !loop.isStopped {
-                waitForWork(.alarm, upTo: Self.alarmAttempt)
+                let toHalf = Int64(bitPattern: (sentAt &+ halfAttempt) &- boottime())
+                waitForWork(.alarm, upTo: !hangs && toHalf > 0 ? .nanoseconds(toHalf) : Self.alarmAttempt)
                 guard watch.trying.load(ordering: .acquiring) else { return }
-                let other = outbox.alarmToExpress(pick: turns.pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: turns.pick)) ?? nil
+                if !hangs {
+                    guard Int64(bitPattern: (sentAt &+ halfAttempt) &- boottime()) <= 0 else { continue }
+                    // Set before looking: an answer from now on wakes the watch.
+                    watchingAnswers.store(true, ordering: .releasing)
+                    guard unansweredWhileThePlatformWorked(sentAt: sentAt) != nil else { continue }
+                }
+                let other = outbox.alarmToExpress(pick: passing.pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: passing.pick)) ?? nil
                 if let other, other.eventID != alarm.eventID {
                     giveUpTry.store(true, ordering: .releasing)
                     cutter.cut()
+                    hedge.giveUp()
                     return
                 }
             }
@@ -663,8 +693,7 @@ public final class DeliveryLanes: Sendable {
     }
 }
 
-/// A watch beside the alarm lane's try of an alarm the platform hangs on
-/// (`DeliveryLanes.watchForAnotherAlarm`).
+/// A watch beside the alarm lane's try of an alarm (`DeliveryLanes.watchTry`).
 final class AlarmTryWatch: Sendable {
     let trying = Atomic<Bool>(true)
     let ended = DispatchSemaphore(value: 0)

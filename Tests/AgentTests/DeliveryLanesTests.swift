@@ -347,6 +347,42 @@ final class Reports: Sendable {
         }
     }
 
+    /// The platform hangs on the fall and answers the heartbeat sent half an attempt into the
+    /// fall's first try: that try is given up then, both its requests (the second, on a new
+    /// connection, hangs too), for the bed alarm stored behind it, which need not wait out the
+    /// rest of the attempt. Not reported yet: a recovering platform looks the same once.
+    @Test mutating func theFirstTryOfAnAlarmThePlatformHangsOnIsGivenUpOnceAHeartbeatIsAnswered() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["hangOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            final class Heartbeat: Sendable { let lanes = Mutex<DeliveryLanes?>(nil) }
+            let heartbeat = Heartbeat()
+            // An attempt of 8 s: its half, 4 s, well apart from its end for a loaded machine.
+            let l = try lanes(stub, dir: dir, reports: reports, attempt: .seconds(8)) { heartbeat.lanes.withLock { $0 }?.platformIsBack() }
+            heartbeat.lanes.withLock { $0 = l }
+            let fall = event(.fallDetected)
+            try l.withOutbox { try $0.append([fall]) }
+            l.start()
+            defer { l.stop() }
+            #expect(waitUntil(5) { (Self.broken(stub) ?? 0) >= 1 })
+            let clock = ContinuousClock()
+            let stored = clock.now
+            let bed = event(.bedNotReturned)
+            try l.withOutbox { try $0.append([bed]) }
+            l.wake()
+            #expect(try waitUntil(12) { try stub.arrivedIDs().contains(bed.eventID.description) })
+            let waited = clock.now - stored
+            #expect(waited < .seconds(6.5), "the bed alarm waited \(waited): the fall's try was not given up at the heartbeat's answer (4 s in), or its second request was waited for")
+            #expect(waitUntil(5) { (Self.broken(stub) ?? 0) >= 2 }, "the fall's second request, on a new connection, went too")
+            let undelivered = reports.all.withLock { $0.filter { if case .alarmUndelivered = $0 { true } else { false } } }
+            #expect(undelivered.isEmpty, "not at the first try")
+            try stub.faults(["hangOnType": NSNull()])
+            #expect(try waitUntil(12) { try stub.arrivedIDs().contains(fall.eventID.description) }, "the fall goes at its next try")
+            #expect(try stub.arrivals().duplicates == 0)
+        }
+    }
+
     /// A slow platform: the last alarm's POST is still in flight when the grace ends and the bulk
     /// lane asks the alarm lane to try again. That POST getting through is the answer: the
     /// batches go once it is stored, not after waiting for an attempt no alarm is left to make.
