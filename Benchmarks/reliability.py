@@ -977,13 +977,18 @@ class PoisonAlarm(Scenario):
 
     def verify(self, events):
         falls = [(i, r) for i, r in enumerate(events) if r[0] == "fall.detected" and r[1] == "active"]
-        said = [(i, json.loads(r[3]).get("data", {})) for i, r in enumerate(events) if r[0] == "alarm.undelivered"]
+        said = [(i, json.loads(r[3]).get("data", {})) for i, r in enumerate(events) if r[0] == "alarm.undelivered" and r[1] == "active"]
         fall_id = falls[0][1][4] if len(falls) == 1 else None
         check(fall_id is not None and [d.get("alarmEventId") for _, d in said] == [fall_id] and said[0][1].get("alarmType") == "fall.detected"
               and said[0][1].get("lastError", "").startswith(self.ERROR) and said[0][0] < falls[0][0],
               f"{self.name}: the fall arrived once, after alarm.undelivered named it ({len(falls)} falls; said {[d for _, d in said]})")
         if fall_id is None:
             return
+        said_id = events[said[0][0]][4] if said else None
+        restored = [(i, json.loads(r[3])) for i, r in enumerate(events) if r[0] == "alarm.undelivered" and r[1] == "cleared"]
+        check(len(restored) == 1 and restored[0][1].get("correlationId") == said_id and restored[0][0] > falls[0][0]
+              and restored[0][1].get("data", {}).get("outcome") == "delivered",
+              f"{self.name}: alarm.undelivered cleared once, after the fall arrived ({[(i, b.get('correlationId'), b.get('data')) for i, b in restored]})")
         at = lambda r: datetime.datetime.fromisoformat(json.loads(r[3])["occurredAt"])
         fall_at, fall_index = at(falls[0][1]), falls[0][0]
         # Pressed from 15 s after the fall until 60 s after it (the platform still broken).

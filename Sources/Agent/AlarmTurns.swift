@@ -112,11 +112,12 @@ struct AlarmTurns {
     func hangs(_ event: StoredEvent) -> Bool { failing[event.eventID]?.hangs == true }
 
     /// The platform took `event`, or dead-lettered it: done with. Those passed over are owed a
-    /// try each.
-    mutating func done(_ event: StoredEvent) {
+    /// try each. True when it had been reported: its `alarm.undelivered` is over.
+    @discardableResult
+    mutating func done(_ event: StoredEvent) -> Bool {
         failing[event.eventID] = nil
-        reported.remove(event.eventID)
         for (id, f) in failing where f.worksMeanwhile && !f.hangs { failing[id]!.owed = 1 }
+        return reported.remove(event.eventID) != nil
     }
 
     /// The platform was seen to work (any request of the hub's succeeded). Returns, in send

@@ -75,6 +75,9 @@ public final class DeliveryLanes: Sendable {
         /// The platform works, yet keeps failing this alarm (`AlarmTurns`): the alarms behind it
         /// go first, and it is tried again in turn (`alarm.undelivered`).
         case alarmUndelivered(StoredEvent, lastError: String)
+        /// An alarm reported undelivered has left the queue after all: taken by the platform
+        /// (`delivered`), or refused for good (a dead letter, `uplink.rejected` says why).
+        case alarmUndeliveredEnded(StoredEvent, delivered: Bool)
     }
 
     let settings: UplinkSettings
@@ -334,7 +337,7 @@ public final class DeliveryLanes: Sendable {
                         if lane == .alarm { turns.failed(batch.events[0], reason) }
                         break
                     }
-                    if lane == .alarm { turns.done(batch.events[0]) }
+                    if lane == .alarm, turns.done(batch.events[0]) { report(.alarmUndeliveredEnded(batch.events[0], delivered: true)) }
                     if lane == .bulk && !batch.inMemory {
                         unsettled = (batch, outcomes)
                     } else {
@@ -355,7 +358,7 @@ public final class DeliveryLanes: Sendable {
                     let (outcomes, reason) = Self.rejection(of: batch, "HTTP \(response.status): \(problemText(response))")
                     try settle(batch, outcomes: outcomes)
                     if lane == .alarm {
-                        turns.done(batch.events[0])
+                        if turns.done(batch.events[0]) { report(.alarmUndeliveredEnded(batch.events[0], delivered: false)) }
                         alarmDone(progress: true)
                     }
                     report(.rejected(count: outcomes.count, reason: reason, damagedAlarms: Self.damagedAlarms(batch.events.filter { outcomes[$0.eventID] != nil })))

@@ -646,7 +646,7 @@ public final class HubDaemon: HubControl {
     /// The open alarms `vaktpost status` shows: as soon as they are accepted (with the seq they
     /// were stamped with), not when a write that hangs stores them.
     func noteOpenAlarm(_ e: Event, _ c: inout Core) {
-        if e.eventClass == .alarm || e.type == .alarmUnacknowledged {
+        if e.eventClass == .alarm || e.type == .alarmUnacknowledged || e.type == .alarmUndelivered {
             switch e.state {
             case .active: c.openAlarms[e.eventID] = e.json
             case .cleared, .cancelled: c.openAlarms[e.correlationID] = nil
@@ -929,6 +929,12 @@ public final class HubDaemon: HubControl {
             logger.warning("an alarm had no answer \(after.nanoseconds / 1_000_000) ms after it went out; sent again on a new connection, the platform answered HTTP \(status), and the first connection is given up (it died without a word, or leads to a platform node that hangs)")
         case .alarmUndelivered(let id, let type, let lastError):
             logger.critical("the platform keeps failing alarm \(id) (\(type)) while it takes the hub's other requests: \(lastError); the alarms behind it go first and it is tried again in turn. Its operators have not seen it: tell the response centre, and the platform's integrator (the eventId is in their logs)")
+        case .alarmUndeliveredEnded(let id, let type, let delivered):
+            if delivered {
+                logger.notice("alarm \(id) (\(type)), reported undelivered, has reached the platform after all")
+            } else {
+                logger.error("alarm \(id) (\(type)), reported undelivered, was refused by the platform for good (a dead letter: see uplink.rejected); its operators have not seen it")
+            }
         case .heartbeat, .command, .clockCorrected: break
         }
     }

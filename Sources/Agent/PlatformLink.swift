@@ -78,6 +78,8 @@ public final class PlatformLink: Sendable {
         case alarmSentAgain(after: Duration, status: Int)
         /// The platform works, yet keeps failing an alarm; the ones behind it go first.
         case alarmUndelivered(EventID, type: String, lastError: String)
+        /// That alarm left the queue after all: `delivered`, or refused for good.
+        case alarmUndeliveredEnded(EventID, type: String, delivered: Bool)
     }
 
     let settings: Settings
@@ -114,6 +116,9 @@ public final class PlatformLink: Sendable {
         var unsyncedSince: WallTime?
         var unsyncedEvent: EventID?
         var lastContact: WallTime?
+        /// The `alarm.undelivered` raised for each alarm, by the alarm's id, to clear once it
+        /// leaves the queue. Bounded as `AlarmTurns` bounds what it reports.
+        var undelivered: [EventID: EventID] = [:]
     }
     let state: Mutex<State>
     let configReload = Mutex(())
@@ -214,9 +219,20 @@ public final class PlatformLink: Sendable {
         case .sentAgain(let after, let status):
             notice(.alarmSentAgain(after: after, status: status))
         case .alarmUndelivered(let alarm, let lastError):
-            raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
-                                            ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            let id = raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
+                                                     ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            state.withLock { s in
+                if s.undelivered.count >= 256 { s.undelivered.removeAll() }
+                s.undelivered[alarm.eventID] = id
+            }
             notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError))
+        case .alarmUndeliveredEnded(let alarm, let delivered):
+            // The restore of the technical alarm: the platform's operators can close it.
+            guard let id = state.withLock({ $0.undelivered.removeValue(forKey: alarm.eventID) }) else { return }
+            raise(.alarmUndelivered, .cleared, correlation: id, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
+                                                                         ("outcome", .string(delivered ? "delivered" : "rejected"))]
+                  + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            notice(.alarmUndeliveredEnded(alarm.eventID, type: alarm.type, delivered: delivered))
         }
     }
 

@@ -206,12 +206,12 @@ extension Platform {
             ("retryAfterSec", f.retryAfterSeconds.map { .int(Int64($0)) }), ("failStatus", .int(Int64(f.failStatus))), ("scope", .string(f.scope.rawValue)),
             ("dropEvery", .int(Int64(f.dropEvery))), ("dropped", .int(Int64(droppedConnections))),
             ("hangKept", .bool(f.hangKept)), ("hung", .int(Int64(hungRequests))), ("breakOnType", f.breakOnType.map { .string($0) }),
-            ("hangOnType", f.hangOnType.map { .string($0) }), ("broken", .int(Int64(brokenAlarms))),
+            ("breakStatus", .int(Int64(f.breakStatus))), ("hangOnType", f.hangOnType.map { .string($0) }), ("broken", .int(Int64(brokenAlarms))),
         ])
     }
 
     /// `{"downForSec": 30, "failRate": 0.2, "delayMs": 100, "retryAfterSec": 2, "failStatus": 429, "dropEvery": 50, "hangKept": true,
-    /// "breakOnType": "fall.detected", "hangOnType": "fall.detected"}`; absent fields stay ("breakOnType" or
+    /// "breakOnType": "fall.detected", "breakStatus": 422, "hangOnType": "fall.detected"}`; absent fields stay ("breakOnType" or
     /// "hangOnType": null or "" ends that fault).
     func setFaults(_ body: [UInt8]) throws -> ReceiverResponse {
         guard let json = parseJSON(body), case .object = json else { return .problem(400, "Bad Request", "send a JSON object of fault switches") }
@@ -221,6 +221,12 @@ extension Platform {
         if let ms = json["delayMs"]?.intValue { f.delay = .milliseconds(ms) }
         if let ra = json["retryAfterSec"] { f.retryAfterSeconds = ra.intValue.map { Int($0) } }
         if let st = json["failStatus"]?.intValue { f.failStatus = Int(st) }
+        if let st = json["breakStatus"] {
+            guard let status = st.intValue, (400...599).contains(status) else {
+                return .problem(400, "Bad Request", "breakStatus is an HTTP status from 400 to 599 (500: retried; 400 or 422: refused for good)")
+            }
+            f.breakStatus = Int(status)
+        }
         if let n = json["dropEvery"]?.intValue {
             guard n >= 0 else { return .problem(400, "Bad Request", "dropEvery is a count of requests, 0 for never") }
             f.dropEvery = Int(n)

@@ -26,9 +26,11 @@ public struct Faults: Sendable, Equatable {
     /// a hub sees of a connection that died without a word, or of a load balancer that keeps
     /// sending a kept connection to a node that hangs.
     public var hangKept: Bool
-    /// Answer every `POST .../alarms` of an event of this type with 500, whatever else holds: a
-    /// platform whose handler breaks on one kind of alarm while it takes everything else.
+    /// Answer every `POST .../alarms` of an event of this type with `breakStatus`, whatever else
+    /// holds: a platform whose handler breaks on one kind of alarm while it takes everything else.
     public var breakOnType: String?
+    /// 500 (a handler that throws, retried), or a 4xx (a platform refusing the alarm for good).
+    public var breakStatus = 500
     /// Never answer a `POST .../alarms` of an event of this type (it waits until the hub gives
     /// the request up), while answering everything else: a platform whose handler for one kind
     /// of alarm waits on something that never comes.
@@ -117,7 +119,8 @@ public final class Platform: Sendable {
            let type = parseJSON(request.body)?["type"]?.stringValue, type == f.breakOnType || type == f.hangOnType {
             brokenAnswers.add(1, ordering: .relaxed)
             guard type == f.breakOnType else { return .hang }
-            return .respond(.problem(500, "Internal Server Error", "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
+            let title = f.breakStatus == 500 ? "Internal Server Error" : f.breakStatus < 500 ? "Refused" : "Failed"
+            return .respond(.problem(f.breakStatus, title, "fault injected by vaktpost-receiver (breakOnType): this platform breaks on \(type) alarms"))
         }
         guard !request.certificateHubs.isEmpty else {
             return .respond(.problem(401, "Unauthorized", "no client certificate: the hub must present its own certificate (client_cert, client_key)"))

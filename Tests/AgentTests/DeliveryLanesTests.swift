@@ -347,6 +347,34 @@ final class Reports: Sendable {
         }
     }
 
+    /// An alarm reported undelivered that the platform then refuses for good (a 422, a dead
+    /// letter): its report ends all the same (`alarm.undelivered` cleared, outcome rejected), as
+    /// it ends when the platform takes it; one never reported has no report to end.
+    @Test mutating func anAlarmReportedUndeliveredEndsItsReportWhenRefusedForGood() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["breakOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let reports = Reports()
+            let l = try lanes(stub, dir: dir, reports: reports)
+            let fall = event(.fallDetected), bed = event(.bedNotReturned)
+            try l.withOutbox { try $0.append([fall, bed]) }
+            let stopAnswering = answering(l, every: 0.05)
+            l.start()
+            defer {
+                stopAnswering()
+                l.stop()
+            }
+            let has = { (match: (DeliveryLanes.Report) -> Bool) in reports.all.withLock { $0.contains(where: match) } }
+            #expect(waitUntil(10) { has { if case .alarmUndelivered(let e, _) = $0 { e.eventID == fall.eventID } else { false } } })
+            #expect(try stub.arrivedIDs() == [bed.eventID.description])
+            #expect(!has { if case .alarmUndeliveredEnded = $0 { true } else { false } }, "the bed alarm, never reported, ends none")
+            try stub.faults(["breakStatus": 422])
+            #expect(waitUntil(10) { has { if case .alarmUndeliveredEnded(let e, false) = $0 { e.eventID == fall.eventID } else { false } } })
+            #expect(try l.withOutbox { try $0.status().lanes[.alarm]?.depth } == 0, "a dead letter")
+            #expect(!has { if case .alarmUndeliveredEnded(_, true) = $0 { true } else { false } })
+        }
+    }
+
     /// The platform hangs on the fall and answers the heartbeat sent half an attempt into the
     /// fall's first try: that try is given up then, both its requests (the second, on a new
     /// connection, hangs too), for the bed alarm stored behind it, which need not wait out the

@@ -176,6 +176,18 @@ final class Notices: Sendable {
             #expect(try waitUntil(10) { try receiver.arrivedIDs().contains(ended.description) })
             let ids = try receiver.arrivedIDs()
             #expect(ids.firstIndex(of: fall.description).map { $0 < ids.firstIndex(of: ended.description)! } == true, "\(ids)")
+            // Its technical alarm is restored once the fall has got through (SCAIP 0112).
+            #expect(try waitUntil(10) { try types(receiver).contains("alarm.undelivered/cleared") })
+            let stored = try receiver.admin("GET", "/api/hubs/hub-0001/events?limit=200") as? [String: Any]
+            let undelivered = (stored?["events"] as? [[String: Any]] ?? []).compactMap { $0["event"] as? [String: Any] }
+                .filter { $0["type"] as? String == "alarm.undelivered" }
+            let raisedID = try #require(undelivered.first { $0["state"] as? String == "active" }?["eventId"] as? String)
+            let cleared = try #require(undelivered.first { $0["state"] as? String == "cleared" })
+            #expect(cleared["correlationId"] as? String == raisedID)
+            let restored = cleared["data"] as? [String: Any]
+            #expect(restored?["alarmEventId"] as? String == fall.description)
+            #expect(restored?["outcome"] as? String == "delivered")
+            #expect(s.notices.contains { if case .alarmUndeliveredEnded(fall, "fall.detected", true) = $0 { true } else { false } })
             #expect(try receiver.arrivals().duplicates == 0)
         }
     }
