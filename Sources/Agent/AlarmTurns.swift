@@ -68,6 +68,10 @@ struct AlarmTurns {
     /// Those reported (`alarm.undelivered`), once each.
     private(set) var reported: Set<EventID> = []
 
+    /// `reported`: those an agent before this one reported, still queued: not reported again,
+    /// and `done` with them ends their report.
+    init(reported: Set<EventID> = []) { self.reported = reported }
+
     /// The event to send next of `waiting`, which is in send order.
     func pick(_ waiting: [StoredEvent]) -> StoredEvent? {
         guard let head = waiting.first else { return nil }

@@ -126,13 +126,16 @@ public final class DeliveryLanes: Sendable {
     let bulkHeld = Atomic<Bool>(false)
     /// Sends an alarm again on a new connection when the first has no answer soon.
     let hedge: AlarmHedge
+    /// Alarms an agent before this one reported undelivered, still queued (`AlarmTurns`).
+    let reportedBefore: Set<EventID>
     /// The bulk lane's outbox work beside its request.
     let ahead = BulkAhead()
 
     public init(settings: UplinkSettings, outbox: LockedOutbox, bootID: String, now: @escaping @Sendable () -> WallTime,
                 boottime: @escaping @Sendable () -> UInt64 = { SystemClock.boottime() }, probe: @escaping @Sendable () -> Void = {},
-                report: @escaping @Sendable (Report) -> Void) {
+                reportedBefore: Set<EventID> = [], report: @escaping @Sendable (Report) -> Void) {
         self.settings = settings
+        self.reportedBefore = reportedBefore
         self.probe = probe
         self.outbox = outbox
         self.bootID = bootID
@@ -232,7 +235,7 @@ public final class DeliveryLanes: Sendable {
         var madeAhead: OutboxBatch? = nil
         // The alarm lane's order past an alarm the platform keeps failing, and the platform's
         // successes seen so far (any request's: a heartbeat tells that it works too).
-        var turns = AlarmTurns()
+        var turns = AlarmTurns(reported: lane == .alarm ? reportedBefore : [])
         var waitingSeen: [StoredEvent] = []
         var workedSeen = platformWorked.load(ordering: .acquiring)
         /// The alarm to send of those waiting; what waited is kept for after a failure.

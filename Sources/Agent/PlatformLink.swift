@@ -117,8 +117,19 @@ public final class PlatformLink: Sendable {
         var unsyncedEvent: EventID?
         var lastContact: WallTime?
         /// The `alarm.undelivered` raised for each alarm, by the alarm's id, to clear once it
-        /// leaves the queue. Bounded as `AlarmTurns` bounds what it reports.
-        var undelivered: [EventID: EventID] = [:]
+        /// leaves the queue (kept in the outbox: `undeliveredNote`). Bounded as `AlarmTurns`
+        /// bounds what it reports.
+        var undelivered: [EventID: UndeliveredAlarm] = [:]
+        /// Those an agent before this one raised whose alarm had left the queue by this start
+        /// (it was killed between the two): cleared at `start`.
+        var undeliveredLeft: [EventID] = []
+    }
+
+    /// An `alarm.undelivered` raised and not yet cleared.
+    struct UndeliveredAlarm: Equatable {
+        var raised: EventID
+        var type: String
+        var sensor: String?
     }
     let state: Mutex<State>
     let configReload = Mutex(())
@@ -141,9 +152,14 @@ public final class PlatformLink: Sendable {
         // no chance to correct.
         let stamped = synced && (try? outbox.with { try $0.note(Self.unsyncedNote) }) == clock.bootID
         let configVersion = (try? outbox.with { try $0.note("config_version") }) ?? settings.configVersion
+        // The alarm.undelivered an agent before this one raised and did not clear: cleared when
+        // their alarms leave the queue, or now for those that already have.
+        let undelivered = Self.undelivered(from: (try? outbox.with { try $0.note(Self.undeliveredNote) }) ?? nil)
+        let queued = undelivered.isEmpty ? nil : try? outbox.with { o in Set(try o.queuedAlarms(skipping: [], limit: 100_000).map(\.eventID)) }
+        let left = queued.map { q in undelivered.keys.filter { !q.contains($0) }.sorted { $0.description < $1.description } } ?? []
         state = Mutex(State(supervisor: LinkSupervisor(heartbeat: settings.heartbeat, startedAt: clock.elapsed()), heartbeat: settings.heartbeat,
                             configVersion: configVersion, runningConfig: configVersion,
-                            clockSynced: synced, correction: stamped ? .start : nil))
+                            clockSynced: synced, correction: stamped ? .start : nil, undelivered: undelivered, undeliveredLeft: left))
         // The lanes report to the link; the link's events wake the lanes. Built in two steps
         // because each needs the other.
         let relay = ReportRelay()
@@ -151,7 +167,8 @@ public final class PlatformLink: Sendable {
         self.heartbeatNow = heartbeatNow
         // An alarm unanswered half its attempt: the heartbeat goes now, to see whether the platform answers.
         let lanes = DeliveryLanes(settings: settings.uplink, outbox: outbox, bootID: clock.bootID, now: clock.elapsed, boottime: clock.boottime,
-                                  probe: { heartbeatNow.signal() }, report: { relay.forward($0) })
+                                  probe: { heartbeatNow.signal() }, reportedBefore: Set(undelivered.keys).subtracting(left),
+                                  report: { relay.forward($0) })
         self.lanes = lanes
         relay.target.withLock { $0 = { [weak self] report in self?.handle(report) } }
     }
@@ -161,6 +178,7 @@ public final class PlatformLink: Sendable {
         // sent: the alarm lane's here (a few events), the rest by the first tick, the bulk lane
         // held until then (correctClock holds it and, for the alarm lane only, leaves it held).
         if state.withLock({ $0.correction != nil }) { correctClock(alarmLaneOnly: true) }
+        clearUndeliveredLeft()
         lanes.start()
         loops.follow.start { [self] in followLoop() }
         loops.heartbeat.start { [self] in heartbeatLoop() }
@@ -219,21 +237,74 @@ public final class PlatformLink: Sendable {
         case .sentAgain(let after, let status):
             notice(.alarmSentAgain(after: after, status: status))
         case .alarmUndelivered(let alarm, let lastError):
-            let id = raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
-                                                     ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
-            state.withLock { s in
-                if s.undelivered.count >= 256 { s.undelivered.removeAll() }
-                s.undelivered[alarm.eventID] = id
+            guard let id = raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
+                                                           ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            else { return notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError)) }
+            keepUndelivered { u in
+                if u.count >= 256 { u.removeAll() }
+                u[alarm.eventID] = UndeliveredAlarm(raised: id, type: alarm.type, sensor: alarm.sensor)
             }
             notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError))
         case .alarmUndeliveredEnded(let alarm, let delivered):
-            // The restore of the technical alarm: the platform's operators can close it.
-            guard let id = state.withLock({ $0.undelivered.removeValue(forKey: alarm.eventID) }) else { return }
-            raise(.alarmUndelivered, .cleared, correlation: id, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
-                                                                         ("outcome", .string(delivered ? "delivered" : "rejected"))]
-                  + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
-            notice(.alarmUndeliveredEnded(alarm.eventID, type: alarm.type, delivered: delivered))
+            clearUndelivered(alarm.eventID, delivered: delivered)
         }
+    }
+
+    // MARK: alarm.undelivered
+
+    /// The outbox note of the `alarm.undelivered` raised and not yet cleared: one line each,
+    /// the alarm's event id, the raised event's id, the alarm's type and sensor.
+    static let undeliveredNote = "alarms_undelivered"
+
+    static func undelivered(from note: String?) -> [EventID: UndeliveredAlarm] {
+        var out: [EventID: UndeliveredAlarm] = [:]
+        for line in (note ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 3).map(String.init)
+            guard f.count >= 3, let alarm = EventID(f[0]), let raised = EventID(f[1]) else { continue }
+            out[alarm] = UndeliveredAlarm(raised: raised, type: f[2], sensor: f.count > 3 ? f[3] : nil)
+        }
+        return out
+    }
+
+    static func note(of undelivered: [EventID: UndeliveredAlarm]) -> String? {
+        guard !undelivered.isEmpty else { return nil }
+        return undelivered.sorted { $0.key.description < $1.key.description }
+            .map { ([$0.key.description, $0.value.raised.description, $0.value.type] + ($0.value.sensor.map { [$0] } ?? [])).joined(separator: " ") }
+            .joined(separator: "\n")
+    }
+
+    /// Changes the raised and not yet cleared, and keeps them in the outbox (by its writer: the
+    /// alarm lane, which reports these, never waits for the disk). Called from the alarm lane's
+    /// thread only (and `start`, before it runs), so the notes are written in the order made.
+    func keepUndelivered(_ change: (inout [EventID: UndeliveredAlarm]) -> Void) {
+        let text = state.withLock { s in
+            change(&s.undelivered)
+            return Self.note(of: s.undelivered)
+        }
+        outbox.later { try? $0.setNote(Self.undeliveredNote, text) }
+    }
+
+    /// The restore of the `alarm.undelivered` raised for `alarm`, if one was: its alarm left
+    /// the queue, `delivered` or refused for good. The platform's operators can close it.
+    func clearUndelivered(_ alarm: EventID, delivered: Bool) {
+        guard let raised = state.withLock({ $0.undelivered[alarm] }) else { return }
+        raise(.alarmUndelivered, .cleared, correlation: raised.raised, data: [("alarmEventId", .string(alarm.description)), ("alarmType", .string(raised.type)),
+                                                                                  ("outcome", .string(delivered ? "delivered" : "rejected"))]
+              + (raised.sensor.map { [("sensor", .string($0))] } ?? []))
+        keepUndelivered { $0[alarm] = nil }
+        notice(.alarmUndeliveredEnded(alarm, type: raised.type, delivered: delivered))
+    }
+
+    /// Clears those whose alarm left the queue before this start (the agent before was killed
+    /// between settling the alarm and clearing its report): rejected if a dead letter.
+    func clearUndeliveredLeft() {
+        let left = state.withLock { s in
+            defer { s.undeliveredLeft = [] }
+            return s.undeliveredLeft
+        }
+        guard !left.isEmpty else { return }
+        let dead = Set(((try? outbox.with { try $0.deadLetters() }) ?? []).map(\.eventID))
+        for alarm in left { clearUndelivered(alarm, delivered: !dead.contains(alarm)) }
     }
 
     /// A successful exchange: the link is up, a certificate refusal is over.
