@@ -516,17 +516,20 @@ public final class DeliveryLanes: Sendable {
             t.unanswered(alarm, "", at: 0)
             return t
         }()
+        let half = sentAt &+ halfAttempt
         alarmWatch.async { [self] in
             defer {
                 watchingAnswers.store(false, ordering: .releasing)
                 watch.ended.signal()
             }
+            /// How long until half the attempt (ns; zero or less once it is past).
+            func toHalf() -> Int64 { Int64(bitPattern: half &- boottime()) }
             while watch.trying.load(ordering: .acquiring), !loop.isStopped {
-                let toHalf = Int64(bitPattern: (sentAt &+ halfAttempt) &- boottime())
-                waitForWork(.alarm, upTo: !hangs && toHalf > 0 ? .nanoseconds(toHalf) : Self.alarmAttempt)
+                let wait = toHalf()
+                waitForWork(.alarm, upTo: !hangs && wait > 0 ? .nanoseconds(wait) : Self.alarmAttempt)
                 guard watch.trying.load(ordering: .acquiring) else { return }
                 if !hangs {
-                    guard Int64(bitPattern: (sentAt &+ halfAttempt) &- boottime()) <= 0 else { continue }
+                    guard toHalf() <= 0 else { continue }
                     // Set before looking: an answer from now on wakes the watch.
                     watchingAnswers.store(true, ordering: .releasing)
                     guard unansweredWhileThePlatformWorked(sentAt: sentAt) != nil else { continue }

@@ -237,12 +237,13 @@ public final class PlatformLink: Sendable {
         case .sentAgain(let after, let status):
             notice(.alarmSentAgain(after: after, status: status))
         case .alarmUndelivered(let alarm, let lastError):
-            guard let id = raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
-                                                           ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
-            else { return notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError)) }
-            keepUndelivered { u in
-                if u.count >= 256 { u.removeAll() }
-                u[alarm.eventID] = UndeliveredAlarm(raised: id, type: alarm.type, sensor: alarm.sensor)
+            let id = raise(.alarmUndelivered, data: [("alarmEventId", .string(alarm.eventID.description)), ("alarmType", .string(alarm.type)),
+                                                     ("lastError", .string(lastError))] + (alarm.sensor.map { [("sensor", .string($0))] } ?? []))
+            if let id {
+                keepUndelivered { u in
+                    if u.count >= 256 { u.removeAll() }
+                    u[alarm.eventID] = UndeliveredAlarm(raised: id, type: alarm.type, sensor: alarm.sensor)
+                }
             }
             notice(.alarmUndelivered(alarm.eventID, type: alarm.type, lastError: lastError))
         case .alarmUndeliveredEnded(let alarm, let delivered):
