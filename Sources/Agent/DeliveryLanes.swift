@@ -307,14 +307,12 @@ public final class DeliveryLanes: Sendable {
             }
             let started = firstTry ?? now()
             firstTry = started
-            if lane == .alarm {
-                alarmBegun.add(1, ordering: .releasing)
-                probeAtHalf()
-            }
+            if lane == .alarm { alarmBegun.add(1, ordering: .releasing) }
             let base = lane == .alarm && settings.secondaryURL != nil && now() - started >= .seconds(10) && attempt % 2 == 1
                 ? settings.secondaryURL! : settings.baseURL
             var retryAfter: Duration? = nil
             let sentAt = boottime()
+            if lane == .alarm { probeAtHalf(sentAt: sentAt, attempt: alarmBegun.load(ordering: .acquiring)) }
             // Only alarms the platform keeps failing left to send: no reason for the bulk lane to wait.
             if lane == .alarm { alarmsPassedOverOnly.store(turns.passedOver(batch.events[0]), ordering: .releasing) }
             // One the platform hangs on, tried alone: given up for another alarm stored meanwhile;
@@ -490,10 +488,17 @@ public final class DeliveryLanes: Sendable {
     /// platform that hangs on this alarm from one that is slow or away. Without it that waits
     /// for a heartbeat that happens to fall in the attempt (a minute apart), or for batches,
     /// which alarms first holds back.
-    func probeAtHalf() {
-        let attempt = alarmBegun.load(ordering: .acquiring)
-        alarmProbes.asyncAfter(deadline: .now() + .nanoseconds(Int(halfAttempt))) { [self] in
-            if alarmBegun.load(ordering: .acquiring) == attempt, alarmAttempts.load(ordering: .acquiring) == attempt - 1 { probe() }
+    ///
+    /// Half the attempt is reckoned from the alarm's `sentAt` on the boot clock, which is what the
+    /// answer is measured against (`unansweredWhileThePlatformWorked`): a probe sent a moment
+    /// before it would count for nothing, and no other would come in that attempt.
+    func probeAtHalf(sentAt: UInt64, attempt: Int) {
+        let wait = Int64(bitPattern: (sentAt &+ halfAttempt) &- boottime())
+        alarmProbes.asyncAfter(deadline: .now() + .nanoseconds(Int(max(wait, 0)))) { [self] in
+            guard alarmBegun.load(ordering: .acquiring) == attempt, alarmAttempts.load(ordering: .acquiring) == attempt - 1 else { return }
+            // The dispatch clock is not the boot clock: early by their difference, wait the rest.
+            if boottime() < sentAt &+ halfAttempt { return probeAtHalf(sentAt: sentAt, attempt: attempt) }
+            probe()
         }
     }
 
