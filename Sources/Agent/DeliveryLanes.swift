@@ -539,8 +539,7 @@ public final class DeliveryLanes: Sendable {
                     watchingAnswers.store(true, ordering: .releasing)
                     guard unansweredWhileThePlatformWorked(sentAt: sentAt) != nil else { continue }
                 }
-                let other = outbox.alarmToExpress(pick: passing.pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: passing.pick)) ?? nil
-                if let other, other.eventID != alarm.eventID {
+                if alarmInstead(of: alarm, pick: passing.pick) != nil {
                     giveUpTry.store(true, ordering: .releasing)
                     cutter.cut()
                     hedge.giveUp()
@@ -552,14 +551,22 @@ public final class DeliveryLanes: Sendable {
     }
 
     /// Waits up to `delay`, or until an alarm other than `alarm` is the one to send (`pick`),
-    /// looking each time events are stored.
+    /// looking each time events are stored or handed over.
     func awaitAnotherAlarm(than alarm: StoredEvent, upTo delay: Duration, loop: BackgroundLoop, pick: ([StoredEvent]) -> StoredEvent?) {
         let clock = ContinuousClock()
         let end = clock.now + delay
         while !loop.isStopped, clock.now < end {
             waitForWork(.alarm, upTo: end - clock.now)
-            if case let next?? = try? outbox.nextAlarm(within: .milliseconds(200), pick: pick), next.eventID != alarm.eventID { return }
+            if alarmInstead(of: alarm, pick: pick) != nil { return }
         }
+    }
+
+    /// The alarm to send rather than `alarm`, if `pick` takes another: as the lane itself would
+    /// find it, from memory while the outbox is busy (an alarm waiting for a write that hangs is
+    /// in no read), else as read.
+    func alarmInstead(of alarm: StoredEvent, pick: ([StoredEvent]) -> StoredEvent?) -> StoredEvent? {
+        let next = outbox.alarmToExpress(pick: pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: pick)) ?? nil
+        return next?.eventID == alarm.eventID ? nil : next
     }
 
     /// Alarms first: while alarm-lane events wait, the bulk lane holds back (true: look again).

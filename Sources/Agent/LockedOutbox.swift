@@ -86,6 +86,8 @@ public final class LockedOutbox: @unchecked Sendable {
         var settleDue = false
         /// Deliveries so far: a read of the alarm lane's made before the last one is out of date.
         var deliveryCount = 0
+        /// Alarm-lane events the writer wrote so far: a read made before the last one misses it.
+        var alarmsWritten = 0
         /// The alarm queue as the alarm lane last read it, and alarms written since: what it sends
         /// from here while another thread's write hangs.
         var alarmsAsRead: [StoredEvent] = []
@@ -353,7 +355,9 @@ public final class LockedOutbox: @unchecked Sendable {
                     let written = zip(chunk.events, seqs).map { Self.with($0, seq: $1) }
                     h.stored += written
                     if h.stored.count > 1000 { h.stored.removeFirst(h.stored.count - 1000) }
-                    h.alarmsAsRead += written.filter { $0.lane == .alarm }.prefix(max(0, bound - h.alarmsAsRead.count)).map(StoredEvent.init)
+                    let alarms = written.filter { $0.lane == .alarm }
+                    h.alarmsWritten += alarms.count
+                    h.alarmsAsRead += alarms.prefix(max(0, bound - h.alarmsAsRead.count)).map(StoredEvent.init)
                     // Sent from memory, then refused by the outbox: nothing left to settle.
                     if failure != nil { for e in chunk.events { h.delivered[e.eventID] = nil } }
                     return h.settleable
@@ -441,23 +445,31 @@ public final class LockedOutbox: @unchecked Sendable {
     ///
     /// A read not done within `limit` is not given up: the next call waits for it again (no
     /// second read queued behind one that hangs; on a loaded machine a slow read is still used).
-    /// Its answer is dropped, and a fresh read made, only if alarms were delivered since it read.
+    /// Its answer is dropped, and a fresh read made, if alarms were delivered or written since it
+    /// read, or if it found the outbox busy and was begun by an earlier call: a write that hung
+    /// then may be over, and its alarm written (waited for, the lane would miss it until woken
+    /// again).
     public func nextAlarm(within limit: Duration, pick: ([StoredEvent]) -> StoredEvent? = { $0.first }) throws -> StoredEvent?? {
         for _ in 0..<2 {
-            let read = alarmRead.withLock { pending in
-                if let pending { return pending }
+            let (read, begun) = alarmRead.withLock { pending -> (AlarmRead, Bool) in
+                if let pending { return (pending, false) }
                 let read = AlarmRead()
                 pending = read
                 alarmReads.async { [self] in
                     read.result.withLock { $0 = Result { try readNextAlarm(within: limit) } }
                     read.done.signal()
                 }
-                return read
+                return (read, true)
             }
             guard read.done.wait(timeout: .now() + .nanoseconds(Int(limit.nanoseconds))) == .success else { return nil }
             alarmRead.withLock { $0 = nil }
-            guard let answer = try read.result.withLock({ $0 })?.get() else { return nil }  // the outbox stayed busy
-            if answer.deliveries == handover.withLock({ $0.deliveryCount }) { return .some(pick(answer.queued)) }
+            guard let answer = try read.result.withLock({ $0 })?.get() else {
+                if begun { return nil }  // the outbox stayed busy
+                continue
+            }
+            if handover.withLock({ answer.deliveries == $0.deliveryCount && answer.alarmsWritten == $0.alarmsWritten }) {
+                return .some(pick(answer.queued))
+            }
         }
         return nil
     }
@@ -468,15 +480,22 @@ public final class LockedOutbox: @unchecked Sendable {
     /// One read of the alarm lane's, on `alarmReads`.
     final class AlarmRead: Sendable {
         let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<(queued: [StoredEvent], deliveries: Int)?, any Error>?>(nil)
+        let result = Mutex<Result<AlarmsRead?, any Error>?>(nil)
     }
 
-    func readNextAlarm(within limit: Duration) throws -> (queued: [StoredEvent], deliveries: Int)? {
+    /// The alarms waiting as read, and the deliveries and alarm writes counted when read.
+    struct AlarmsRead {
+        var queued: [StoredEvent]
+        var deliveries: Int
+        var alarmsWritten: Int
+    }
+
+    func readNextAlarm(within limit: Duration) throws -> AlarmsRead? {
         try with(within: limit) { o in
-            let (skipping, deliveries) = handover.withLock { (Set($0.delivered.keys), $0.deliveryCount) }
+            let (skipping, deliveries, written) = handover.withLock { (Set($0.delivered.keys), $0.deliveryCount, $0.alarmsWritten) }
             let queued = try readAlarms(o, skipping)
             handover.withLock { $0.alarmsAsRead = queued }
-            return (queued, deliveries)
+            return AlarmsRead(queued: queued, deliveries: deliveries, alarmsWritten: written)
         }
     }
 

@@ -38,8 +38,9 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
 
     func hang(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphore { holdOutbox(outbox, for: seconds) }
 
-    func deliveryLanes(_ outbox: LockedOutbox, _ stub: ReceiverProcess, idle: Duration = .milliseconds(100)) -> DeliveryLanes {
-        let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+    func deliveryLanes(_ outbox: LockedOutbox, _ stub: ReceiverProcess, idle: Duration = .milliseconds(100),
+                       alarmBackoff: Backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200))) -> DeliveryLanes {
+        let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: stub.tls(), alarmBackoff: alarmBackoff,
                                       idle: idle, alarmsFirstGrace: .seconds(3))
         return DeliveryLanes(settings: settings, outbox: outbox, bootID: "b", now: wallNow) { _ in }
     }
@@ -152,6 +153,87 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 }, "settled once written")
             Thread.sleep(forTimeInterval: 0.5)
             #expect(try stub.arrivedIDs() == [alarm.eventID.description] && stub.arrivals().duplicates == 0, "sent once")
+        }
+    }
+
+    /// A fall the platform keeps failing while it works, passed over, is the only alarm waiting:
+    /// the lane tries it again after its backoff (here up to 60 s, jittered), and meanwhile looks
+    /// for another alarm each time one is stored or handed over. One handed over while a write
+    /// hangs is in no read of the outbox: it goes from memory at once, not when the hang or the
+    /// backoff ends. Twice, so that a backoff that happens to end within the wait cannot pass
+    /// for it.
+    @Test mutating func anAlarmHandedOverDuringAHangWhileOnePassedOverBacksOffGoesAtOnce() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["breakOnType": "fall.detected"])
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let lanes = deliveryLanes(locked, stub, alarmBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
+            locked.startWriter { lanes.wake() }  // as the daemon does
+            lanes.start()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
+            // The platform seen to work (a heartbeat, say), each cutting the backoff short,
+            // until the fall is passed over.
+            #expect(waitUntil(20) {
+                lanes.platformIsBack()
+                return (DeliveryLanesTests.broken(stub) ?? 0) >= AlarmTurns.patience
+            })
+            for _ in 0..<2 {
+                Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
+                let bed = event(.bedNotReturned)
+                let over = hang(locked, for: 3)
+                let handed = wallNow().millisecondsSinceEpoch
+                #expect(locked.hand([bed], ruleState: nil) == .behind)
+                #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
+                let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
+                let arrived = try #require(arrival?["receivedAtMs"] as? Int)
+                #expect(Int64(arrived) - handed < 1500, "sent \(Int64(arrived) - handed) ms after the handover, the write hangs 3 s")
+                over.wait()
+            }
+        }
+    }
+
+    /// A read of the alarm lane's that found the outbox busy, left by a look that stopped waiting
+    /// for it, is not the answer once the write is over: the next look reads afresh and finds the
+    /// alarm written since (taken, the lane would wait for its next wake with the alarm unseen).
+    @Test mutating func aReadThatFoundTheOutboxBusyIsNotTheAnswerOnceTheWriteIsOver() throws {
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir)
+            let over = hang(locked, for: 1)
+            // Looks that stop waiting as soon as their read does, until one leaves its read behind.
+            var left = false
+            for _ in 0..<40 where !left {
+                #expect(try locked.nextAlarm(within: .milliseconds(20)) == nil, "the outbox is busy")
+                left = locked.alarmReadPending
+            }
+            try #require(left, "a read left behind")
+            over.wait()
+            let alarm = event(.fallDetected)
+            try locked.with { try $0.append([alarm]) }
+            let next = try locked.nextAlarm(within: .milliseconds(500))
+            #expect(next??.eventID == alarm.eventID)
+        }
+    }
+
+    /// The same for a read that took long (a page not cached, read from a busy card) and found
+    /// the queue as it was: an alarm the writer wrote after it is not missed.
+    @Test mutating func aSlowReadLeftBehindDoesNotHideAnAlarmWrittenAfterIt() throws {
+        let readHangs = ReadHangs()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir, readHangs: readHangs)
+            locked.startWriter()
+            defer { locked.stopWriter() }
+            readHangs.seconds.store(1, ordering: .releasing)
+            #expect(try locked.nextAlarm(within: .milliseconds(100)) == nil, "the read takes a second")
+            #expect(locked.alarmReadPending)
+            let alarm = event(.fallDetected)
+            #expect(locked.hand([alarm], ruleState: nil) == .behind, "written once the read is done")
+            #expect(waitUntil(5) { locked.handover.withLock { $0.alarmsWritten } == 1 })
+            let next = try locked.nextAlarm(within: .milliseconds(500))
+            #expect(next??.eventID == alarm.eventID)
         }
     }
 
