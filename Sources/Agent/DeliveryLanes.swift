@@ -291,7 +291,7 @@ public final class DeliveryLanes: Sendable {
                     // outbox has been busy `LockedOutbox.expressAfter`.
                     // A read of ours still running (a loaded machine, or a read that hangs) is
                     // waited for again at once: the alarm goes as soon as it has answered.
-                    if !outbox.alarmReadPending { waitForWork(lane, upTo: .milliseconds(100)) }
+                    if !outbox.alarmReadPending { waitForWork(lane, upTo: Self.lookAgain) }
                     continue
                 }
                 guard let next else {
@@ -529,9 +529,10 @@ public final class DeliveryLanes: Sendable {
             }
             /// How long until half the attempt (ns; zero or less once it is past).
             func toHalf() -> Int64 { Int64(bitPattern: half &- boottime()) }
+            var unsure = false
             while watch.trying.load(ordering: .acquiring), !loop.isStopped {
                 let wait = toHalf()
-                waitForWork(.alarm, upTo: !hangs && wait > 0 ? .nanoseconds(wait) : Self.alarmAttempt)
+                waitForWork(.alarm, upTo: !hangs && wait > 0 ? .nanoseconds(wait) : unsure ? Self.lookAgain : Self.alarmAttempt)
                 guard watch.trying.load(ordering: .acquiring) else { return }
                 if !hangs {
                     guard toHalf() <= 0 else { continue }
@@ -539,7 +540,9 @@ public final class DeliveryLanes: Sendable {
                     watchingAnswers.store(true, ordering: .releasing)
                     guard unansweredWhileThePlatformWorked(sentAt: sentAt) != nil else { continue }
                 }
-                if alarmInstead(of: alarm, pick: passing.pick) != nil {
+                let instead = alarmInstead(of: alarm, pick: passing.pick)
+                unsure = instead == .unknown
+                if case .another = instead {
                     giveUpTry.store(true, ordering: .releasing)
                     cutter.cut()
                     hedge.giveUp()
@@ -555,18 +558,45 @@ public final class DeliveryLanes: Sendable {
     func awaitAnotherAlarm(than alarm: StoredEvent, upTo delay: Duration, loop: BackgroundLoop, pick: ([StoredEvent]) -> StoredEvent?) {
         let clock = ContinuousClock()
         let end = clock.now + delay
+        var unsure = false
         while !loop.isStopped, clock.now < end {
-            waitForWork(.alarm, upTo: end - clock.now)
-            if alarmInstead(of: alarm, pick: pick) != nil { return }
+            waitForWork(.alarm, upTo: unsure ? min(Self.lookAgain, end - clock.now) : end - clock.now)
+            let instead = alarmInstead(of: alarm, pick: pick)
+            if case .another = instead { return }
+            unsure = instead == .unknown
         }
     }
 
-    /// The alarm to send rather than `alarm`, if `pick` takes another: as the lane itself would
-    /// find it, from memory while the outbox is busy (an alarm waiting for a write that hangs is
-    /// in no read), else as read.
-    func alarmInstead(of alarm: StoredEvent, pick: ([StoredEvent]) -> StoredEvent?) -> StoredEvent? {
-        let next = outbox.alarmToExpress(pick: pick) ?? (try? outbox.nextAlarm(within: .milliseconds(200), pick: pick)) ?? nil
-        return next?.eventID == alarm.eventID ? nil : next
+    /// Whether another alarm than the one being tried or waited for is the one to send.
+    enum AlarmInstead: Equatable {
+        case another(StoredEvent)
+        case none
+        /// The read had not answered (a slow card): look again after `lookAgain`, not only
+        /// at the next wake, which may never come.
+        case unknown
+    }
+
+    /// How soon the alarm lane, or a look beside it, looks again when its read has not answered
+    /// (`AlarmInstead.unknown`): by then a read that holds the outbox has held it long enough
+    /// for the alarms to go from memory (`LockedOutbox.expressAfter`).
+    static let lookAgain = Duration.milliseconds(100)
+
+    /// Whether `pick` takes another alarm than `alarm`: as the lane itself would find it, from
+    /// memory while the outbox is busy (an alarm waiting for a write that hangs is in no read),
+    /// else as read. A read that fails (the card refuses reads) says none: the next wake looks
+    /// again, as the lane does after `afterUnreadable`.
+    func alarmInstead(of alarm: StoredEvent, pick: ([StoredEvent]) -> StoredEvent?) -> AlarmInstead {
+        let next: StoredEvent?
+        if let fromMemory = outbox.alarmToExpress(pick: pick) {
+            next = fromMemory
+        } else {
+            let read: StoredEvent??
+            do { read = try outbox.nextAlarm(within: .milliseconds(200), pick: pick) } catch { return .none }
+            guard let read else { return .unknown }
+            next = read
+        }
+        guard let next, next.eventID != alarm.eventID else { return .none }
+        return .another(next)
     }
 
     /// Alarms first: while alarm-lane events wait, the bulk lane holds back (true: look again).

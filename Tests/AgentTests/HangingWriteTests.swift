@@ -196,6 +196,86 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         }
     }
 
+    /// The same wait, when the look that the alarm's write wakes finds its read slow (a page
+    /// read from a busy card, holding the outbox 2 s): it looks again shortly, not only at the
+    /// next wake, which may never come, and the alarm goes from memory once the read has held
+    /// the outbox 250 ms.
+    @Test mutating func aLookWhoseReadIsSlowIsMadeAgainWhileOnePassedOverBacksOff() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["breakOnType": "fall.detected"])
+        let readHangs = ReadHangs()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir, readHangs: readHangs)
+            let lanes = deliveryLanes(locked, stub, alarmBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
+            locked.startWriter { lanes.wake() }  // as the daemon does
+            lanes.start()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
+            #expect(waitUntil(20) {
+                lanes.platformIsBack()
+                return (DeliveryLanesTests.broken(stub) ?? 0) >= AlarmTurns.patience
+            })
+            for _ in 0..<2 {
+                Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
+                let bed = event(.bedNotReturned)
+                readHangs.seconds.store(2, ordering: .releasing)
+                let handed = wallNow().millisecondsSinceEpoch
+                #expect(locked.hand([bed], ruleState: nil) == .stored, "written at once; the look it wakes reads slowly")
+                #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
+                let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
+                let arrived = try #require(arrival?["receivedAtMs"] as? Int)
+                #expect(Int64(arrived) - handed < 1500, "sent \(Int64(arrived) - handed) ms after it was written, the read takes 2 s")
+                #expect(waitUntil(3) { !readHangs.isHanging })
+            }
+        }
+    }
+
+    /// The watch beside a try the platform hangs on looks for the alarm behind it once the
+    /// heartbeat sent half an attempt in is answered. A read that does not answer in time (held
+    /// 2 s here) makes it look again shortly, not only at the next wake: the try is given up
+    /// for the bed alarm then, from memory, not at the attempt's end.
+    @Test mutating func theWatchBesideATryLooksAgainWhenItsReadIsSlow() throws {
+        let stub = try ReceiverProcess()
+        try stub.faults(["hangOnType": "fall.detected"])
+        let readHangs = ReadHangs()
+        try withTemporaryDirectory { dir in
+            let locked = try outbox(dir, readHangs: readHangs)
+            final class Heartbeat: Sendable { let lanes = Mutex<DeliveryLanes?>(nil) }
+            let heartbeat = Heartbeat()
+            // An attempt of 8 s, its half 4 s; the boot clock 5 % slow against the probe's, as in
+            // DeliveryLanesTests, so that the heartbeat counts.
+            let begun = SystemClock.boottime()
+            let slow: @Sendable () -> UInt64 = { begun + (SystemClock.boottime() - begun) / 20 * 19 }
+            var tls = stub.tls()
+            tls.totalTimeout = .seconds(8)
+            let settings = UplinkSettings(baseURL: stub.url, hubID: "hub-0001", tls: tls, alarmBackoff: Backoff(base: .milliseconds(50), cap: .milliseconds(200)),
+                                          idle: .milliseconds(100), alarmsFirstGrace: .seconds(3))
+            let lanes = DeliveryLanes(settings: settings, outbox: locked, bootID: "b", now: wallNow, boottime: slow,
+                                      probe: { heartbeat.lanes.withLock { $0 }?.platformIsBack() }) { _ in }
+            heartbeat.lanes.withLock { $0 = lanes }
+            locked.startWriter { lanes.wake() }  // as the daemon does
+            lanes.start()
+            defer {
+                lanes.stop()
+                locked.stopWriter()
+            }
+            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
+            #expect(waitUntil(5) { (DeliveryLanesTests.broken(stub) ?? 0) >= 1 })
+            let clock = ContinuousClock()
+            let stored = clock.now
+            let bed = event(.bedNotReturned)
+            readHangs.seconds.store(2, ordering: .releasing)  // the watch's read, at the half
+            #expect(locked.hand([bed], ruleState: nil) == .stored)
+            #expect(try waitUntil(12) { try stub.arrivedIDs().contains(bed.eventID.description) })
+            let waited = clock.now - stored
+            #expect(waited < .seconds(6.5), "the bed alarm waited \(waited): the watch did not look again after its slow read")
+            #expect(!readHangs.isHanging || waitUntil(3) { !readHangs.isHanging })
+        }
+    }
+
     /// A read of the alarm lane's that found the outbox busy, left by a look that stopped waiting
     /// for it, is not the answer once the write is over: the next look reads afresh and finds the
     /// alarm written since (taken, the lane would wait for its next wake with the alarm unseen).
