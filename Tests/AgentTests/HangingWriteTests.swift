@@ -160,13 +160,35 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
     /// the lane tries it again after its backoff (here up to 60 s, jittered), and meanwhile looks
     /// for another alarm each time one is stored or handed over. One handed over while a write
     /// hangs is in no read of the outbox: it goes from memory at once, not when the hang or the
-    /// backoff ends. Twice, so that a backoff that happens to end within the wait cannot pass
-    /// for it.
+    /// backoff ends.
     @Test mutating func anAlarmHandedOverDuringAHangWhileOnePassedOverBacksOffGoesAtOnce() throws {
+        try bedAlarmWhileOnePassedOverBacksOff(handed: .behind, "the write hangs 3 s") { locked in
+            let over = holdOutbox(locked, for: 3)
+            return { over.wait() }
+        }
+    }
+
+    /// The same wait, when the look that the alarm's write wakes finds its read slow (a page
+    /// read from a busy card, holding the outbox 2 s): it looks again shortly, not only at the
+    /// next wake, which may never come, and the alarm goes from memory once the read has held
+    /// the outbox 250 ms.
+    @Test mutating func aLookWhoseReadIsSlowIsMadeAgainWhileOnePassedOverBacksOff() throws {
+        let readHangs = ReadHangs()
+        try bedAlarmWhileOnePassedOverBacksOff(readHangs: readHangs, handed: .stored, "written at once, the look it wakes reads for 2 s") { _ in
+            readHangs.seconds.store(2, ordering: .releasing)
+            return { _ = waitUntil(3) { !readHangs.isHanging } }
+        }
+    }
+
+    /// A fall passed over (above), then twice: `trouble` begins (it returns what waits it out),
+    /// a bed alarm is handed over (`hand` answering `handed`), and must arrive within 1.5 s.
+    /// Twice, so that a backoff that happens to end within the wait cannot pass for it.
+    mutating func bedAlarmWhileOnePassedOverBacksOff(readHangs: ReadHangs? = nil, handed: LockedOutbox.Handed, _ what: String,
+                                                    trouble: (LockedOutbox) -> () -> Void) throws {
         let stub = try ReceiverProcess()
         try stub.faults(["breakOnType": "fall.detected"])
         try withTemporaryDirectory { dir in
-            let locked = try outbox(dir)
+            let locked = try outbox(dir, readHangs: readHangs)
             let lanes = deliveryLanes(locked, stub, alarmBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
             locked.startWriter { lanes.wake() }  // as the daemon does
             lanes.start()
@@ -184,51 +206,14 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             for _ in 0..<2 {
                 Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
                 let bed = event(.bedNotReturned)
-                let over = hang(locked, for: 3)
-                let handed = wallNow().millisecondsSinceEpoch
-                #expect(locked.hand([bed], ruleState: nil) == .behind)
+                let over = trouble(locked)
+                let sent = wallNow().millisecondsSinceEpoch
+                #expect(locked.hand([bed], ruleState: nil) == handed)
                 #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
                 let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
                 let arrived = try #require(arrival?["receivedAtMs"] as? Int)
-                #expect(Int64(arrived) - handed < 1500, "sent \(Int64(arrived) - handed) ms after the handover, the write hangs 3 s")
-                over.wait()
-            }
-        }
-    }
-
-    /// The same wait, when the look that the alarm's write wakes finds its read slow (a page
-    /// read from a busy card, holding the outbox 2 s): it looks again shortly, not only at the
-    /// next wake, which may never come, and the alarm goes from memory once the read has held
-    /// the outbox 250 ms.
-    @Test mutating func aLookWhoseReadIsSlowIsMadeAgainWhileOnePassedOverBacksOff() throws {
-        let stub = try ReceiverProcess()
-        try stub.faults(["breakOnType": "fall.detected"])
-        let readHangs = ReadHangs()
-        try withTemporaryDirectory { dir in
-            let locked = try outbox(dir, readHangs: readHangs)
-            let lanes = deliveryLanes(locked, stub, alarmBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
-            locked.startWriter { lanes.wake() }  // as the daemon does
-            lanes.start()
-            defer {
-                lanes.stop()
-                locked.stopWriter()
-            }
-            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
-            #expect(waitUntil(20) {
-                lanes.platformIsBack()
-                return (DeliveryLanesTests.broken(stub) ?? 0) >= AlarmTurns.patience
-            })
-            for _ in 0..<2 {
-                Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
-                let bed = event(.bedNotReturned)
-                readHangs.seconds.store(2, ordering: .releasing)
-                let handed = wallNow().millisecondsSinceEpoch
-                #expect(locked.hand([bed], ruleState: nil) == .stored, "written at once; the look it wakes reads slowly")
-                #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
-                let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
-                let arrived = try #require(arrival?["receivedAtMs"] as? Int)
-                #expect(Int64(arrived) - handed < 1500, "sent \(Int64(arrived) - handed) ms after it was written, the read takes 2 s")
-                #expect(waitUntil(3) { !readHangs.isHanging })
+                #expect(Int64(arrived) - sent < 1500, "sent \(Int64(arrived) - sent) ms after the handover: \(what)")
+                over()
             }
         }
     }
