@@ -443,13 +443,17 @@ public final class LockedOutbox: @unchecked Sendable {
     /// alarms once the outbox has been busy `expressAfter`), .some(nil) when none waits. A read only,
     /// on a thread of its own, and it keeps what it read for `alarmToExpress`.
     ///
-    /// A read not done within `limit` is not given up: the next call waits for it again (no
-    /// second read queued behind one that hangs; on a loaded machine a slow read is still used).
+    /// A read not done within `limit` (the call's, a fresh read included) is not given up: the
+    /// next call waits for it again (no second read queued behind one that hangs; on a loaded
+    /// machine a slow read is still used).
     /// Its answer is dropped, and a fresh read made, if alarms were delivered or written since it
     /// read, or if it found the outbox busy and was begun by an earlier call: a write that hung
     /// then may be over, and its alarm written (waited for, the lane would miss it until woken
     /// again).
     public func nextAlarm(within limit: Duration, pick: ([StoredEvent]) -> StoredEvent? = { $0.first }) throws -> StoredEvent?? {
+        // One limit for the call, a fresh read included: the lane looks at what waits in memory
+        // (`alarmToExpress`) only between calls.
+        let deadline = DispatchTime.now() + .nanoseconds(Int(limit.nanoseconds))
         for _ in 0..<2 {
             let (read, begun) = alarmRead.withLock { pending -> (AlarmRead, Bool) in
                 if let pending { return (pending, false) }
@@ -461,7 +465,7 @@ public final class LockedOutbox: @unchecked Sendable {
                 }
                 return (read, true)
             }
-            guard read.done.wait(timeout: .now() + .nanoseconds(Int(limit.nanoseconds))) == .success else { return nil }
+            guard read.done.wait(timeout: deadline) == .success else { return nil }
             alarmRead.withLock { $0 = nil }
             guard let answer = try read.result.withLock({ $0 })?.get() else {
                 if begun { return nil }  // the outbox stayed busy
