@@ -275,10 +275,8 @@ public final class DeliveryLanes: Sendable {
                 // while a write of the outbox hangs (whoever's), takes it from memory; it never
                 // waits for the outbox's lock, or for a read that hangs, longer than a moment.
                 let next: OutboxBatch??
-                if lane == .alarm, let alarm = outbox.alarmToExpress(pick: pickAlarm) {
-                    next = .alarm(alarm)
-                } else if lane == .alarm {
-                    next = try outbox.nextAlarm(within: .milliseconds(200), pick: pickAlarm).map { $0.map(OutboxBatch.alarm) }
+                if lane == .alarm {
+                    next = try alarmToSend(pick: pickAlarm).map { $0.map(OutboxBatch.alarm) }
                 } else if let ahead = madeAhead {
                     next = .some(ahead)
                     madeAhead = nil
@@ -581,22 +579,23 @@ public final class DeliveryLanes: Sendable {
     /// for the alarms to go from memory (`LockedOutbox.expressAfter`).
     static let lookAgain = Duration.milliseconds(100)
 
-    /// Whether `pick` takes another alarm than `alarm`: as the lane itself would find it, from
-    /// memory while the outbox is busy (an alarm waiting for a write that hangs is in no read),
-    /// else as read. A read that fails (the card refuses reads) says none: the next wake looks
+    /// Whether `pick` takes another alarm than `alarm`, found as the lane itself finds its next
+    /// (`alarmToSend`). A read that fails (the card refuses reads) says none: the next wake looks
     /// again, as the lane does after `afterUnreadable`.
     func alarmInstead(of alarm: StoredEvent, pick: ([StoredEvent]) -> StoredEvent?) -> AlarmInstead {
-        let next: StoredEvent?
-        if let fromMemory = outbox.alarmToExpress(pick: pick) {
-            next = fromMemory
-        } else {
-            let read: StoredEvent??
-            do { read = try outbox.nextAlarm(within: .milliseconds(200), pick: pick) } catch { return .none }
-            guard let read else { return .unknown }
-            next = read
-        }
-        guard let next, next.eventID != alarm.eventID else { return .none }
+        let read: StoredEvent??
+        do { read = try alarmToSend(pick: pick) } catch { return .none }
+        guard let read else { return .unknown }
+        guard let next = read, next.eventID != alarm.eventID else { return .none }
         return .another(next)
+    }
+
+    /// The alarm the lane would send next (`pick`): from memory once the outbox has been busy
+    /// `LockedOutbox.expressAfter` (an alarm waiting for a write that hangs is in no read), else
+    /// as read; nil when the read has not answered in 200 ms, .some(nil) when none waits.
+    func alarmToSend(pick: ([StoredEvent]) -> StoredEvent?) throws -> StoredEvent?? {
+        if let fromMemory = outbox.alarmToExpress(pick: pick) { return .some(fromMemory) }
+        return try outbox.nextAlarm(within: .milliseconds(200), pick: pick)
     }
 
     /// Alarms first: while alarm-lane events wait, the bulk lane holds back (true: look again).

@@ -24,6 +24,18 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
     return over
 }
 
+/// Runs `body` with `lanes` delivering and the writer of `locked` waking them after each write,
+/// as the daemon has them; stops both after.
+func whileDelivering<T>(_ lanes: DeliveryLanes, _ locked: LockedOutbox, _ body: () throws -> T) rethrows -> T {
+    locked.startWriter { lanes.wake() }
+    lanes.start()
+    defer {
+        lanes.stop()
+        locked.stopWriter()
+    }
+    return try body()
+}
+
 /// A write of the outbox that hangs (a card busy in its firmware) must hold up neither the rules
 /// nor the alarms. A write that hangs is made here by holding the outbox's lock, which is exactly
 /// what the writer meets when the write before it sits in `pwrite`.
@@ -134,25 +146,21 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir)
             let lanes = deliveryLanes(locked, stub, idle: .seconds(5))
-            locked.startWriter { lanes.wake() }  // as the daemon does
-            lanes.start()
-            defer {
-                lanes.stop()
-                locked.stopWriter()
+            try whileDelivering(lanes, locked) { () throws in
+                Thread.sleep(forTimeInterval: 0.3)  // the lanes have looked once, and idle
+                let alarm = event(.fallDetected)
+                let over = hang(locked, for: 0.9)
+                let handed = wallNow().millisecondsSinceEpoch
+                #expect(locked.hand([alarm], ruleState: nil) == .behind, "the rules waited a quarter second, and went on")
+                over.wait()
+                let written = wallNow().millisecondsSinceEpoch  // the write goes as soon as the hold ends
+                let arrived = try #require(try stub.arrivals().events.first?["receivedAtMs"] as? Int, "sent while the write was slow")
+                #expect(Int64(arrived) < written, "sent \(Int64(arrived) - handed) ms after the handover, its write returned after \(written - handed) ms")
+                #expect(Int64(arrived) - handed < 800)
+                #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 }, "settled once written")
+                Thread.sleep(forTimeInterval: 0.5)
+                #expect(try stub.arrivedIDs() == [alarm.eventID.description] && stub.arrivals().duplicates == 0, "sent once")
             }
-            Thread.sleep(forTimeInterval: 0.3)  // the lanes have looked once, and idle
-            let alarm = event(.fallDetected)
-            let over = hang(locked, for: 0.9)
-            let handed = wallNow().millisecondsSinceEpoch
-            #expect(locked.hand([alarm], ruleState: nil) == .behind, "the rules waited a quarter second, and went on")
-            over.wait()
-            let written = wallNow().millisecondsSinceEpoch  // the write goes as soon as the hold ends
-            let arrived = try #require(try stub.arrivals().events.first?["receivedAtMs"] as? Int, "sent while the write was slow")
-            #expect(Int64(arrived) < written, "sent \(Int64(arrived) - handed) ms after the handover, its write returned after \(written - handed) ms")
-            #expect(Int64(arrived) - handed < 800)
-            #expect(try waitUntil(3) { try locked.with { try $0.status().lanes[.alarm]?.depth } == 0 }, "settled once written")
-            Thread.sleep(forTimeInterval: 0.5)
-            #expect(try stub.arrivedIDs() == [alarm.eventID.description] && stub.arrivals().duplicates == 0, "sent once")
         }
     }
 
@@ -190,30 +198,26 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
         try withTemporaryDirectory { dir in
             let locked = try outbox(dir, readHangs: readHangs)
             let lanes = deliveryLanes(locked, stub, alarmBackoff: Backoff(base: .seconds(60), cap: .seconds(60)))
-            locked.startWriter { lanes.wake() }  // as the daemon does
-            lanes.start()
-            defer {
-                lanes.stop()
-                locked.stopWriter()
-            }
-            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
-            // The platform seen to work (a heartbeat, say), each cutting the backoff short,
-            // until the fall is passed over.
-            #expect(waitUntil(20) {
-                lanes.platformIsBack()
-                return (DeliveryLanesTests.broken(stub) ?? 0) >= AlarmTurns.patience
-            })
-            for _ in 0..<2 {
-                Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
-                let bed = event(.bedNotReturned)
-                let over = trouble(locked)
-                let sent = wallNow().millisecondsSinceEpoch
-                #expect(locked.hand([bed], ruleState: nil) == handed)
-                #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
-                let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
-                let arrived = try #require(arrival?["receivedAtMs"] as? Int)
-                #expect(Int64(arrived) - sent < 1500, "sent \(Int64(arrived) - sent) ms after the handover: \(what)")
-                over()
+            try whileDelivering(lanes, locked) { () throws in
+                #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
+                // The platform seen to work (a heartbeat, say), each cutting the backoff short,
+                // until the fall is passed over.
+                #expect(waitUntil(20) {
+                    lanes.platformIsBack()
+                    return (DeliveryLanesTests.broken(stub) ?? 0) >= AlarmTurns.patience
+                })
+                for _ in 0..<2 {
+                    Thread.sleep(forTimeInterval: 0.3)  // the fall's try alone failed; its backoff runs
+                    let bed = event(.bedNotReturned)
+                    let over = trouble(locked)
+                    let sent = wallNow().millisecondsSinceEpoch
+                    #expect(locked.hand([bed], ruleState: nil) == handed)
+                    #expect(try waitUntil(4) { try stub.arrivedIDs().contains(bed.eventID.description) }, "the bed alarm arrived")
+                    let arrival = try stub.arrivals().events.first { $0["eventId"] as? String == bed.eventID.description }
+                    let arrived = try #require(arrival?["receivedAtMs"] as? Int)
+                    #expect(Int64(arrived) - sent < 1500, "sent \(Int64(arrived) - sent) ms after the handover: \(what)")
+                    over()
+                }
             }
         }
     }
@@ -241,23 +245,19 @@ func holdOutbox(_ outbox: LockedOutbox, for seconds: Double) -> DispatchSemaphor
             let lanes = DeliveryLanes(settings: settings, outbox: locked, bootID: "b", now: wallNow, boottime: slow,
                                       probe: { heartbeat.lanes.withLock { $0 }?.platformIsBack() }) { _ in }
             heartbeat.lanes.withLock { $0 = lanes }
-            locked.startWriter { lanes.wake() }  // as the daemon does
-            lanes.start()
-            defer {
-                lanes.stop()
-                locked.stopWriter()
+            try whileDelivering(lanes, locked) { () throws in
+                #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
+                #expect(waitUntil(5) { (DeliveryLanesTests.broken(stub) ?? 0) >= 1 })
+                let clock = ContinuousClock()
+                let stored = clock.now
+                let bed = event(.bedNotReturned)
+                readHangs.seconds.store(2, ordering: .releasing)  // the watch's read, at the half
+                #expect(locked.hand([bed], ruleState: nil) == .stored)
+                #expect(try waitUntil(12) { try stub.arrivedIDs().contains(bed.eventID.description) })
+                let waited = clock.now - stored
+                #expect(waited < .seconds(6.5), "the bed alarm waited \(waited): the watch did not look again after its slow read")
+                #expect(waitUntil(3) { !readHangs.isHanging })
             }
-            #expect(locked.hand([event(.fallDetected)], ruleState: nil) == .stored)
-            #expect(waitUntil(5) { (DeliveryLanesTests.broken(stub) ?? 0) >= 1 })
-            let clock = ContinuousClock()
-            let stored = clock.now
-            let bed = event(.bedNotReturned)
-            readHangs.seconds.store(2, ordering: .releasing)  // the watch's read, at the half
-            #expect(locked.hand([bed], ruleState: nil) == .stored)
-            #expect(try waitUntil(12) { try stub.arrivedIDs().contains(bed.eventID.description) })
-            let waited = clock.now - stored
-            #expect(waited < .seconds(6.5), "the bed alarm waited \(waited): the watch did not look again after its slow read")
-            #expect(!readHangs.isHanging || waitUntil(3) { !readHangs.isHanging })
         }
     }
 
